@@ -1,0 +1,110 @@
+// Package commands holds costctl's cobra commands. Each command is thin:
+// flags fill an XOptions struct, runX calls a domain package and renders.
+package commands
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+// IOStreams are a command's standard streams and whether they are terminals.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	InTTY  bool
+	OutTTY bool
+	ErrTTY bool
+}
+
+// Factory carries what commands share: streams, environment, clock, the
+// global flags (--pricing, --db, --no-color) and lazily-built dependencies.
+type Factory struct {
+	IO         *IOStreams
+	Getenv     func(string) string
+	Now        func() time.Time
+	HTTPClient *http.Client
+
+	// Global flags.
+	PricingFile string
+	DBPath      string
+	NoColor     bool
+
+	pricingOnce sync.Once
+	table       *pricing.Table
+	tableErr    error
+}
+
+// NewFactory returns the factory for the real process.
+func NewFactory() *Factory {
+	isTTY := func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+	return &Factory{
+		IO: &IOStreams{
+			In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+			InTTY: isTTY(os.Stdin), OutTTY: isTTY(os.Stdout), ErrTTY: isTTY(os.Stderr),
+		},
+		Getenv:     os.Getenv,
+		Now:        time.Now,
+		HTTPClient: &http.Client{},
+	}
+}
+
+// Pricing returns the price table: the built-in one merged with --pricing
+// (or COSTCTL_PRICING) when given. Loaded once per process.
+func (f *Factory) Pricing() (*pricing.Table, error) {
+	f.pricingOnce.Do(func() {
+		f.table, f.tableErr = pricing.Default()
+		if f.tableErr != nil {
+			return
+		}
+		file := f.PricingFile
+		if file == "" {
+			file = f.Getenv("COSTCTL_PRICING")
+		}
+		if file != "" {
+			if err := f.table.MergeFile(file); err != nil {
+				f.tableErr = usageError(err)
+			}
+		}
+	})
+	return f.table, f.tableErr
+}
+
+// LedgerPath is --db, else COSTCTL_DB, else the user's state directory.
+func (f *Factory) LedgerPath() (string, error) {
+	if f.DBPath != "" {
+		return f.DBPath, nil
+	}
+	return ledger.DefaultPath(f.Getenv)
+}
+
+// OpenLedger opens the ledger database the global flags name.
+func (f *Factory) OpenLedger(ctx context.Context) (*ledger.DB, error) {
+	p, err := f.LedgerPath()
+	if err != nil {
+		return nil, err
+	}
+	return ledger.Open(ctx, p)
+}
+
+// Color reports whether colour may be used on stdout: a terminal, no
+// --no-color, and NO_COLOR unset (any value disables it).
+func (f *Factory) Color() bool {
+	if f.NoColor || !f.IO.OutTTY {
+		return false
+	}
+	_, set := os.LookupEnv("NO_COLOR")
+	if f.Getenv("NO_COLOR") != "" || set {
+		return false
+	}
+	return true
+}

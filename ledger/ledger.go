@@ -1,0 +1,236 @@
+// Package ledger is costctl's store: one SQLite file (modernc.org/sqlite,
+// pure Go) holding the spend ledger that eval, ingest, top and report share,
+// per-minute and per-hour rollups for fast live views, and the exact judge
+// cache used by eval.
+//
+// Every row of the ledger is an Event with a Source ("eval", "ingest", and
+// later "proxy") and an idempotency key unique within the store, so the same
+// usage is never counted twice. Money is stored as integer nano-dollars.
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is an open ledger file.
+type DB struct {
+	sql  *sql.DB
+	path string
+}
+
+// DefaultPath is where the ledger lives when neither --db nor COSTCTL_DB is
+// given: $XDG_STATE_HOME/costctl/costctl.db, else ~/.local/state/costctl/costctl.db.
+func DefaultPath(getenv func(string) string) (string, error) {
+	if p := getenv("COSTCTL_DB"); p != "" {
+		return p, nil
+	}
+	if s := getenv("XDG_STATE_HOME"); s != "" {
+		return filepath.Join(s, "costctl", "costctl.db"), nil
+	}
+	home := getenv("HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cannot find a home directory for the ledger; pass --db PATH or set COSTCTL_DB: %w", err)
+		}
+		home = h
+	}
+	return filepath.Join(home, ".local", "state", "costctl", "costctl.db"), nil
+}
+
+// Open opens (creating it 0600 if needed, in a 0700 directory) the ledger at
+// path, in WAL mode with a busy timeout so several costctl processes can
+// share it, and applies any pending schema migrations.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("ledger: empty database path")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("ledger: create directory for %s: %w", path, err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	f.Close()
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	db := &DB{sql: sdb, path: path}
+	if err := db.migrate(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("ledger: %s: %w", path, err)
+	}
+	// -wal and -shm files inherit the main file's mode in SQLite; make sure.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(path + suffix); err == nil {
+			_ = os.Chmod(path+suffix, 0o600)
+		}
+	}
+	return db, nil
+}
+
+// Path is the file the ledger lives in.
+func (db *DB) Path() string { return db.path }
+
+// SQL exposes the handle for packages that add their own queries.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// migrations[i] brings the schema from user_version i to i+1.
+var migrations = []string{
+	// v1: events, rollups, judge cache, runs.
+	`
+CREATE TABLE events (
+	id             INTEGER PRIMARY KEY,
+	event_key      TEXT    NOT NULL UNIQUE,   -- idempotency key: source-scoped id or hash
+	ts_ms          INTEGER NOT NULL,          -- Unix milliseconds, UTC
+	source         TEXT    NOT NULL,          -- eval | ingest | proxy
+	run_id         TEXT    NOT NULL DEFAULT '',
+	tenant         TEXT    NOT NULL DEFAULT '',
+	user           TEXT    NOT NULL DEFAULT '',
+	endpoint       TEXT    NOT NULL DEFAULT '',
+	metric         TEXT    NOT NULL DEFAULT '',
+	model          TEXT    NOT NULL DEFAULT '',
+	input_tokens   INTEGER NOT NULL DEFAULT 0, -- all prompt tokens, cached included
+	cached_tokens  INTEGER NOT NULL DEFAULT 0,
+	output_tokens  INTEGER NOT NULL DEFAULT 0,
+	cost_nano      INTEGER NOT NULL DEFAULT 0, -- 0 when unpriced (see unpriced)
+	avoided_nano   INTEGER NOT NULL DEFAULT 0, -- what a cache hit or skip saved
+	unpriced       INTEGER NOT NULL DEFAULT 0,
+	cache_hit      INTEGER NOT NULL DEFAULT 0,
+	latency_ms     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_ts ON events(ts_ms);
+
+-- One row per (bucket, dimension, key): the live view and burn rates read
+-- these, never the events table. dim is tenant|model|user|endpoint|source|metric|all.
+CREATE TABLE rollup_minute (
+	minute         INTEGER NOT NULL,          -- Unix minutes
+	dim            TEXT    NOT NULL,
+	key            TEXT    NOT NULL,
+	calls          INTEGER NOT NULL DEFAULT 0,
+	input_tokens   INTEGER NOT NULL DEFAULT 0,
+	cached_tokens  INTEGER NOT NULL DEFAULT 0,
+	output_tokens  INTEGER NOT NULL DEFAULT 0,
+	cost_nano      INTEGER NOT NULL DEFAULT 0,
+	unpriced_calls INTEGER NOT NULL DEFAULT 0,
+	cache_hits     INTEGER NOT NULL DEFAULT 0,
+	latency_ms_sum INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (dim, minute, key)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_hour (
+	hour           INTEGER NOT NULL,          -- Unix hours
+	dim            TEXT    NOT NULL,
+	key            TEXT    NOT NULL,
+	calls          INTEGER NOT NULL DEFAULT 0,
+	input_tokens   INTEGER NOT NULL DEFAULT 0,
+	cached_tokens  INTEGER NOT NULL DEFAULT 0,
+	output_tokens  INTEGER NOT NULL DEFAULT 0,
+	cost_nano      INTEGER NOT NULL DEFAULT 0,
+	unpriced_calls INTEGER NOT NULL DEFAULT 0,
+	cache_hits     INTEGER NOT NULL DEFAULT 0,
+	latency_ms_sum INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (dim, hour, key)
+) WITHOUT ROWID;
+
+-- Exact judge cache: key is a hash of everything that can change a result.
+-- Prompt and response text only when the user asked (--store-text).
+CREATE TABLE judge_cache (
+	key            TEXT    PRIMARY KEY,
+	metric         TEXT    NOT NULL,
+	model          TEXT    NOT NULL,
+	score          REAL    NOT NULL,
+	reason         TEXT    NOT NULL DEFAULT '',
+	input_tokens   INTEGER NOT NULL DEFAULT 0,
+	cached_tokens  INTEGER NOT NULL DEFAULT 0,
+	output_tokens  INTEGER NOT NULL DEFAULT 0,
+	cost_nano      INTEGER NOT NULL DEFAULT 0,
+	latency_ms     INTEGER NOT NULL DEFAULT 0,
+	created_ms     INTEGER NOT NULL,
+	request_text   TEXT,
+	response_text  TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+	id             TEXT    PRIMARY KEY,
+	source         TEXT    NOT NULL,
+	started_ms     INTEGER NOT NULL,
+	finished_ms    INTEGER,
+	status         TEXT    NOT NULL DEFAULT 'running',
+	detail         TEXT    NOT NULL DEFAULT ''
+);
+`,
+}
+
+// SchemaVersion is the user_version this build writes.
+var SchemaVersion = len(migrations)
+
+func (db *DB) migrate(ctx context.Context) error {
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var v int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("not a costctl database (or unreadable): %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this costctl understands (%d); upgrade costctl", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return nil
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// Re-read inside the write transaction: another process may have migrated.
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	for i := v; i < len(migrations); i++ {
+		for _, stmt := range splitSQL(migrations[i]) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func splitSQL(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ";\n") {
+		var lines []string
+		for _, l := range strings.Split(part, "\n") {
+			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "--") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > 0 {
+			out = append(out, strings.Join(lines, "\n"))
+		}
+	}
+	return out
+}

@@ -1,0 +1,418 @@
+// Package pricing holds costctl's price table: an embedded, dated list of
+// per-model token prices, the exact Money and Rate types, model lookup with
+// aliases and dated snapshots, and user overrides (costctl's own format or
+// LiteLLM's model_prices_and_context_window.json).
+package pricing
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+//go:embed prices.yaml
+var embeddedPrices []byte
+
+// Rates are the per-token prices of one tier of a model.
+type Rates struct {
+	Input        Rate
+	CachedInput  Rate // prompt-cache read; equals Input when the provider lists none
+	CacheWrite5m Rate // Anthropic 5-minute cache write; equals Input when none
+	CacheWrite1h Rate // Anthropic 1-hour cache write; equals Input when none
+	Output       Rate
+	BatchInput   Rate // Batch API; 50% of Input when the provider lists none
+	BatchOutput  Rate // Batch API; 50% of Output when the provider lists none
+
+	// Which of the optional prices the table lists (the rest are derived).
+	HasCachedInput, HasCacheWrite5m, HasCacheWrite1h, HasBatchInput, HasBatchOutput bool
+}
+
+// LongContext is a tier that prices the whole request when its prompt is
+// above AboveTokens tokens (Anthropic's 1M-context Sonnet, Gemini 2.5 Pro).
+type LongContext struct {
+	AboveTokens int64
+	Rates
+}
+
+// Model is one priced model.
+type Model struct {
+	Name           string
+	Provider       string
+	Encoding       string // tiktoken encoding used to count its tokens
+	ExactTokenizer bool   // false: counted with a stand-in encoding (Claude, Gemini)
+	ContextWindow  int64
+	Rates
+	LongContext *LongContext
+	Aliases     []string
+	Source      string // where the prices came from
+	Origin      string // "built-in" or the override file that last set it
+}
+
+// Usage is what one call consumed, as a provider reports it.
+type Usage struct {
+	InputTokens        int64 // all prompt tokens, cached and cache-written ones included (OpenAI's prompt_tokens)
+	CachedInputTokens  int64 // of InputTokens, read from the prompt cache
+	CacheWrite5mTokens int64 // of InputTokens, written to a 5-minute cache
+	CacheWrite1hTokens int64 // of InputTokens, written to a 1-hour cache
+	OutputTokens       int64
+}
+
+// RatesFor returns the tier that applies to a prompt of promptTokens tokens.
+func (m *Model) RatesFor(promptTokens int64) Rates {
+	if m.LongContext != nil && promptTokens > m.LongContext.AboveTokens {
+		return m.LongContext.Rates
+	}
+	return m.Rates
+}
+
+// Cost prices u at this model's list prices (batch: its Batch API prices).
+// Cached tokens are billed at the cached-input price, cache writes at the
+// write price, the rest of the prompt at the input price.
+func (m *Model) Cost(u Usage, batch bool) Money {
+	r := m.RatesFor(u.InputTokens)
+	plain := u.InputTokens - u.CachedInputTokens - u.CacheWrite5mTokens - u.CacheWrite1hTokens
+	if plain < 0 {
+		plain = 0
+	}
+	in, out, cached := r.Input, r.Output, r.CachedInput
+	w5, w1 := r.CacheWrite5m, r.CacheWrite1h
+	if batch {
+		in, out = r.BatchInput, r.BatchOutput
+		if !r.HasCachedInput {
+			cached = in
+		} else {
+			cached = r.CachedInput / 2
+		}
+		w5, w1 = w5/2, w1/2
+	}
+	return in.Cost(plain) + cached.Cost(u.CachedInputTokens) + w5.Cost(u.CacheWrite5mTokens) +
+		w1.Cost(u.CacheWrite1hTokens) + out.Cost(u.OutputTokens)
+}
+
+// Table is a set of priced models with the date its prices were taken.
+type Table struct {
+	AsOf      string
+	Overrides []string // override files merged in, in order
+	models    map[string]*Model
+	index     map[string]*Model // lower-cased names and aliases
+}
+
+var (
+	defaultOnce sync.Once
+	defaultRaw  *rawFile
+	defaultErr  error
+)
+
+// Default returns a fresh copy of the built-in table (callers may merge
+// overrides into it without affecting others).
+func Default() (*Table, error) {
+	defaultOnce.Do(func() {
+		defaultRaw, defaultErr = parseOwnFormat("built-in prices.yaml", embeddedPrices)
+	})
+	if defaultErr != nil {
+		return nil, defaultErr
+	}
+	t := &Table{AsOf: defaultRaw.asOf, models: map[string]*Model{}, index: map[string]*Model{}}
+	for _, rm := range defaultRaw.models {
+		m, err := rm.build(nil, "built-in")
+		if err != nil {
+			return nil, fmt.Errorf("built-in prices.yaml: %w", err)
+		}
+		t.add(m)
+	}
+	return t, nil
+}
+
+// MustDefault is Default for tests and examples; it panics on a broken build.
+func MustDefault() *Table {
+	t, err := Default()
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func (t *Table) add(m *Model) {
+	if old, ok := t.models[m.Name]; ok {
+		for _, a := range old.Aliases {
+			delete(t.index, strings.ToLower(a))
+		}
+	}
+	t.models[m.Name] = m
+	t.index[strings.ToLower(m.Name)] = m
+	for _, a := range m.Aliases {
+		if _, taken := t.models[a]; !taken {
+			t.index[strings.ToLower(a)] = m
+		}
+	}
+}
+
+// AsOfLabel is the line every priced output carries.
+func (t *Table) AsOfLabel() string {
+	s := "prices as of " + t.AsOf
+	if len(t.Overrides) > 0 {
+		s += " (overrides: " + strings.Join(t.Overrides, ", ") + ")"
+	}
+	return s
+}
+
+// Models returns every model, sorted by provider then name.
+func (t *Table) Models() []*Model {
+	out := make([]*Model, 0, len(t.models))
+	for _, m := range t.models {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Provider != out[j].Provider {
+			return out[i].Provider < out[j].Provider
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// UnknownModelError is returned by Lookup for a model the table does not price.
+type UnknownModelError struct {
+	Name    string
+	Closest []string
+}
+
+func (e *UnknownModelError) Error() string {
+	s := fmt.Sprintf("unknown model %q", e.Name)
+	if len(e.Closest) > 0 {
+		s += " (closest known: " + strings.Join(e.Closest, ", ") + ")"
+	}
+	return s + `; run "costctl pricing list" to see priced models, or add its price with --pricing FILE (models: {` +
+		e.Name + `: {input_per_1m: ..., output_per_1m: ...}})`
+}
+
+var (
+	dateSuffix    = regexp.MustCompile(`(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|:\d+)$`)
+	regionPrefix  = regexp.MustCompile(`^(?:us|eu|apac|global)\.`)
+	vendorPrefix  = regexp.MustCompile(`^(?:anthropic|openai|google|meta|amazon)\.`)
+	dashedVersion = regexp.MustCompile(`^(claude-(?:opus|sonnet|haiku)-\d)-(\d)$`)
+)
+
+// Lookup resolves a model name: exact names and aliases, then provider
+// prefixes (openai/gpt-4o, anthropic/claude-…, bedrock's anthropic.…),
+// dated snapshots (gpt-4o-2024-08-06, claude-sonnet-4-20250514) and
+// "-latest" suffixes. An unknown model is an *UnknownModelError naming the
+// closest known models.
+func (t *Table) Lookup(name string) (*Model, error) {
+	n := strings.ToLower(strings.TrimSpace(name))
+	if n == "" {
+		return nil, errors.New("empty model name")
+	}
+	if m, ok := t.index[n]; ok {
+		return m, nil
+	}
+	cands := []string{n}
+	if i := strings.LastIndex(n, "/"); i >= 0 {
+		cands = append(cands, n[i+1:])
+	}
+	for k := 0; k < len(cands); k++ {
+		c := cands[k]
+		for _, next := range []string{
+			regionPrefix.ReplaceAllString(c, ""),
+			vendorPrefix.ReplaceAllString(c, ""),
+			dateSuffix.ReplaceAllString(c, ""),
+			dashedVersion.ReplaceAllString(c, "$1.$2"),
+		} {
+			if next == c || next == "" {
+				continue
+			}
+			if m, ok := t.index[next]; ok {
+				return m, nil
+			}
+			if len(cands) < 16 {
+				cands = append(cands, next)
+			}
+		}
+	}
+	return nil, &UnknownModelError{Name: name, Closest: t.closest(n, 3)}
+}
+
+func (t *Table) closest(n string, k int) []string {
+	if i := strings.LastIndex(n, "/"); i >= 0 {
+		n = n[i+1:]
+	}
+	type cand struct {
+		name string
+		d    int
+	}
+	best := map[string]int{}
+	for key, m := range t.index {
+		d := levenshtein(n, key)
+		if strings.HasPrefix(key, n) || strings.HasPrefix(n, key) {
+			d -= 2
+		}
+		if old, ok := best[m.Name]; !ok || d < old {
+			best[m.Name] = d
+		}
+	}
+	var cs []cand
+	for name, d := range best {
+		cs = append(cs, cand{name, d})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].d != cs[j].d {
+			return cs[i].d < cs[j].d
+		}
+		return cs[i].name < cs[j].name
+	})
+	limit := len(n)/2 + 2
+	var out []string
+	for _, c := range cs {
+		if len(out) == k || c.d > limit {
+			break
+		}
+		out = append(out, c.name)
+	}
+	return out
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// ---------------------------------------------------------------- parsing
+
+type rawRates struct {
+	input, cached, w5, w1, output, bin, bout *Rate
+}
+
+type rawModel struct {
+	name           string
+	provider       *string
+	encoding       *string
+	exactTokenizer *bool
+	contextWindow  *int64
+	rates          rawRates
+	long           *rawLong
+	aliases        []string
+	source         *string
+}
+
+type rawLong struct {
+	above int64
+	rates rawRates
+}
+
+type rawFile struct {
+	asOf   string
+	models []*rawModel
+}
+
+// build resolves r on top of base (nil for a new model).
+func (r *rawModel) build(base *Model, origin string) (*Model, error) {
+	m := &Model{Name: r.name, Encoding: "o200k_base", Origin: origin}
+	if base != nil {
+		cp := *base
+		m = &cp
+		m.Origin = origin
+		if base.LongContext != nil {
+			lc := *base.LongContext
+			m.LongContext = &lc
+		}
+	}
+	if r.provider != nil {
+		m.Provider = *r.provider
+	}
+	if r.encoding != nil {
+		m.Encoding = *r.encoding
+	}
+	if r.exactTokenizer != nil {
+		m.ExactTokenizer = *r.exactTokenizer
+	} else if base == nil {
+		m.ExactTokenizer = r.encoding != nil && (m.Provider == "openai" || m.Provider == "azure")
+	}
+	if r.contextWindow != nil {
+		m.ContextWindow = *r.contextWindow
+	}
+	if r.aliases != nil {
+		m.Aliases = append(append([]string(nil), m.Aliases...), r.aliases...)
+	}
+	if r.source != nil {
+		m.Source = *r.source
+	}
+	var err error
+	if m.Rates, err = r.rates.apply(m.Rates, base != nil); err != nil {
+		return nil, fmt.Errorf("models.%s.%w", r.name, err)
+	}
+	if r.long != nil {
+		prev := Rates{}
+		had := false
+		if m.LongContext != nil {
+			prev, had = m.LongContext.Rates, true
+		}
+		lr, err := r.long.rates.apply(prev, had)
+		if err != nil {
+			return nil, fmt.Errorf("models.%s.long_context.%w", r.name, err)
+		}
+		m.LongContext = &LongContext{AboveTokens: r.long.above, Rates: lr}
+	}
+	if m.Provider == "" {
+		m.Provider = "custom"
+	}
+	return m, nil
+}
+
+func (rr rawRates) apply(r Rates, haveBase bool) (Rates, error) {
+	if !haveBase && (rr.input == nil || rr.output == nil) {
+		if rr.input == nil {
+			return r, errors.New("input_per_1m: missing (a new model needs input_per_1m and output_per_1m)")
+		}
+		return r, errors.New("output_per_1m: missing (a new model needs input_per_1m and output_per_1m)")
+	}
+	set := func(dst *Rate, v *Rate, has *bool) {
+		if v != nil {
+			*dst = *v
+			if has != nil {
+				*has = true
+			}
+		}
+	}
+	set(&r.Input, rr.input, nil)
+	set(&r.Output, rr.output, nil)
+	set(&r.CachedInput, rr.cached, &r.HasCachedInput)
+	set(&r.CacheWrite5m, rr.w5, &r.HasCacheWrite5m)
+	set(&r.CacheWrite1h, rr.w1, &r.HasCacheWrite1h)
+	set(&r.BatchInput, rr.bin, &r.HasBatchInput)
+	set(&r.BatchOutput, rr.bout, &r.HasBatchOutput)
+	if !r.HasCachedInput {
+		r.CachedInput = r.Input
+	}
+	if !r.HasCacheWrite5m {
+		r.CacheWrite5m = r.Input
+	}
+	if !r.HasCacheWrite1h {
+		r.CacheWrite1h = r.Input
+	}
+	if !r.HasBatchInput {
+		r.BatchInput = r.Input / 2
+	}
+	if !r.HasBatchOutput {
+		r.BatchOutput = r.Output / 2
+	}
+	return r, nil
+}
