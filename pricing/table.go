@@ -216,6 +216,9 @@ func (t *Table) Lookup(name string) (*Model, error) {
 	}
 	for k := 0; k < len(cands); k++ {
 		c := cands[k]
+		if m, ok := t.index[c]; ok {
+			return m, nil
+		}
 		for _, next := range []string{
 			regionPrefix.ReplaceAllString(c, ""),
 			vendorPrefix.ReplaceAllString(c, ""),
