@@ -15,8 +15,6 @@ import (
 	"sync"
 	"unicode/utf8"
 	"unsafe"
-
-	"github.com/pkoukk/tiktoken-go-loader/assets"
 )
 
 // Encoding is one tiktoken encoding. It is safe for concurrent use.
@@ -29,15 +27,15 @@ type Encoding struct {
 
 type encodingSpec struct {
 	name  string
-	file  string
+	base  string // encoding whose ranks this one extends
 	split splitFunc
 }
 
 var specs = []encodingSpec{
-	{"cl100k_base", "cl100k_base.tiktoken", splitCL100K},
-	{"o200k_base", "o200k_base.tiktoken", splitO200K},
-	{"p50k_base", "p50k_base.tiktoken", splitR50K},
-	{"r50k_base", "r50k_base.tiktoken", splitR50K},
+	{"cl100k_base", "", splitCL100K},
+	{"o200k_base", "", splitO200K},
+	{"p50k_base", "r50k_base", splitR50K},
+	{"r50k_base", "", splitR50K},
 }
 
 type lazyEncoding struct {
@@ -81,11 +79,7 @@ func Get(name string) (*Encoding, error) {
 }
 
 func build(s encodingSpec) (*Encoding, error) {
-	data, err := assets.Assets.ReadFile(s.file)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %s: %w", s.name, err)
-	}
-	v, err := parseTiktoken(data)
+	v, err := loadVocab(s.name, s.base)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w", s.name, err)
 	}

@@ -1,9 +1,9 @@
 package tokenizer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"unsafe"
 )
 
@@ -16,10 +16,19 @@ import (
 type vocab struct {
 	blob  []byte   // token bytes, concatenated in rank order
 	off   []uint32 // token r is blob[off[r]:off[r+1]] (len = maxRank+2)
-	slots []uint64 // fingerprint<<32 | rank+1; 0 = empty
+	slots []uint32 // fingerprint<<rankBits | rank+1; 0 = empty
 	mask  uint64
 	n     int // number of tokens
 }
+
+// A slot packs rank+1 (18 bits: every encoding has < 2^18 ranks) with the
+// top 14 bits of the token's hash, which rejects almost all mismatching
+// probes without touching the token bytes.
+const (
+	rankBits = 18
+	rankMask = 1<<rankBits - 1
+	fpShift  = 64 - (32 - rankBits)
+)
 
 // hashStr is a fast, deterministic, non-cryptographic hash for short byte
 // strings (tokens are at most 128 bytes).
@@ -51,15 +60,15 @@ func hashStr(s string) uint64 {
 // rank returns the rank of token s, or -1.
 func (v *vocab) rank(s string) int {
 	h := hashStr(s)
-	fp := h >> 32
+	fp := uint32(h >> fpShift)
 	i := h & v.mask
 	for {
 		e := v.slots[i]
 		if e == 0 {
 			return -1
 		}
-		if e>>32 == fp {
-			r := uint32(e) - 1
+		if e>>rankBits == fp {
+			r := e&rankMask - 1
 			a, b := v.off[r], v.off[r+1]
 			if int(b-a) == len(s) && string(v.blob[a:b]) == s {
 				return int(r)
@@ -84,136 +93,61 @@ var b64dec = func() (t [256]byte) {
 }()
 
 // parseTiktoken parses a .tiktoken file ("<base64 token> <rank>\n" lines)
-// into a vocab. It is a hand-written single pass: no per-line allocation.
+// into a vocab in one pass with no per-line allocation. Ranks must be
+// strictly increasing through the file (true of every published file);
+// gaps are allowed (p50k_base has none at 50256).
 func parseTiktoken(data []byte) (*vocab, error) {
-	// Pass 1: count lines and find the largest rank.
-	lines := 0
-	for _, c := range data {
-		if c == '\n' {
-			lines++
-		}
-	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		lines++
-	}
-	type ent struct {
-		start, end uint32 // base64 text span
-		rank       uint32
-	}
-	ents := make([]ent, 0, lines)
-	maxRank := -1
-	total := 0
+	lines := bytes.Count(data, []byte{'\n'}) + 1
+	blob := make([]byte, 0, len(data)*3/4)
+	off := make([]uint32, 0, lines+1)
+	next := 0 // next expected rank
 	for i := 0; i < len(data); {
-		j := i
-		for j < len(data) && data[j] != ' ' && data[j] != '\n' {
-			j++
+		if data[i] == '\n' {
+			i++
+			continue
 		}
-		if j == i {
-			if j < len(data) && data[j] == '\n' {
-				i = j + 1
-				continue
-			}
+		sp := bytes.IndexByte(data[i:], ' ')
+		if sp <= 0 {
 			return nil, fmt.Errorf("tokenizer: malformed rank file at byte %d", i)
 		}
-		if j >= len(data) || data[j] != ' ' {
-			return nil, fmt.Errorf("tokenizer: malformed rank file at byte %d", i)
-		}
+		j := i + sp
 		k := j + 1
 		r := 0
 		for k < len(data) && data[k] >= '0' && data[k] <= '9' {
 			r = r*10 + int(data[k]-'0')
 			k++
 		}
-		if k == j+1 || r >= 1<<24 {
-			return nil, fmt.Errorf("tokenizer: malformed rank at byte %d", j)
+		if k == j+1 || r >= rankMask-1 || r < next || (k < len(data) && data[k] != '\n') {
+			return nil, fmt.Errorf("tokenizer: malformed or unordered rank at byte %d", j)
 		}
-		if r > maxRank {
-			maxRank = r
+		for ; next < r; next++ { // gap: empty token
+			off = append(off, uint32(len(blob)))
 		}
-		ents = append(ents, ent{uint32(i), uint32(j), uint32(r)})
-		total += (j - i) / 4 * 3
-		for k < len(data) && data[k] != '\n' {
-			k++
-		}
-		i = k + 1
-	}
-	v := &vocab{n: len(ents)}
-	lens := make([]uint32, maxRank+2)
-	blob := make([]byte, 0, total)
-	starts := make([]uint32, maxRank+1)
-	seen := make([]bool, maxRank+1)
-	for _, e := range ents {
-		if seen[e.rank] {
-			return nil, fmt.Errorf("tokenizer: duplicate rank %d", e.rank)
-		}
-		seen[e.rank] = true
-		src := data[e.start:e.end]
-		st := len(blob)
+		off = append(off, uint32(len(blob)))
+		next++
 		var err error
-		blob, err = appendB64(blob, src)
-		if err != nil {
+		if blob, err = appendB64(blob, data[i:j]); err != nil {
 			return nil, err
 		}
-		starts[e.rank] = uint32(st)
-		lens[e.rank] = uint32(len(blob) - st)
+		i = k
 	}
-	// Lay the tokens out in rank order so off[] is monotone. The ranks
-	// in the shipped files are already in file order, so this is usually
-	// the identity; handle the general case anyway.
-	inOrder := true
-	prev := uint32(0)
-	for r := 0; r <= maxRank; r++ {
-		if !seen[r] {
-			continue
-		}
-		if starts[r] != prev {
-			inOrder = false
-			break
-		}
-		prev += lens[r]
-	}
-	if !inOrder {
-		nb := make([]byte, 0, len(blob))
-		for r := 0; r <= maxRank; r++ {
-			if seen[r] {
-				st := starts[r]
-				starts[r] = uint32(len(nb))
-				nb = append(nb, blob[st:st+lens[r]]...)
-			}
-		}
-		blob = nb
-	}
-	off := lens // reuse: off[r] = start, off[r+1] = end
-	acc := uint32(0)
-	for r := 0; r <= maxRank; r++ {
-		l := off[r]
-		off[r] = acc
-		acc += l
-	}
-	off[maxRank+1] = acc
-	v.blob, v.off = blob, off
-
-	size := 1 << bits.Len(uint(len(ents)*2))
-	v.slots = make([]uint64, size)
-	v.mask = uint64(size - 1)
-	for r := 0; r <= maxRank; r++ {
-		if !seen[r] {
-			continue
-		}
-		tok := unsafe.String(unsafe.SliceData(blob[off[r]:]), int(off[r+1]-off[r]))
-		h := hashStr(tok)
-		i := h & v.mask
-		for v.slots[i] != 0 {
-			i = (i + 1) & v.mask
-		}
-		v.slots[i] = (h>>32)<<32 | uint64(r+1)
-	}
-	return v, nil
+	off = append(off, uint32(len(blob)))
+	return newVocab(blob, off), nil
 }
 
+// appendB64 decodes standard padded base64.
 func appendB64(dst, src []byte) ([]byte, error) {
 	for len(src) > 0 && src[len(src)-1] == '=' {
 		src = src[:len(src)-1]
+	}
+	for len(src) >= 4 {
+		a, b, c, d := b64dec[src[0]], b64dec[src[1]], b64dec[src[2]], b64dec[src[3]]
+		if a|b|c|d == 0xff {
+			return dst, fmt.Errorf("tokenizer: bad base64 in rank file")
+		}
+		x := uint32(a)<<18 | uint32(b)<<12 | uint32(c)<<6 | uint32(d)
+		dst = append(dst, byte(x>>16), byte(x>>8), byte(x))
+		src = src[4:]
 	}
 	var acc uint32
 	nbits := 0

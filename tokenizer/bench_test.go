@@ -1,0 +1,136 @@
+package tokenizer
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	corpusOnce sync.Once
+	corpus     string
+)
+
+var tagRE = regexp.MustCompile(`<[^>]*>`)
+
+// benchCorpus builds a ~2 MB mixed code + prose corpus at test time from
+// GOROOT: .go files under src/ (deterministic order) interleaved with the
+// prose of doc/*.html (tags stripped) and doc/*.md. Nothing is committed.
+func benchCorpus(tb testing.TB) string {
+	corpusOnce.Do(func() {
+		root := runtime.GOROOT()
+		var code, prose bytes.Buffer
+		for _, pat := range []string{"doc/*.html", "doc/*.md"} {
+			files, _ := filepath.Glob(filepath.Join(root, pat))
+			sort.Strings(files)
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err == nil {
+					prose.WriteString(tagRE.ReplaceAllString(string(b), ""))
+				}
+			}
+		}
+		var goFiles []string
+		filepath.WalkDir(filepath.Join(root, "src"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.Contains(p, "testdata") {
+				goFiles = append(goFiles, p)
+			}
+			return nil
+		})
+		sort.Strings(goFiles)
+		for _, f := range goFiles {
+			if code.Len() >= 1<<20 {
+				break
+			}
+			if b, err := os.ReadFile(f); err == nil && len(b) < 64<<10 {
+				code.Write(b)
+			}
+		}
+		// Interleave ~16 KB slices of code and prose.
+		p, c := prose.String(), code.String()
+		var out strings.Builder
+		for len(p) > 0 || len(c) > 0 {
+			k := min(16<<10, len(c))
+			out.WriteString(c[:k])
+			c = c[k:]
+			k = min(16<<10, len(p))
+			out.WriteString(p[:k])
+			p = p[k:]
+		}
+		corpus = strings.ToValidUTF8(out.String(), "\uFFFD")
+	})
+	if len(corpus) < 1<<20 {
+		tb.Skip("GOROOT sources not available for the benchmark corpus")
+	}
+	return corpus
+}
+
+// BenchmarkCount compares the fast path with the reference on the same
+// corpus (sub-benchmarks fast/reference). The reference gets a 256 KB
+// prefix so the run stays short; MB/s is comparable.
+func BenchmarkCount(b *testing.B) {
+	text := benchCorpus(b)
+	for _, name := range []string{"cl100k_base", "o200k_base"} {
+		e := mustGet(b, name)
+		b.Run(name+"/fast", func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				e.Count(text)
+			}
+		})
+		b.Run(name+"/fast-encode", func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				e.Encode(text)
+			}
+		})
+		ref := reference(b, name)
+		small := text[:256<<10]
+		small = strings.ToValidUTF8(small[:strings.LastIndexByte(small, '\n')+1], "")
+		b.Run(name+"/reference", func(b *testing.B) {
+			b.SetBytes(int64(len(small)))
+			for b.Loop() {
+				ref.EncodeOrdinary(small)
+			}
+		})
+	}
+}
+
+// BenchmarkCountReaderParallel streams a 32 MB input through CountReader
+// (all GOMAXPROCS cores).
+func BenchmarkCountReaderParallel(b *testing.B) {
+	text := benchCorpus(b)
+	big := strings.Repeat(text, (32<<20)/len(text)+1)
+	for _, name := range []string{"cl100k_base", "o200k_base"} {
+		e := mustGet(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(big)))
+			for b.Loop() {
+				if _, _, err := e.CountReader(strings.NewReader(big)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBuild measures building each encoding from the embedded rank
+// files (what Get pays once per process).
+func BenchmarkBuild(b *testing.B) {
+	for _, s := range specs {
+		b.Run(s.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := build(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
