@@ -1,0 +1,287 @@
+// Package estimator counts tokens exactly (through package tokenizer, with
+// each model's encoding from the price table and OpenAI's chat formula) and
+// projects what LLM traffic will cost under each cost lever.
+package estimator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/tokenizer"
+)
+
+// Counter counts tokens the way one model is billed.
+type Counter struct {
+	enc   *tokenizer.Encoding
+	exact bool
+}
+
+// NewCounter returns a counter for m's encoding. Models without a public
+// tokenizer (Claude, Gemini) are counted with o200k_base and Exact() is false.
+func NewCounter(m *pricing.Model) (*Counter, error) {
+	name := m.Encoding
+	if name == "" {
+		name = "o200k_base"
+	}
+	enc, err := tokenizer.Get(name)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	return &Counter{enc: enc, exact: m.ExactTokenizer}, nil
+}
+
+// NewCounterForEncoding returns an exact counter for a tiktoken encoding.
+func NewCounterForEncoding(name string) (*Counter, error) {
+	enc, err := tokenizer.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Counter{enc: enc, exact: true}, nil
+}
+
+// Encoding is the tiktoken encoding's name.
+func (c *Counter) Encoding() string { return c.enc.Name() }
+
+// Exact reports whether counts are the provider's own (false: an o200k_base
+// stand-in for a model whose tokenizer is not public).
+func (c *Counter) Exact() bool { return c.exact }
+
+// Tokenizer is the underlying encoding, for streaming counts.
+func (c *Counter) Tokenizer() *tokenizer.Encoding { return c.enc }
+
+// Text counts s as ordinary text (special-token strings count as text).
+func (c *Counter) Text(s string) int64 { return int64(c.enc.Count(s)) }
+
+// Message is one chat message; Content is its text (text parts joined).
+type Message struct {
+	Role    string
+	Content string
+	Name    string
+}
+
+// OpenAI's chat formula (the "How to count tokens with tiktoken" cookbook):
+// every message costs 3 tokens of framing plus its role, content and name
+// (a name adds 1 more), and every reply is primed with 3 tokens.
+const (
+	tokensPerMessage = 3
+	tokensPerName    = 1
+	tokensReplyPrime = 3
+)
+
+// Chat counts what the API bills as prompt_tokens for msgs (and tool
+// definitions, counted as the cookbook's num_tokens_for_tools does).
+func (c *Counter) Chat(msgs []Message, tools []json.RawMessage) int64 {
+	n := int64(tokensReplyPrime)
+	for _, m := range msgs {
+		n += tokensPerMessage + c.Text(m.Role) + c.Text(m.Content)
+		if m.Name != "" {
+			n += c.Text(m.Name) + tokensPerName
+		}
+	}
+	return n + c.tools(tools)
+}
+
+type toolDef struct {
+	Type     string `json:"type"`
+	Function *struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		Parameters  struct {
+			Properties orderedProps `json:"properties"`
+		} `json:"parameters"`
+	} `json:"function"`
+}
+
+type prop struct {
+	Name        string
+	Type        string
+	Description string
+	Enum        []string
+	HasEnum     bool
+}
+
+// orderedProps keeps JSON object order, which the token formula walks.
+type orderedProps []prop
+
+func (o *orderedProps) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != '{' {
+		return errors.New("properties: expected an object")
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var raw struct {
+			Type        any    `json:"type"`
+			Description string `json:"description"`
+			Enum        []any  `json:"enum"`
+		}
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		p := prop{Name: kt.(string), Description: raw.Description, HasEnum: raw.Enum != nil}
+		switch t := raw.Type.(type) {
+		case string:
+			p.Type = t
+		case []any:
+			var parts []string
+			for _, x := range t {
+				parts = append(parts, fmt.Sprint(x))
+			}
+			p.Type = strings.Join(parts, "|")
+		}
+		for _, e := range raw.Enum {
+			p.Enum = append(p.Enum, fmt.Sprint(e))
+		}
+		*o = append(*o, p)
+	}
+	_, err = dec.Token()
+	return err
+}
+
+func (c *Counter) tools(tools []json.RawMessage) int64 {
+	if len(tools) == 0 {
+		return 0
+	}
+	// Per-encoding framing constants from the cookbook: gpt-4o family
+	// (o200k_base) and gpt-4/gpt-3.5-turbo (cl100k_base).
+	funcInit, propInit, propKey, enumInit, enumItem, funcEnd := int64(7), int64(3), int64(3), int64(-3), int64(3), int64(12)
+	if c.enc.Name() != "o200k_base" {
+		funcInit = 10
+	}
+	n := int64(0)
+	for _, raw := range tools {
+		var t toolDef
+		if err := json.Unmarshal(raw, &t); err != nil || t.Function == nil {
+			// Not a function tool we can model: count its JSON as text.
+			n += c.Text(string(raw))
+			continue
+		}
+		f := t.Function
+		n += funcInit
+		n += c.Text(f.Name + ":" + strings.TrimSuffix(f.Description, "."))
+		if len(f.Parameters.Properties) > 0 {
+			n += propInit
+			for _, p := range f.Parameters.Properties {
+				n += propKey
+				if p.HasEnum {
+					n += enumInit
+					for _, e := range p.Enum {
+						n += enumItem + c.Text(e)
+					}
+				}
+				n += c.Text(p.Name + ":" + p.Type + ":" + strings.TrimSuffix(p.Description, "."))
+			}
+		}
+	}
+	return n + funcEnd
+}
+
+// ParseChat reads an OpenAI chat request ({"messages": [...], "tools": [...]})
+// or a bare message list ([{"role","content","name"?}]). Content may be a
+// string or a list of parts; text parts are joined, other parts ignored.
+func ParseChat(data []byte) ([]Message, []json.RawMessage, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return nil, nil, errors.New("empty chat input: expected a JSON message list or a request with \"messages\"")
+	}
+	var rawMsgs []json.RawMessage
+	var tools []json.RawMessage
+	switch data[0] {
+	case '[':
+		if err := json.Unmarshal(data, &rawMsgs); err != nil {
+			return nil, nil, fmt.Errorf("chat input: %v", err)
+		}
+	case '{':
+		var req struct {
+			Messages []json.RawMessage `json:"messages"`
+			Tools    []json.RawMessage `json:"tools"`
+		}
+		if err := json.Unmarshal(data, &req); err != nil {
+			return nil, nil, fmt.Errorf("chat input: %v", err)
+		}
+		if req.Messages == nil {
+			return nil, nil, errors.New("chat input: no \"messages\" array")
+		}
+		rawMsgs, tools = req.Messages, req.Tools
+	default:
+		return nil, nil, errors.New("chat input: expected a JSON message list or a request object with \"messages\"")
+	}
+	msgs := make([]Message, 0, len(rawMsgs))
+	for i, rm := range rawMsgs {
+		m, err := ParseMessage(rm)
+		if err != nil {
+			return nil, nil, fmt.Errorf("chat input: messages[%d]: %v", i, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, tools, nil
+}
+
+// ParseMessage decodes one chat message.
+func ParseMessage(raw json.RawMessage) (Message, error) {
+	var m struct {
+		Role      string          `json:"role"`
+		Content   json.RawMessage `json:"content"`
+		Name      string          `json:"name"`
+		ToolCalls []struct {
+			Function struct {
+				Name      string `json:"name"`
+				Arguments string `json:"arguments"`
+			} `json:"function"`
+		} `json:"tool_calls"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return Message{}, err
+	}
+	if m.Role == "" {
+		return Message{}, errors.New("missing \"role\"")
+	}
+	text, err := ContentText(m.Content)
+	if err != nil {
+		return Message{}, err
+	}
+	for _, tc := range m.ToolCalls {
+		text += tc.Function.Name + tc.Function.Arguments
+	}
+	return Message{Role: m.Role, Content: text, Name: m.Name}, nil
+}
+
+// ContentText flattens a message content: a string, null, or a list of
+// parts whose "text" fields are joined.
+func ContentText(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	case '[':
+		var parts []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(raw, &parts); err != nil {
+			return "", fmt.Errorf("content: %v", err)
+		}
+		var b strings.Builder
+		for _, p := range parts {
+			b.WriteString(p.Text)
+		}
+		return b.String(), nil
+	}
+	return "", errors.New("content: expected a string or a list of parts")
+}
