@@ -1,0 +1,489 @@
+package estimator
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/costctl/costctl/pricing"
+)
+
+// Step names, in waterfall order.
+const (
+	StepBaseline    = "baseline"
+	StepSample      = "sample"
+	StepCascade     = "cascade"
+	StepCacheHit    = "cache-hit"
+	StepPromptCache = "prompt-cache"
+	StepBatch       = "batch"
+	StepInfra       = "infra"
+)
+
+// FreeTier is the cascade tier name for checks that make no API call
+// (regex, keyword, schema): it costs nothing.
+const FreeTier = "free"
+
+// CascadeTier is one judge tier and the share of evaluations it handles.
+type CascadeTier struct {
+	Name  string   // FreeTier or a model name as the user wrote it
+	Share *big.Rat // 0..1
+}
+
+// Cascade is a judge hierarchy; its shares sum to 1.
+type Cascade []CascadeTier
+
+// String writes the cascade back as a spec: "free:0.5,gpt-4o-mini:0.5".
+func (c Cascade) String() string {
+	parts := make([]string, len(c))
+	for i, t := range c {
+		parts[i] = t.Name + ":" + DecimalString(t.Share, 12)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Levers are the cost levers of one projection. A nil field is a lever
+// that is not set (it neither appears in the waterfall nor changes cost).
+type Levers struct {
+	Model       string // baseline model; "" means Inputs.Model
+	Sample      *big.Rat
+	Cascade     Cascade
+	CacheHit    *big.Rat
+	PromptCache *big.Rat
+	Batch       *big.Rat
+	Infra       *pricing.Money // fixed USD per month
+}
+
+// Clone returns a copy of l that can be changed independently.
+func (l Levers) Clone() Levers {
+	c := l
+	if l.Cascade != nil {
+		c.Cascade = append(Cascade(nil), l.Cascade...)
+	}
+	return c
+}
+
+// Inputs are what every projection of one run shares: volume, average
+// tokens per request, the baseline model and optional price overrides.
+type Inputs struct {
+	RequestsPerMonth int64    // ≥ 1
+	Days             int64    // days per month, ≥ 1
+	InputTokens      *big.Rat // average prompt tokens per request
+	OutputTokens     *big.Rat // average completion tokens per request
+	Model            string   // baseline model name (looked up in Table)
+
+	// Overrides (USD per token as pricing.Rate; nil = from the table). They
+	// apply to the baseline model wherever it is used, including a cascade
+	// tier that names it.
+	InputPrice  *pricing.Rate
+	OutputPrice *pricing.Rate
+	CachedPrice *pricing.Rate
+}
+
+// Figures are one row of a projection, exact in dollars.
+type Figures struct {
+	PerRequest *big.Rat // average cost per incoming request
+	Daily      *big.Rat // Monthly / Days
+	Monthly    *big.Rat // PerRequest × RequestsPerMonth (+ infra, exactly)
+	Savings    *big.Rat // baseline Monthly − Monthly (negative when a step adds cost)
+	SavingsPct *big.Rat // Savings / baseline Monthly × 100 (0 when the baseline is 0)
+}
+
+// Amounts are Figures rounded to the nano-dollar (half away from zero) for
+// output. Each is rounded from the exact rational on its own, so Monthly
+// is never "rounded PerRequest × N".
+type Amounts struct {
+	PerRequest, Daily, Monthly, Savings pricing.Money
+	SavingsPct                          *big.Rat
+}
+
+// Amounts rounds f for output; an amount beyond ±$9.2 billion is an error.
+func (f Figures) Amounts() (Amounts, error) {
+	var a Amounts
+	var err error
+	for _, x := range []struct {
+		dst *pricing.Money
+		src *big.Rat
+	}{{&a.PerRequest, f.PerRequest}, {&a.Daily, f.Daily}, {&a.Monthly, f.Monthly}, {&a.Savings, f.Savings}} {
+		if *x.dst, err = pricing.MoneyFromRat(x.src); err != nil {
+			return Amounts{}, fmt.Errorf("projected cost %s USD is beyond what costctl can represent ($9.2 billion)", DecimalString(x.src, 0))
+		}
+	}
+	a.SavingsPct = f.SavingsPct
+	return a, nil
+}
+
+// Step is one row of the waterfall: the cumulative cost once its lever
+// (and every lever before it) is applied.
+type Step struct {
+	Name   string // StepBaseline, StepSample, …
+	Detail string // what the lever is set to, in words
+	Figures
+}
+
+// Projection is a waterfall: the baseline, one step per lever that is set,
+// and the total (the last step).
+type Projection struct {
+	Steps  []Step
+	Total  Figures
+	Levers Levers
+	Model  *pricing.Model // the baseline model
+	Prices Prices         // the baseline model's effective prices
+	Notes  []string       // assumptions worth telling the user (stderr)
+}
+
+// Prices are the effective per-token prices (USD per token) of one model.
+type Prices struct {
+	Input, CachedInput, Output             *big.Rat
+	BatchInput, BatchCachedInput, BatchOut *big.Rat
+	CachedKnown                            bool // false: no cached-input price is known (overridden --input-price without --cached-price)
+	CachedListed                           bool // the table (or --cached-price) lists a cached-input price below Input
+	Overridden                             bool // --input-price/--output-price/--cached-price applied
+}
+
+// Estimator projects costs for one set of Inputs against a price table.
+type Estimator struct {
+	table *pricing.Table
+	in    Inputs
+}
+
+// New validates in and returns an Estimator.
+func New(table *pricing.Table, in Inputs) (*Estimator, error) {
+	if table == nil {
+		return nil, errors.New("no price table")
+	}
+	if in.RequestsPerMonth < 1 {
+		return nil, errors.New("requests per month must be at least 1")
+	}
+	if in.Days < 1 {
+		return nil, errors.New("days per month must be at least 1")
+	}
+	if in.InputTokens == nil || in.OutputTokens == nil || in.InputTokens.Sign() < 0 || in.OutputTokens.Sign() < 0 {
+		return nil, errors.New("average input and output tokens must be set and not negative")
+	}
+	if in.Model == "" {
+		return nil, errors.New("no model")
+	}
+	if _, err := table.Lookup(in.Model); err != nil {
+		return nil, err
+	}
+	return &Estimator{table: table, in: in}, nil
+}
+
+// Inputs returns the estimator's inputs.
+func (e *Estimator) Inputs() Inputs { return e.in }
+
+// Table returns the price table.
+func (e *Estimator) Table() *pricing.Table { return e.table }
+
+func (e *Estimator) baseModelName(l Levers) string {
+	if l.Model != "" {
+		return l.Model
+	}
+	return e.in.Model
+}
+
+// promptTier is the prompt size that picks a long-context price tier: the
+// average prompt, rounded up.
+func (e *Estimator) promptTier() int64 {
+	q := new(big.Int).Quo(e.in.InputTokens.Num(), e.in.InputTokens.Denom())
+	if !e.in.InputTokens.IsInt() {
+		q.Add(q, big.NewInt(1))
+	}
+	if !q.IsInt64() {
+		return 1 << 62
+	}
+	return q.Int64()
+}
+
+func half(r *big.Rat) *big.Rat { return new(big.Rat).Quo(r, big.NewRat(2, 1)) }
+
+// PricesFor returns m's effective prices: the table's (long-context tier
+// chosen by the average prompt size), with the --*-price overrides when m is
+// the run's --model. Batch prices come from the table, or are 50% of an
+// overridden price; a cached prompt read under Batch costs half the cached
+// price (as pricing.Model.Cost bills it), or the batch input price when the
+// model lists no cached price.
+func (e *Estimator) PricesFor(m *pricing.Model) Prices {
+	r := m.RatesFor(e.promptTier())
+	p := Prices{
+		Input:        r.Input.Rat(),
+		CachedInput:  r.CachedInput.Rat(),
+		Output:       r.Output.Rat(),
+		BatchInput:   r.BatchInput.Rat(),
+		BatchOut:     r.BatchOutput.Rat(),
+		CachedKnown:  true,
+		CachedListed: r.HasCachedInput && r.CachedInput < r.Input,
+	}
+	if r.HasCachedInput {
+		p.BatchCachedInput = half(p.CachedInput)
+	} else {
+		p.BatchCachedInput = p.BatchInput
+	}
+	base, err := e.table.Lookup(e.in.Model)
+	if err != nil || base.Name != m.Name {
+		return p
+	}
+	if e.in.InputPrice != nil {
+		p.Overridden = true
+		p.Input = e.in.InputPrice.Rat()
+		p.BatchInput = half(p.Input)
+		p.CachedKnown = false
+		p.CachedListed = false
+		p.CachedInput = p.Input
+		p.BatchCachedInput = p.BatchInput
+	}
+	if e.in.CachedPrice != nil {
+		p.Overridden = true
+		p.CachedInput = e.in.CachedPrice.Rat()
+		p.BatchCachedInput = half(p.CachedInput)
+		p.CachedKnown = true
+		p.CachedListed = p.CachedInput.Cmp(p.Input) < 0
+	}
+	if e.in.OutputPrice != nil {
+		p.Overridden = true
+		p.Output = e.in.OutputPrice.Rat()
+		p.BatchOut = half(p.Output)
+	}
+	return p
+}
+
+// callCost is the cost of one API call with the average token counts, with
+// promptCache of the input tokens at the cached price and batch of the calls
+// at batch prices:
+//
+//	list  = I × ((1−p)·input + p·cached) + O × output
+//	batch = I × ((1−p)·batch_input + p·batch_cached) + O × batch_output
+//	cost  = (1−b)·list + b·batch
+func (e *Estimator) callCost(p Prices, promptCache, batch *big.Rat) *big.Rat {
+	one := big.NewRat(1, 1)
+	mix := func(plain, cached *big.Rat) *big.Rat {
+		x := new(big.Rat).Mul(new(big.Rat).Sub(one, promptCache), plain)
+		x.Add(x, new(big.Rat).Mul(promptCache, cached))
+		return x.Mul(x, e.in.InputTokens)
+	}
+	list := mix(p.Input, p.CachedInput)
+	list.Add(list, new(big.Rat).Mul(e.in.OutputTokens, p.Output))
+	if batch.Sign() == 0 {
+		return list
+	}
+	b := mix(p.BatchInput, p.BatchCachedInput)
+	b.Add(b, new(big.Rat).Mul(e.in.OutputTokens, p.BatchOut))
+	cost := new(big.Rat).Mul(new(big.Rat).Sub(one, batch), list)
+	return cost.Add(cost, b.Mul(b, batch))
+}
+
+type tier struct {
+	name  string
+	free  bool
+	share *big.Rat
+	model *pricing.Model
+}
+
+func (e *Estimator) tiers(l Levers) ([]tier, error) {
+	base, err := e.table.Lookup(e.baseModelName(l))
+	if err != nil {
+		return nil, err
+	}
+	if l.Cascade == nil {
+		return []tier{{name: base.Name, share: big.NewRat(1, 1), model: base}}, nil
+	}
+	out := make([]tier, 0, len(l.Cascade))
+	for _, t := range l.Cascade {
+		if strings.EqualFold(t.Name, FreeTier) {
+			out = append(out, tier{name: FreeTier, free: true, share: t.Share})
+			continue
+		}
+		m, err := e.table.Lookup(t.Name)
+		if err != nil {
+			return nil, fmt.Errorf("cascade tier: %w", err)
+		}
+		out = append(out, tier{name: m.Name, share: t.Share, model: m})
+	}
+	return out, nil
+}
+
+// perRequest is the exact average cost per incoming request with the given
+// levers (nil levers are neutral), before fixed infrastructure:
+//
+//	sample × (1 − cache_hit) × Σ tiers share × callCost(tier)
+func (e *Estimator) perRequest(l Levers) (*big.Rat, error) {
+	zero, one := new(big.Rat), big.NewRat(1, 1)
+	or := func(r, def *big.Rat) *big.Rat {
+		if r == nil {
+			return def
+		}
+		return r
+	}
+	tiers, err := e.tiers(l)
+	if err != nil {
+		return nil, err
+	}
+	sum := new(big.Rat)
+	for _, t := range tiers {
+		if t.free {
+			continue
+		}
+		c := e.callCost(e.PricesFor(t.model), or(l.PromptCache, zero), or(l.Batch, zero))
+		sum.Add(sum, c.Mul(c, t.share))
+	}
+	sum.Mul(sum, or(l.Sample, one))
+	return sum.Mul(sum, new(big.Rat).Sub(one, or(l.CacheHit, zero))), nil
+}
+
+func (e *Estimator) figures(perReq *big.Rat, infra *pricing.Money, baseline *big.Rat) Figures {
+	n := new(big.Rat).SetInt64(e.in.RequestsPerMonth)
+	monthly := new(big.Rat).Mul(perReq, n)
+	per := new(big.Rat).Set(perReq)
+	if infra != nil {
+		monthly.Add(monthly, infra.Rat())
+		per.Add(per, new(big.Rat).Quo(infra.Rat(), n))
+	}
+	f := Figures{
+		PerRequest: per,
+		Monthly:    monthly,
+		Daily:      new(big.Rat).Quo(monthly, new(big.Rat).SetInt64(e.in.Days)),
+		SavingsPct: new(big.Rat),
+	}
+	if baseline == nil {
+		baseline = monthly
+	}
+	f.Savings = new(big.Rat).Sub(baseline, monthly)
+	if baseline.Sign() != 0 {
+		f.SavingsPct.Quo(f.Savings, baseline)
+		f.SavingsPct.Mul(f.SavingsPct, big.NewRat(100, 1))
+	}
+	return f
+}
+
+// Baseline is the monthly cost of the run's --model with no lever set.
+func (e *Estimator) Baseline() (Figures, error) {
+	pr, err := e.perRequest(Levers{})
+	if err != nil {
+		return Figures{}, err
+	}
+	return e.figures(pr, nil, nil), nil
+}
+
+// Validate reports a lever combination that cannot be priced: an unknown
+// model, or a prompt-cache share on a model whose cached-input price is not
+// known (an overridden --input-price without --cached-price).
+func (e *Estimator) Validate(l Levers) error {
+	tiers, err := e.tiers(l)
+	if err != nil {
+		return err
+	}
+	if l.PromptCache != nil && l.PromptCache.Sign() > 0 {
+		for _, t := range tiers {
+			if !t.free && !e.PricesFor(t.model).CachedKnown {
+				return fmt.Errorf("--prompt-cache needs a cached-input price for %s: --input-price overrides its list price, so add --cached-price USD (per 1M cached input tokens)", t.model.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// Project computes the waterfall for l: the baseline (the baseline model at
+// list price, every request one call), then each lever that is set, in the
+// order sample, cascade, cache-hit, prompt-cache, batch, infra. Each step's
+// figures are cumulative; savings are against the baseline of the same
+// projection.
+func (e *Estimator) Project(l Levers) (*Projection, error) {
+	if err := e.Validate(l); err != nil {
+		return nil, err
+	}
+	base, err := e.table.Lookup(e.baseModelName(l))
+	if err != nil {
+		return nil, err
+	}
+	p := &Projection{Levers: l, Model: base, Prices: e.PricesFor(base)}
+	cur := Levers{Model: l.Model}
+	basePR, err := e.perRequest(cur)
+	if err != nil {
+		return nil, err
+	}
+	baseline := e.figures(basePR, nil, nil)
+	p.Steps = append(p.Steps, Step{Name: StepBaseline, Detail: e.baselineDetail(base, p.Prices), Figures: baseline})
+
+	add := func(name, detail string) error {
+		pr, err := e.perRequest(cur)
+		if err != nil {
+			return err
+		}
+		p.Steps = append(p.Steps, Step{Name: name, Detail: detail, Figures: e.figures(pr, cur.Infra, baseline.Monthly)})
+		return nil
+	}
+	if l.Sample != nil {
+		cur.Sample = l.Sample
+		if err := add(StepSample, PercentString(l.Sample)+" of requests evaluated"); err != nil {
+			return nil, err
+		}
+	}
+	if l.Cascade != nil {
+		cur.Cascade = l.Cascade
+		tiers, _ := e.tiers(cur)
+		parts := make([]string, len(tiers))
+		for i, t := range tiers {
+			parts[i] = t.name + " " + PercentString(t.share)
+		}
+		if err := add(StepCascade, strings.Join(parts, ", ")); err != nil {
+			return nil, err
+		}
+	}
+	if l.CacheHit != nil {
+		cur.CacheHit = l.CacheHit
+		if err := add(StepCacheHit, PercentString(l.CacheHit)+" of calls answered from cache"); err != nil {
+			return nil, err
+		}
+	}
+	if l.PromptCache != nil {
+		cur.PromptCache = l.PromptCache
+		if err := add(StepPromptCache, PercentString(l.PromptCache)+" of input tokens at cached price"); err != nil {
+			return nil, err
+		}
+		tiers, _ := e.tiers(cur)
+		for _, t := range tiers {
+			if !t.free && l.PromptCache.Sign() > 0 && !e.PricesFor(t.model).CachedListed {
+				p.Notes = append(p.Notes, fmt.Sprintf("%s lists no cached-input price below its input price, so --prompt-cache saves nothing on it", t.model.Name))
+			}
+		}
+	}
+	if l.Batch != nil {
+		cur.Batch = l.Batch
+		if err := add(StepBatch, PercentString(l.Batch)+" of calls via Batch API"); err != nil {
+			return nil, err
+		}
+	}
+	if l.Infra != nil {
+		cur.Infra = l.Infra
+		if err := add(StepInfra, "+"+l.Infra.Display()+"/month fixed"); err != nil {
+			return nil, err
+		}
+	}
+	p.Total = p.Steps[len(p.Steps)-1].Figures
+	return p, nil
+}
+
+func (e *Estimator) baselineDetail(m *pricing.Model, p Prices) string {
+	s := fmt.Sprintf("%s at $%s/$%s per 1M in/out", m.Name, per1M(p.Input), per1M(p.Output))
+	if p.Overridden {
+		s += " (override)"
+	}
+	return s
+}
+
+// per1M writes a per-token price as USD per 1M tokens: "2.50", "0.075".
+func per1M(perToken *big.Rat) string {
+	x := new(big.Rat).Mul(perToken, big.NewRat(1_000_000, 1))
+	s := DecimalString(x, 6)
+	if !strings.Contains(s, ".") {
+		return s + ".00"
+	}
+	if len(s)-strings.Index(s, ".") == 2 {
+		return s + "0"
+	}
+	return s
+}
+
+// Per1M writes a per-token price as USD per 1M tokens ("2.50", "0.075").
+func Per1M(perToken *big.Rat) string { return per1M(perToken) }

@@ -1,0 +1,282 @@
+package estimator
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"strings"
+)
+
+// Lever keys, as --sweep and scenario files spell them.
+const (
+	KeyModel       = "model"
+	KeySample      = "sample"
+	KeyCascade     = "cascade"
+	KeyCacheHit    = "cache-hit"
+	KeyPromptCache = "prompt-cache"
+	KeyBatch       = "batch"
+	KeyInfra       = "infra"
+)
+
+// LeverKeys lists the keys in waterfall order (model first).
+var leverKeys = []string{KeyModel, KeySample, KeyCascade, KeyCacheHit, KeyPromptCache, KeyBatch, KeyInfra}
+
+// LeverKeys returns the lever keys in waterfall order.
+func LeverKeys() []string { return append([]string(nil), leverKeys...) }
+
+// None is the value that unsets a lever in a sweep or scenario.
+const None = "none"
+
+// SetLever sets one lever from its text: a share for sample, cache-hit,
+// prompt-cache and batch; a spec for cascade; a model name; USD per month for
+// infra. "none" unsets the lever.
+func SetLever(l *Levers, key, value string) error {
+	v := strings.TrimSpace(value)
+	if strings.EqualFold(v, None) {
+		switch key {
+		case KeyModel:
+			l.Model = ""
+		case KeySample:
+			l.Sample = nil
+		case KeyCascade:
+			l.Cascade = nil
+		case KeyCacheHit:
+			l.CacheHit = nil
+		case KeyPromptCache:
+			l.PromptCache = nil
+		case KeyBatch:
+			l.Batch = nil
+		case KeyInfra:
+			l.Infra = nil
+		default:
+			return unknownKey(key)
+		}
+		return nil
+	}
+	ratio := func(dst **big.Rat) error {
+		r, err := ParseRatio(v)
+		if err != nil {
+			return err
+		}
+		*dst = r
+		return nil
+	}
+	switch key {
+	case KeyModel:
+		if v == "" {
+			return errors.New("empty model name")
+		}
+		l.Model = v
+	case KeySample:
+		return ratio(&l.Sample)
+	case KeyCacheHit:
+		return ratio(&l.CacheHit)
+	case KeyPromptCache:
+		return ratio(&l.PromptCache)
+	case KeyBatch:
+		return ratio(&l.Batch)
+	case KeyCascade:
+		c, err := ParseCascade(v)
+		if err != nil {
+			return err
+		}
+		l.Cascade = c
+	case KeyInfra:
+		m, err := ParseUSD(v)
+		if err != nil {
+			return err
+		}
+		l.Infra = &m
+	default:
+		return unknownKey(key)
+	}
+	return nil
+}
+
+func unknownKey(key string) error {
+	return fmt.Errorf("unknown key %q (want one of %s)", key, strings.Join(leverKeys, ", "))
+}
+
+// LeverParams returns the levers that are set as key → text, for output.
+// The model is always present (base is the run's --model).
+func LeverParams(l Levers, base string) map[string]string {
+	p := map[string]string{KeyModel: base}
+	if l.Model != "" {
+		p[KeyModel] = l.Model
+	}
+	if l.Sample != nil {
+		p[KeySample] = DecimalString(l.Sample, 12)
+	}
+	if l.Cascade != nil {
+		p[KeyCascade] = l.Cascade.String()
+	}
+	if l.CacheHit != nil {
+		p[KeyCacheHit] = DecimalString(l.CacheHit, 12)
+	}
+	if l.PromptCache != nil {
+		p[KeyPromptCache] = DecimalString(l.PromptCache, 12)
+	}
+	if l.Batch != nil {
+		p[KeyBatch] = DecimalString(l.Batch, 12)
+	}
+	if l.Infra != nil {
+		p[KeyInfra] = l.Infra.String()
+	}
+	return p
+}
+
+// SweepAxis is one --sweep KEY=V1,V2: the key and its alternatives as text.
+type SweepAxis struct {
+	Key    string
+	Values []string
+}
+
+// ParseSweep parses one --sweep KEY=V1,V2,… Alternatives are separated by
+// ',' — except for cascade, whose spec itself uses commas between tiers:
+// there alternatives are separated by ';'
+// (cascade=free:0.5,gpt-4o:0.5;gpt-4o-mini:1). Each value is validated.
+func ParseSweep(spec string) (SweepAxis, error) {
+	i := strings.Index(spec, "=")
+	if i <= 0 {
+		return SweepAxis{}, fmt.Errorf("invalid --sweep %q (want KEY=V1,V2,… with KEY one of %s)", spec, strings.Join(leverKeys, ", "))
+	}
+	key := strings.ToLower(strings.TrimSpace(spec[:i]))
+	if !isLeverKey(key) {
+		return SweepAxis{}, fmt.Errorf("--sweep %q: %v", spec, unknownKey(key))
+	}
+	sep := ","
+	if key == KeyCascade {
+		sep = ";"
+	}
+	ax := SweepAxis{Key: key}
+	seen := map[string]bool{}
+	for _, v := range strings.Split(spec[i+1:], sep) {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			return SweepAxis{}, fmt.Errorf("--sweep %s: empty value in %q", key, spec[i+1:])
+		}
+		var l Levers
+		if err := SetLever(&l, key, v); err != nil {
+			return SweepAxis{}, fmt.Errorf("--sweep %s=%s: %v", key, v, err)
+		}
+		if seen[v] {
+			return SweepAxis{}, fmt.Errorf("--sweep %s: value %q given twice", key, v)
+		}
+		seen[v] = true
+		ax.Values = append(ax.Values, v)
+	}
+	return ax, nil
+}
+
+func isLeverKey(k string) bool {
+	for _, x := range leverKeys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxCombinations bounds a sweep's cartesian product.
+const MaxCombinations = 100_000
+
+// Scenario is one named set of levers.
+type Scenario struct {
+	Name   string
+	Levers Levers
+	Set    []string // keys this scenario (or sweep row) sets, in waterfall order
+}
+
+// SweepScenarios expands axes into their cartesian product over base (the
+// levers given as flags): the first axis varies slowest. Each scenario is
+// named "key=value key=value" in the axes' order.
+func SweepScenarios(base Levers, axes []SweepAxis) ([]Scenario, error) {
+	seen := map[string]bool{}
+	total := 1
+	for _, ax := range axes {
+		if seen[ax.Key] {
+			return nil, fmt.Errorf("--sweep %s given twice; list every value in one --sweep %s=V1,V2", ax.Key, ax.Key)
+		}
+		seen[ax.Key] = true
+		total *= len(ax.Values)
+		if total > MaxCombinations {
+			return nil, fmt.Errorf("--sweep: more than %d combinations", MaxCombinations)
+		}
+	}
+	out := []Scenario{{Levers: base.Clone()}}
+	for _, ax := range axes {
+		next := make([]Scenario, 0, len(out)*len(ax.Values))
+		for _, s := range out {
+			for _, v := range ax.Values {
+				l := s.Levers.Clone()
+				if err := SetLever(&l, ax.Key, v); err != nil {
+					return nil, fmt.Errorf("--sweep %s=%s: %v", ax.Key, v, err)
+				}
+				name := ax.Key + "=" + v
+				if s.Name != "" {
+					name = s.Name + " " + name
+				}
+				next = append(next, Scenario{Name: name, Levers: l, Set: append(append([]string(nil), s.Set...), ax.Key)})
+			}
+		}
+		out = next
+	}
+	for i := range out {
+		sortKeys(out[i].Set)
+	}
+	return out, nil
+}
+
+func sortKeys(keys []string) {
+	pos := map[string]int{}
+	for i, k := range leverKeys {
+		pos[k] = i
+	}
+	sort.SliceStable(keys, func(i, j int) bool { return pos[keys[i]] < pos[keys[j]] })
+}
+
+// Compared is one scenario's projection within a comparison.
+type Compared struct {
+	Scenario
+	Projection *Projection
+	Total      Figures // savings against the comparison's baseline
+	Cheapest   bool
+}
+
+// Compare projects every scenario and computes each total's savings
+// against baseline (a monthly cost in USD; nil: the first scenario's
+// monthly total). The first scenario with the
+// lowest monthly total is marked cheapest. An error names the scenario.
+func (e *Estimator) Compare(scenarios []Scenario, baseline *big.Rat) ([]Compared, error) {
+	out := make([]Compared, 0, len(scenarios))
+	cheapest := -1
+	for i, s := range scenarios {
+		p, err := e.Project(s.Levers)
+		if err != nil {
+			if s.Name != "" {
+				return nil, fmt.Errorf("%s: %w", s.Name, err)
+			}
+			return nil, err
+		}
+		t := p.Total
+		f := Figures{PerRequest: t.PerRequest, Daily: t.Daily, Monthly: t.Monthly, SavingsPct: new(big.Rat)}
+		if baseline == nil {
+			baseline = t.Monthly
+		}
+		b := baseline
+		f.Savings = new(big.Rat).Sub(b, t.Monthly)
+		if b.Sign() != 0 {
+			f.SavingsPct.Quo(f.Savings, b)
+			f.SavingsPct.Mul(f.SavingsPct, big.NewRat(100, 1))
+		}
+		out = append(out, Compared{Scenario: s, Projection: p, Total: f})
+		if cheapest < 0 || t.Monthly.Cmp(out[cheapest].Total.Monthly) < 0 {
+			cheapest = i
+		}
+	}
+	if cheapest >= 0 {
+		out[cheapest].Cheapest = true
+	}
+	return out, nil
+}
