@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"os"
 	"strings"
@@ -387,10 +388,12 @@ func measureFrom(ctx context.Context, o *EstimateOptions, model *pricing.Model) 
 	}
 	r, err := records.Open(o.From, ropts)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, usageErrorf("--from %v", err)
+		// A missing or unreadable file is an error (exit 1); a file that
+		// is not records (no output column, …) is bad input (exit 2).
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("--from %v", err)
 		}
-		return nil, fmt.Errorf("--from %v", err)
+		return nil, usageErrorf("--from %v", err)
 	}
 	defer r.Close()
 	s := &fromSample{File: o.From, Encoding: counter.Encoding(), Exact: counter.Exact()}
@@ -689,7 +692,7 @@ func compareEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (string,
 	if o.Scenarios != "" {
 		f, err := os.Open(o.Scenarios)
 		if err != nil {
-			return "", usageErrorf("--scenarios %v", err)
+			return "", fmt.Errorf("--scenarios: %v", err)
 		}
 		scenarios, err = estimator.ParseScenarios(f, o.Scenarios, run.levers)
 		f.Close()

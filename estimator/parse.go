@@ -62,7 +62,7 @@ func ParseCount(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid count %q: must be at least 1", s)
 	}
 	if !r.IsInt() {
-		return 0, fmt.Errorf("invalid count %q: not a whole number (%s)", s, DecimalString(r, 6))
+		return 0, fmt.Errorf("invalid count %q: not a whole number", s)
 	}
 	if r.Num().Cmp(big.NewInt(MaxRequests)) > 0 {
 		return 0, fmt.Errorf("invalid count %q: above 1e15", s)

@@ -296,7 +296,7 @@ func (e *Estimator) tiers(l Levers) ([]tier, error) {
 		}
 		m, err := e.table.Lookup(t.Name)
 		if err != nil {
-			return nil, fmt.Errorf("cascade tier: %w", err)
+			return nil, fmt.Errorf("cascade: %w", err)
 		}
 		out = append(out, tier{name: m.Name, share: t.Share, model: m})
 	}

@@ -1,0 +1,193 @@
+package estimator
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/costctl/costctl/pricing"
+)
+
+func TestParseCount(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"10M", 10_000_000, ""},
+		{"10m", 10_000_000, ""},
+		{"2.5k", 2500, ""},
+		{"1B", 1_000_000_000, ""},
+		{"2500000", 2_500_000, ""},
+		{"2,500,000", 2_500_000, ""},
+		{"2_500_000", 2_500_000, ""},
+		{"2.5e6", 2_500_000, ""},
+		{"1e15", 1e15, ""},
+		{"1", 1, ""},
+		{"0", 0, "must be at least 1"},
+		{"-5", 0, "must be at least 1"},
+		{"2.5", 0, "not a whole number"},
+		{"1.0001k", 0, "not a whole number"},
+		{"2.5e-6", 0, "not a whole number"},
+		{"NaN", 0, "want a whole number"},
+		{"Inf", 0, "want a whole number"},
+		{"1/3", 0, "want a whole number"},
+		{"0x10", 0, "want a whole number"},
+		{"", 0, "want a whole number"},
+		{"ten", 0, "want a whole number"},
+		{"2e15", 0, "above 1e15"},
+	}
+	for _, tc := range tests {
+		got, err := ParseCount(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseCount(%q) = %d, %v; want error containing %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseCount(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseRatio(t *testing.T) {
+	tests := []struct {
+		in, want, err string
+	}{
+		{"10%", "1/10", ""},
+		{"0.1", "1/10", ""},
+		{"12.5%", "1/8", ""},
+		{"0.3", "3/10", ""},
+		{"100%", "1", ""},
+		{"1", "1", ""},
+		{"0", "0", ""},
+		{"0%", "0", ""},
+		{" 25 % ", "1/4", ""},
+		{"1e-1", "1/10", ""},
+		{"120%", "", "above 100%"},
+		{"1.01", "", "above 100%"},
+		{"-0.1", "", "negative"},
+		{"-5%", "", "negative"},
+		{"NaN", "", "want a percentage"},
+		{"nan%", "", "want a percentage"},
+		{"Inf", "", "want a percentage"},
+		{"", "", "want a percentage"},
+		{"half", "", "want a percentage"},
+	}
+	for _, tc := range tests {
+		got, err := ParseRatio(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseRatio(%q) = %v, %v; want error containing %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got.RatString() != tc.want {
+			t.Errorf("ParseRatio(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseTokens(t *testing.T) {
+	for in, want := range map[string]string{"1000": "1000", "1.5k": "1500", "812.25": "3249/4", "0": "0"} {
+		got, err := ParseTokens(in)
+		if err != nil || got.RatString() != want {
+			t.Errorf("ParseTokens(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{"-1": "negative", "abc": "want a number", "NaN": "want a number", "2e10": "above 10 billion"} {
+		if _, err := ParseTokens(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseTokens(%q) err = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestParseUSD(t *testing.T) {
+	m, err := ParseUSD("$1,250.50")
+	if err != nil || m != pricing.Money(1_250_500_000_000) {
+		t.Errorf("ParseUSD = %d, %v", m, err)
+	}
+	if _, err := ParseUSD("-1"); err == nil || !strings.Contains(err.Error(), "negative") {
+		t.Errorf("negative: %v", err)
+	}
+	if _, err := ParseUSD("0.0000000001"); err == nil {
+		t.Error("sub-nano amount accepted")
+	}
+}
+
+func TestParseCascade(t *testing.T) {
+	c, err := ParseCascade("free:0.5, gpt-4o-mini:30%,gpt-4o:0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.String(); got != "free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2" {
+		t.Errorf("String() = %q", got)
+	}
+	c, err = ParseCascade("anthropic.claude-3-5-sonnet-20240620-v1:0:1")
+	if err != nil || len(c) != 1 || c[0].Name != "anthropic.claude-3-5-sonnet-20240620-v1:0" {
+		t.Errorf("colon model: %v %v", c, err)
+	}
+	for in, want := range map[string]string{
+		"free:0.5,gpt-4o:0.3":            "cascade shares sum to 0.8, not 1 (100%)",
+		"free:0.5,gpt-4o:0.3,gpt-4o:0.2": `cascade tier "gpt-4o" appears twice`,
+		"free:0.6,gpt-4o:0.6":            "cascade shares sum to 1.2, not 1",
+		"free":                           `invalid cascade tier "free" (want MODEL:SHARE`,
+		"free:":                          "invalid cascade tier",
+		":0.5":                           "invalid cascade tier",
+		"free:abc,gpt-4o:1":              `cascade tier "free": invalid share "abc"`,
+		"free:-0.5,gpt-4o:1.5":           `cascade tier "free": invalid share "-0.5": negative`,
+		"":                               "empty cascade",
+	} {
+		if _, err := ParseCascade(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseCascade(%q) err = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestDecimalAndPercentString(t *testing.T) {
+	for _, tc := range []struct{ r, dec, pct string }{
+		{"1/10", "0.1", "10%"},
+		{"57500", "57500", "5750000%"},
+		{"1/3", "0.3333", "33.33%"},
+		{"1/8", "0.125", "12.5%"},
+		{"0", "0", "0%"},
+	} {
+		if got := DecimalString(rat(t, tc.r), 4); got != tc.dec {
+			t.Errorf("DecimalString(%s) = %s, want %s", tc.r, got, tc.dec)
+		}
+		if got := PercentString(rat(t, tc.r)); got != tc.pct {
+			t.Errorf("PercentString(%s) = %s, want %s", tc.r, got, tc.pct)
+		}
+	}
+}
+
+// TestSampleAverages counts a small sample with the real o200k_base
+// tokenizer. By hand: "hello world" = hello| world (2); the chat
+// [system "Be brief.", user "hello world"] = 3 (reply priming) +
+// (3 + system(1) + Be| brief|.(3)) + (3 + user(1) + 2) = 16; "The quick
+// brown fox" = 4. Outputs: "Paris" 1, "hi there" 2, "jumps over the lazy
+// dog" = j|umps| over| the| lazy| dog (6). Totals 22 and 9 over 3 records.
+func TestSampleAverages(t *testing.T) {
+	m, err := pricing.MustDefault().Lookup("gpt-4o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCounter(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Sample
+	if _, _, ok := s.Averages(); ok {
+		t.Error("empty sample has averages")
+	}
+	s.Add(c, "hello world", nil, "Paris")
+	s.Add(c, "", []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "hello world"}}, "hi there")
+	s.Add(c, "The quick brown fox", nil, "jumps over the lazy dog")
+	if s.Records != 3 || s.InputTokens != 22 || s.OutputTokens != 9 {
+		t.Fatalf("sample = %+v, want 3 records, 22 input, 9 output", s)
+	}
+	in, out, ok := s.Averages()
+	if !ok || in.RatString() != "22/3" || out.RatString() != "3" {
+		t.Errorf("averages = %v, %v", in, out)
+	}
+}
