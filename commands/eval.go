@@ -1,21 +1,574 @@
 package commands
 
 import (
+	"context"
+	"encoding/xml"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/costctl/costctl/evaluator"
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/records"
+	"github.com/costctl/costctl/render"
 )
 
-// EvalOptions is a placeholder until `costctl eval` is implemented.
-type EvalOptions struct{}
+// EvalOptions are the flags and dependencies of `costctl eval`.
+type EvalOptions struct {
+	IO      *IOStreams
+	Factory *Factory
+
+	Files       []string
+	ConfigFile  string
+	Map         string
+	BaseURL     string
+	Concurrency int
+	MaxRetries  int
+	Timeout     time.Duration
+	Sample      string
+	Seed        uint64
+	MinTokens   int64
+	NoCache     bool
+	Refresh     bool
+	StoreText   bool
+	MaxCost     string
+	DryRun      bool
+	Out         string
+	Format      string
+	JUnit       string
+	MinPassRate float64
+	FailOnError bool
+	Strict      bool
+
+	// Injected for tests: backoff durations and the sleep function.
+	BackoffBase, BackoffMax time.Duration
+	Sleep                   func(ctx context.Context, d time.Duration) error
+}
+
+const evalLong = `Score recorded model outputs in local files with free deterministic checks
+and LLM judges on any OpenAI-compatible endpoint, cheapest first, with an
+exact SQLite cache, a budget cap that is never exceeded and a ledger of every
+call.
+
+INPUT
+  JSON Lines (.jsonl, .ndjson, .json) or CSV (header row); other extensions
+  are sniffed. Fields: id (optional; default a hash of the content), input
+  (text or chat messages), output (required), expected, context (text or a
+  list), metadata (object), tenant. --map output=response,input=question maps
+  other names. A bad line is reported as FILE:LINE: reason on stderr, skipped
+  and counted (--strict makes it fatal).
+
+CONFIG (--config, default eval.yaml; "costctl eval init" writes a starter)
+  judges name a model (priced in the price table), an optional base_url,
+  api_key_env (default OPENAI_API_KEY), json_mode (default true) and
+  max_tokens (default 256). Metrics: regex, keyword, json, length (free) and
+  judge. Metrics run cheapest first; "when: other.pass" (or .fail, or
+  .score >= N; a list = all) runs a metric only when it holds; skipped judge
+  calls cost nothing and count as savings.
+
+WHAT A JUDGE SEES
+  system message: the metric's prompt (rubric), verbatim.
+  user message (unless the metric has a template):
+      ## Input
+      <input; chat messages as "role: content" blocks>
+
+      ## Output
+      <output>
+
+      ## Expected
+      <expected>
+
+      ## Context
+      [1] <first passage>
+
+      <the instruction to answer only with {"score": 0..1, "reason": "..."}>
+  Empty sections are left out. A template may use {{id}}, {{input}},
+  {{output}}, {{expected}} and {{context}}; the instruction is appended.
+  Requests ask for response_format json_object (json_mode: false turns it
+  off), temperature 0 and max_tokens. A reply that does not parse gets one
+  repair retry, then the row is an error (never cached, never a score of 0).
+
+CACHE
+  Verdicts are cached in the ledger database (--db) under a SHA-256 of the
+  endpoint, model, json mode, max_tokens, temperature, system message and
+  user message. A metric's name and threshold are not in the key: renaming a
+  metric or moving its threshold re-buys nothing. Editing a rubric, a
+  template or a record's fields misses. --no-cache bypasses the cache,
+  --refresh asks again and overwrites. Prompt and reply text are stored only
+  with --store-text; API keys never.
+
+BUDGET AND FAULTS
+  --max-cost USD reserves each call's worst case (prompt tokens counted
+  locally × input price + max_tokens × output price) before sending it, so
+  spend never exceeds the cap. When the cap stops the run, in-flight calls
+  finish, results so far are written and the exit status is 4; rerun with a
+  larger cap to continue from the cache. 429, 5xx and timeouts are retried
+  with exponential backoff and jitter, honouring Retry-After; a 429
+  insufficient_quota stops the run at once. Ctrl-C stops sending, writes what
+  is done and exits 130; a rerun resumes from the cache.
+
+OUTPUT
+  A summary table on stdout (--format json for a versioned report), one
+  JSONL row per record × metric with --out, JUnit XML with --junit, progress
+  on stderr. Costs are the usage the server reports × the price table.` + exitStatusSection
 
 func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
-	return &cobra.Command{
-		Use:    "eval",
-		Short:  "not implemented yet",
-		Hidden: true,
+	opts := &EvalOptions{IO: f.IO, Factory: f}
+	cmd := &cobra.Command{
+		Use:   "eval FILE...",
+		Short: "Score model outputs with cheap checks and LLM judges, within a budget",
+		Long:  evalLong,
+		Example: `  costctl eval init
+  costctl eval outputs.jsonl --config eval.yaml --dry-run
+  costctl eval outputs.jsonl --config eval.yaml --max-cost 5 --out results.jsonl
+  costctl eval logs.csv --map output=response,input=question --sample 10% --format json`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("eval: not implemented yet")
+			opts.Files = args
+			if opts.Concurrency < 1 {
+				return usageErrorf("--concurrency must be at least 1")
+			}
+			if opts.MaxRetries < 0 {
+				return usageErrorf("--max-retries must be 0 or more")
+			}
+			if opts.Timeout <= 0 {
+				return usageErrorf("--timeout must be positive")
+			}
+			if opts.MinPassRate < 0 || opts.MinPassRate > 1 || opts.MinPassRate != opts.MinPassRate {
+				return usageErrorf("--min-pass-rate must be between 0 and 1 (e.g. 0.9)")
+			}
+			if opts.NoCache && opts.Refresh {
+				return usageErrorf("--no-cache and --refresh cannot be used together")
+			}
+			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
+				return usageError(err)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runEval(cmd.Context(), opts)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVarP(&opts.ConfigFile, "config", "c", "eval.yaml", "eval config `FILE` (judges and metrics)")
+	fl.StringVar(&opts.Map, "map", "", "map field names, e.g. output=response,input=question")
+	fl.StringVar(&opts.BaseURL, "base-url", "", "OpenAI-compatible endpoint for judges without base_url (default $OPENAI_BASE_URL or https://api.openai.com/v1)")
+	fl.IntVar(&opts.Concurrency, "concurrency", 8, "judge calls in flight at once")
+	fl.IntVar(&opts.MaxRetries, "max-retries", 4, "retries of a call after 429, 5xx or a timeout (0 = none)")
+	fl.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "time limit of one judge call")
+	fl.StringVar(&opts.Sample, "sample", "", "evaluate a stable sample: 10%, 0.1 or a record count like 500")
+	fl.Uint64Var(&opts.Seed, "seed", 0, "sampling seed (another seed, another sample)")
+	fl.Int64Var(&opts.MinTokens, "min-tokens", 0, "only records whose input+output have at least `N` tokens")
+	fl.BoolVar(&opts.NoCache, "no-cache", false, "neither read nor write the judge cache")
+	fl.BoolVar(&opts.Refresh, "refresh", false, "ask the judges again and overwrite cached verdicts")
+	fl.BoolVar(&opts.StoreText, "store-text", false, "also store prompt and reply text in the cache")
+	fl.StringVar(&opts.MaxCost, "max-cost", "", "budget cap in `USD`: no call that could cross it is sent")
+	fl.BoolVar(&opts.DryRun, "dry-run", false, "project calls, tokens and a cost range; send nothing")
+	fl.StringVarP(&opts.Out, "out", "o", "", "write one JSONL row per record × metric to `FILE`")
+	fl.StringVar(&opts.Format, "format", "table", "summary format: table or json")
+	fl.StringVar(&opts.JUnit, "junit", "", "write JUnit XML to `FILE` (one test case per record × metric)")
+	fl.Float64Var(&opts.MinPassRate, "min-pass-rate", 0, "exit 3 when any metric's pass rate is below `R` (0..1)")
+	fl.BoolVar(&opts.FailOnError, "fail-on-error", false, "exit 3 when any row is an error")
+	fl.BoolVar(&opts.Strict, "strict", false, "a bad input line stops the run")
+	cmd.AddCommand(newEvalInitCmd(f))
+	return cmd
+}
+
+func newEvalInitCmd(f *Factory) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "init [FILE]",
+		Short: "Write a commented starter eval config (default eval.yaml)",
+		Long: `Write a commented starter config with two judges and one metric of each
+type. An existing file is kept unless --force is given.` + exitStatusSection,
+		Example: `  costctl eval init
+  costctl eval init ci/eval.yaml --force`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "eval.yaml"
+			if len(args) == 1 {
+				path = args[0]
+			}
+			flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if force {
+				flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			fh, err := os.OpenFile(path, flag, 0o644)
+			if errors.Is(err, os.ErrExist) {
+				return usageErrorf("%s already exists; pass --force to overwrite it", path)
+			}
+			if err != nil {
+				return fmt.Errorf("eval init: %w", err)
+			}
+			if _, err := io.WriteString(fh, evaluator.StarterConfig); err != nil {
+				fh.Close()
+				return err
+			}
+			if err := fh.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(f.IO.ErrOut, "wrote %s; edit the rubrics, then: costctl eval FILE --config %s --dry-run\n", path, path)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
+	return cmd
+}
+
+func runEval(ctx context.Context, opts *EvalOptions) error {
+	f := opts.Factory
+	table, err := f.Pricing()
+	if err != nil {
+		return err
+	}
+	cfg, err := evaluator.LoadConfig(opts.ConfigFile, table)
+	if err != nil {
+		return usageError(err)
+	}
+	fieldMap, err := records.ParseMap(opts.Map)
+	if err != nil {
+		return usageError(err)
+	}
+	sample, err := evaluator.ParseSample(opts.Sample)
+	if err != nil {
+		return usageError(err)
+	}
+	var maxCost pricing.Money
+	if opts.MaxCost != "" {
+		maxCost, err = pricing.ParseMoney(strings.TrimPrefix(opts.MaxCost, "$"))
+		if err != nil || maxCost <= 0 {
+			return usageErrorf("--max-cost %q: want a positive amount in USD, e.g. 5 or 0.50", opts.MaxCost)
+		}
+	}
+	for _, file := range opts.Files {
+		if file == "-" && sample.Count > 0 {
+			return usageErrorf("--sample %s (a count) reads the input twice; give a file, not -, or use a percentage", opts.Sample)
+		}
+	}
+	db, err := f.OpenLedger(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	var badMu sync.Mutex
+	eo := evaluator.Options{
+		Files: opts.Files, Map: fieldMap, Config: cfg, DB: db, Table: table,
+		HTTPClient: f.HTTPClient, Getenv: f.Getenv, BaseURL: opts.BaseURL,
+		Concurrency: opts.Concurrency, MaxRetries: opts.MaxRetries, Timeout: opts.Timeout,
+		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Sleep: opts.Sleep,
+		Sample: sample, Seed: opts.Seed, MinTokens: opts.MinTokens,
+		NoCache: opts.NoCache, Refresh: opts.Refresh, StoreText: opts.StoreText, Strict: opts.Strict,
+		MaxCost: maxCost, Now: f.Now, KeepRows: opts.JUnit != "",
+		BadLine: func(e *records.LineError) {
+			badMu.Lock()
+			fmt.Fprintln(opts.IO.ErrOut, e.Error())
+			badMu.Unlock()
+		},
+	}
+
+	if opts.DryRun {
+		dr, err := evaluator.DryRun(ctx, eo)
+		if err != nil {
+			return evalErr(err)
+		}
+		return writeDryRun(opts, table, dr)
+	}
+
+	var outFile *os.File
+	if opts.Out != "" {
+		outFile, err = os.OpenFile(opts.Out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		defer outFile.Close()
+		eo.Out = outFile
+	}
+	prog := newEvalProgress(opts.IO, f.Now)
+	eo.Progress = prog.update
+	res, runErr := evaluator.Run(ctx, eo)
+	prog.done()
+	if res == nil {
+		return evalErr(runErr)
+	}
+	if outFile != nil {
+		if err := outFile.Close(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("--out: %w", err)
+		}
+	}
+	if opts.JUnit != "" {
+		if err := writeJUnit(opts.JUnit, res); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if err := writeEvalSummary(opts, table, res); err != nil {
+		return err
+	}
+	if runErr != nil {
+		return evalErr(runErr)
+	}
+	switch res.Stop {
+	case evaluator.StopBudget:
+		return &ExitErr{Code: ExitBudget, Err: fmt.Errorf("budget cap %s reached: %s spent; %s sampled record(s) not started and %s record × metric evaluation(s) not run; rerun with a larger --max-cost to continue from the cache",
+			maxCost.Display(), res.Cost.Display(), render.Int(res.LeftRecords), render.Int(res.NotRun))}
+	case evaluator.StopInterrupted:
+		return &ExitErr{Code: ExitInterrupted, Err: fmt.Errorf("interrupted: %s record(s) finished and saved; rerun the same command to resume from the cache", render.Int(res.Sampled))}
+	}
+	var gates []string
+	if opts.FailOnError && res.Errors > 0 {
+		gates = append(gates, fmt.Sprintf("%d error row(s) (--fail-on-error)", res.Errors))
+	}
+	if opts.MinPassRate > 0 {
+		for _, m := range res.Metrics {
+			if pr, ok := m.PassRate(); ok && pr < opts.MinPassRate {
+				gates = append(gates, fmt.Sprintf("%s pass rate %s < %s (--min-pass-rate)", m.Name, render.Pct(pr*100), render.Pct(opts.MinPassRate*100)))
+			}
+		}
+	}
+	if len(gates) > 0 {
+		return gateError("gate failed: " + strings.Join(gates, "; "))
+	}
+	return nil
+}
+
+// evalErr maps evaluator errors to exit codes.
+func evalErr(err error) error {
+	var ce *evaluator.ConfigError
+	var ie *evaluator.InputError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ie):
+		return usageError(err)
+	case errors.Is(err, context.Canceled):
+		return &ExitErr{Code: ExitInterrupted, Err: errors.New("interrupted")}
+	}
+	return err
+}
+
+func fmtRate(m *evaluator.MetricStats) string {
+	pr, ok := m.PassRate()
+	if !ok {
+		return "-"
+	}
+	lo, hi, _ := m.CI95()
+	return fmt.Sprintf("%.1f%% [%.1f–%.1f]", pr*100, lo*100, hi*100)
+}
+
+func writeEvalSummary(opts *EvalOptions, table *pricing.Table, res *evaluator.Result) error {
+	w := opts.IO.Out
+	if opts.Format == render.FormatJSON {
+		return render.JSON(w, res.JSON())
+	}
+	t := &render.Table{
+		Headers: []string{"METRIC", "EVALUATED", "PASS", "FAIL", "SKIP", "ERR", "PASS RATE (95% CI)", "MEAN", "CALLS", "CACHED", "TOKENS", "COST"},
+		Align:   []render.Align{render.Left, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right},
+	}
+	var tokens int64
+	for _, m := range res.Metrics {
+		mean := "-"
+		if v, ok := m.MeanScore(); ok {
+			mean = fmt.Sprintf("%.3f", v)
+		}
+		mt := m.InputTokens + m.OutputTokens
+		tokens += mt
+		cost, calls, cached, tok := m.Cost.Display(), render.Int(m.Calls), render.Int(m.CacheHits), render.Int(mt)
+		if !m.Judge {
+			cost, calls, cached, tok = "free", "-", "-", "-"
+		}
+		t.AddRow(m.Name, render.Int(m.Evaluated), render.Int(m.Passed), render.Int(m.Failed), render.Int(m.Skipped), render.Int(m.Errors),
+			fmtRate(m), mean, calls, cached, tok, cost)
+	}
+	t.Footer = []string{"total", "", "", "", "", render.Int(res.Errors), "", "", render.Int(res.Calls), render.Int(res.CacheHits), render.Int(tokens), res.Cost.Display()}
+	if err := t.WriteText(w); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nrecords %s, sampled %s, bad lines %s\n", render.Int(res.Records), render.Int(res.Sampled), render.Int(res.BadLines))
+	fmt.Fprintf(w, "cost %s; avoided %s (cache %s, cascade skips %s, sampling ≈%s); baseline %s\n",
+		res.Cost.Display(), res.Avoided().Display(), res.AvoidedCache.Display(), res.AvoidedSkip.Display(), res.AvoidedSamp.Display(), res.Baseline.Display())
+	fmt.Fprintf(w, "run %s · %s\n", res.RunID, table.AsOfLabel())
+	return nil
+}
+
+func writeDryRun(opts *EvalOptions, table *pricing.Table, dr *evaluator.DryResult) error {
+	w := opts.IO.Out
+	if opts.Format == render.FormatJSON {
+		type jm struct {
+			Name         string        `json:"name"`
+			Model        string        `json:"model,omitempty"`
+			ToEvaluate   int64         `json:"to_evaluate"`
+			CacheHits    int64         `json:"cache_hits"`
+			CallsMin     int64         `json:"calls_min"`
+			CallsMax     int64         `json:"calls_max"`
+			PromptTokens int64         `json:"prompt_tokens"`
+			OutputMax    int64         `json:"output_tokens_max"`
+			CostLow      pricing.Money `json:"cost_low_usd"`
+			CostHigh     pricing.Money `json:"cost_high_usd"`
+		}
+		out := struct {
+			Version    int           `json:"version"`
+			DryRun     bool          `json:"dry_run"`
+			PricesAsOf string        `json:"prices_as_of"`
+			Records    int64         `json:"records"`
+			Sampled    int64         `json:"sampled"`
+			BadLines   int64         `json:"bad_lines"`
+			Metrics    []jm          `json:"metrics"`
+			CostLow    pricing.Money `json:"cost_low_usd"`
+			CostHigh   pricing.Money `json:"cost_high_usd"`
+		}{Version: 1, DryRun: true, PricesAsOf: table.AsOf, Records: dr.Records, Sampled: dr.Sampled, BadLines: dr.BadLines, CostLow: dr.CostLow, CostHigh: dr.CostHigh}
+		for _, m := range dr.Metrics {
+			out.Metrics = append(out.Metrics, jm{m.Name, m.Model, m.ToEvaluate, m.CacheHits, m.CallsMin, m.CallsMax, m.PromptTokens, m.OutputMax, m.CostLow, m.CostHigh})
+		}
+		return render.JSON(w, out)
+	}
+	t := &render.Table{
+		Headers: []string{"METRIC", "MODEL", "TO EVALUATE", "CACHED", "CALLS", "PROMPT TOKENS", "OUTPUT ≤", "COST RANGE"},
+		Align:   []render.Align{render.Left, render.Left, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right},
+	}
+	for _, m := range dr.Metrics {
+		if !m.Judge {
+			t.AddRow(m.Name, "(free)", render.Int(m.ToEvaluate), "-", "-", "-", "-", "free")
+			continue
+		}
+		calls := render.Int(m.CallsMax)
+		if m.CallsMin != m.CallsMax {
+			calls = render.Int(m.CallsMin) + "–" + render.Int(m.CallsMax)
+		}
+		t.AddRow(m.Name, m.Model, render.Int(m.ToEvaluate), render.Int(m.CacheHits), calls, render.Int(m.PromptTokens), render.Int(m.OutputMax),
+			m.CostLow.Display()+" – "+m.CostHigh.Display())
+	}
+	t.Footer = []string{"total", "", "", "", "", "", "", dr.CostLow.Display() + " – " + dr.CostHigh.Display()}
+	if err := t.WriteText(w); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\ndry run: nothing sent. records %s, sampled %s, bad lines %s\n", render.Int(dr.Records), render.Int(dr.Sampled), render.Int(dr.BadLines))
+	fmt.Fprintf(w, "low: calls certainly needed, prompt tokens only; high: every possible call (when-chained included) with a full max_tokens reply\n")
+	fmt.Fprintln(w, table.AsOfLabel())
+	return nil
+}
+
+// evalProgress draws a bar on a terminal and plain lines every 10 s otherwise.
+type evalProgress struct {
+	mu    sync.Mutex
+	io    *IOStreams
+	now   func() time.Time
+	last  time.Time
+	start time.Time
+	drew  bool
+}
+
+func newEvalProgress(s *IOStreams, now func() time.Time) *evalProgress {
+	return &evalProgress{io: s, now: now, start: now(), last: now()}
+}
+
+func (p *evalProgress) update(pr evaluator.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.now()
+	eta := ""
+	frac := 0.0
+	if pr.BytesTotal > 0 {
+		frac = float64(pr.BytesRead) / float64(pr.BytesTotal)
+		if frac > 0.01 && pr.Elapsed > 0 {
+			rem := time.Duration(float64(pr.Elapsed) * (1 - frac) / frac).Round(time.Second)
+			eta = " · ETA " + rem.String()
+		}
+	}
+	if p.io.ErrTTY {
+		if t.Sub(p.last) < 100*time.Millisecond && p.drew {
+			return
+		}
+		const width = 24
+		n := int(frac * width)
+		bar := strings.Repeat("█", n) + strings.Repeat("░", width-n)
+		fmt.Fprintf(p.io.ErrOut, "\r\x1b[K%s %s records · %s spent · %s calls · %s cached%s", bar, render.Int(pr.Records), pr.Spent.Display(), render.Int(pr.Calls), render.Int(pr.CacheHits), eta)
+		p.drew, p.last = true, t
+		return
+	}
+	if t.Sub(p.last) >= 10*time.Second {
+		fmt.Fprintf(p.io.ErrOut, "eval: %s records, %s spent, %s calls, %s cached%s\n", render.Int(pr.Records), pr.Spent.Display(), render.Int(pr.Calls), render.Int(pr.CacheHits), eta)
+		p.last = t
+	}
+}
+
+func (p *evalProgress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drew {
+		fmt.Fprint(p.io.ErrOut, "\r\x1b[K")
+	}
+}
+
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Name    string       `xml:"name,attr"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string    `xml:"name,attr"`
+	Classname string    `xml:"classname,attr"`
+	Failure   *junitMsg `xml:"failure,omitempty"`
+	Error     *junitMsg `xml:"error,omitempty"`
+	Skipped   *junitMsg `xml:"skipped,omitempty"`
+	Output    string    `xml:"system-out,omitempty"`
+}
+
+type junitMsg struct {
+	Message string `xml:"message,attr"`
+}
+
+func writeJUnit(path string, res *evaluator.Result) error {
+	suites := map[string]*junitSuite{}
+	var order []string
+	for _, m := range res.Metrics {
+		suites[m.Name] = &junitSuite{Name: m.Name}
+		order = append(order, m.Name)
+	}
+	for _, r := range res.Rows {
+		s := suites[r.Metric]
+		c := junitCase{Name: r.ID, Classname: "costctl.eval." + r.Metric}
+		if r.Score != nil {
+			c.Output = fmt.Sprintf("score %.4g: %s", *r.Score, r.Reason)
+		}
+		switch r.Status {
+		case evaluator.StatusFail:
+			c.Failure = &junitMsg{r.Reason}
+			s.Failures++
+		case evaluator.StatusError:
+			c.Error = &junitMsg{r.Error}
+			s.Errors++
+		case evaluator.StatusSkipped:
+			c.Skipped = &junitMsg{r.Reason}
+			s.Skipped++
+		}
+		s.Tests++
+		s.Cases = append(s.Cases, c)
+	}
+	out := junitSuites{Name: "costctl eval " + res.RunID}
+	for _, n := range order {
+		out.Suites = append(out.Suites, *suites[n])
+	}
+	b, err := xml.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append([]byte(xml.Header), append(b, '\n')...)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("--junit: %w", err)
+	}
+	return nil
 }

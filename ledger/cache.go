@@ -108,3 +108,55 @@ func (db *DB) FinishRun(ctx context.Context, id, status string, at time.Time) er
 	}
 	return nil
 }
+
+// PutJudges stores (or overwrites) several verdicts in one transaction, so a
+// crash keeps either all of a batch or none of it.
+func (db *DB) PutJudges(ctx context.Context, rs []JudgeResult) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: write judge cache: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO judge_cache (key, metric, model, score, reason, input_tokens, cached_tokens,
+		output_tokens, cost_nano, latency_ms, created_ms, request_text, response_text)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(key) DO UPDATE SET metric=excluded.metric, model=excluded.model, score=excluded.score,
+		reason=excluded.reason, input_tokens=excluded.input_tokens, cached_tokens=excluded.cached_tokens,
+		output_tokens=excluded.output_tokens, cost_nano=excluded.cost_nano, latency_ms=excluded.latency_ms,
+		created_ms=excluded.created_ms, request_text=excluded.request_text, response_text=excluded.response_text`)
+	if err != nil {
+		return fmt.Errorf("ledger: write judge cache: %w", err)
+	}
+	defer stmt.Close()
+	for _, r := range rs {
+		var req, resp any
+		if r.RequestText != "" {
+			req = r.RequestText
+		}
+		if r.ResponseText != "" {
+			resp = r.ResponseText
+		}
+		created := r.Created
+		if created.IsZero() {
+			created = time.Now()
+		}
+		if _, err := stmt.ExecContext(ctx, r.Key, r.Metric, r.Model, r.Score, r.Reason, r.InputTokens, r.CachedTokens,
+			r.OutputTokens, int64(r.Cost), r.LatencyMS, created.UnixMilli(), req, resp); err != nil {
+			return fmt.Errorf("ledger: write judge cache: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: write judge cache: %w", err)
+	}
+	return nil
+}
+
+// JudgeCacheCount is how many verdicts the cache holds.
+func (db *DB) JudgeCacheCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM judge_cache`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: read judge cache: %w", err)
+	}
+	return n, nil
+}

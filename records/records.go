@@ -145,7 +145,24 @@ type Reader struct {
 	csv     *csvState
 	maxLine int
 	names   map[string]string // canonical → file name
+	counted *countingReader
+	size    int64
 }
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Progress reports how many bytes have been read so far and the file's size
+// (0 when unknown, e.g. standard input). For progress bars and ETAs.
+func (r *Reader) Progress() (read, size int64) { return r.counted.n, r.size }
 
 // Open opens path ("-" is standard input) and detects its format from the
 // extension (.jsonl/.ndjson/.json → JSON Lines, .csv → CSV), else from the
@@ -169,6 +186,9 @@ func Open(path string, opts Options) (*Reader, error) {
 		return nil, err
 	}
 	r.closer = f
+	if st != nil {
+		r.size = st.Size()
+	}
 	return r, nil
 }
 
@@ -201,7 +221,8 @@ func newReader(r io.Reader, name string, opts Options, format int) (*Reader, err
 	if max <= 0 {
 		max = DefaultMaxLineBytes
 	}
-	rd := &Reader{name: name, opts: opts, br: bufio.NewReaderSize(r, 256<<10), maxLine: max}
+	cr := &countingReader{r: r}
+	rd := &Reader{name: name, opts: opts, br: bufio.NewReaderSize(cr, 256<<10), maxLine: max, counted: cr}
 	rd.names = map[string]string{}
 	for _, f := range Fields {
 		rd.names[f] = f

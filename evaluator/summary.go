@@ -1,0 +1,241 @@
+package evaluator
+
+import (
+	"math"
+	"math/big"
+
+	"github.com/costctl/costctl/pricing"
+)
+
+// MetricStats are the totals of one metric.
+type MetricStats struct {
+	Name         string
+	Type         string
+	Judge        bool
+	Evaluated    int64 // pass + fail + error
+	Passed       int64
+	Failed       int64
+	Skipped      int64
+	Errors       int64
+	ScoreSum     float64
+	Scored       int64
+	Calls        int64
+	CacheHits    int64
+	InputTokens  int64
+	CachedTokens int64
+	OutputTokens int64
+	Cost         pricing.Money
+}
+
+// PassRate is passed/(passed+failed); ok=false when nothing was judged.
+// Errors are counted apart and are not failures.
+func (m *MetricStats) PassRate() (float64, bool) {
+	n := m.Passed + m.Failed
+	if n == 0 {
+		return 0, false
+	}
+	return float64(m.Passed) / float64(n), true
+}
+
+// CI95 is the Wilson score 95% interval of the pass rate.
+func (m *MetricStats) CI95() (lo, hi float64, ok bool) {
+	return Wilson(m.Passed, m.Passed+m.Failed, 1.959963984540054)
+}
+
+// MeanScore is the mean score over pass and fail rows.
+func (m *MetricStats) MeanScore() (float64, bool) {
+	if m.Scored == 0 {
+		return 0, false
+	}
+	return m.ScoreSum / float64(m.Scored), true
+}
+
+// Wilson is the Wilson score interval for k successes in n trials at z.
+func Wilson(k, n int64, z float64) (lo, hi float64, ok bool) {
+	if n <= 0 || k < 0 || k > n {
+		return 0, 0, false
+	}
+	p := float64(k) / float64(n)
+	nf := float64(n)
+	z2 := z * z
+	den := 1 + z2/nf
+	center := (p + z2/(2*nf)) / den
+	half := z / den * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
+	lo, hi = math.Max(0, center-half), math.Min(1, center+half)
+	return lo, hi, true
+}
+
+// Result is what a run did.
+type Result struct {
+	RunID       string
+	PricesAsOf  string
+	Records     int64 // valid records read
+	Sampled     int64 // records chosen (by --sample/--min-tokens) and started
+	BadLines    int64
+	Metrics     []*MetricStats
+	Requests    int64 // HTTP requests sent (retries included)
+	Stop        string
+	LeftRecords int64 // sampled records not started because the run stopped
+	NotRun      int64 // record × metric evaluations not run because the run stopped
+	Rows        []Row // with Options.KeepRows
+
+	Calls        int64
+	CacheHits    int64
+	Errors       int64
+	Cost         pricing.Money
+	AvoidedCache pricing.Money // current-price cost of the cached verdicts used
+	AvoidedSkip  pricing.Money // worst-case reservations of judge calls a when skipped
+	AvoidedSamp  pricing.Money // estimate: baseline per sampled record × records not sampled
+	Baseline     pricing.Money // every sampled record on every judge metric, no cache, no skips
+
+	byName    map[string]*MetricStats
+	done      int64
+	spent     pricing.Money
+	calls     int64
+	cacheHits int64
+	errors    int64
+	keepRows  bool
+}
+
+func newResult(o Options) *Result {
+	res := &Result{RunID: o.RunID, byName: map[string]*MetricStats{}, keepRows: o.KeepRows}
+	if o.Table != nil {
+		res.PricesAsOf = o.Table.AsOf
+	}
+	for _, m := range o.Config.Order {
+		ms := &MetricStats{Name: m.Name, Type: m.Type, Judge: m.IsJudge()}
+		res.Metrics = append(res.Metrics, ms)
+		res.byName[m.Name] = ms
+	}
+	return res
+}
+
+// add folds one record's outcome into the totals (writer goroutine only).
+func (res *Result) add(o *outcome) {
+	res.done++
+	res.NotRun += o.notRun
+	res.AvoidedCache += o.avoidedCache
+	res.AvoidedSkip += o.avoidedSkip
+	res.spent += o.spent
+	res.calls += o.calls
+	res.cacheHits += o.cacheHits
+	for _, ev := range o.events {
+		ms := res.byName[ev.Metric]
+		if ev.CacheHit {
+			ms.CacheHits++
+			continue
+		}
+		ms.Calls++
+		ms.InputTokens += ev.InputTokens
+		ms.CachedTokens += ev.CachedTokens
+		ms.OutputTokens += ev.OutputTokens
+		ms.Cost += ev.Cost
+	}
+	for _, r := range o.rows {
+		ms := res.byName[r.Metric]
+		switch r.Status {
+		case StatusPass:
+			ms.Passed++
+		case StatusFail:
+			ms.Failed++
+		case StatusSkipped:
+			ms.Skipped++
+		case StatusError:
+			ms.Errors++
+			res.errors++
+		}
+		if r.Status != StatusSkipped {
+			ms.Evaluated++
+		}
+		if r.Score != nil && (r.Status == StatusPass || r.Status == StatusFail) {
+			ms.ScoreSum += *r.Score
+			ms.Scored++
+		}
+	}
+	if res.keepRows {
+		res.Rows = append(res.Rows, o.rows...)
+	}
+}
+
+func (res *Result) finish(o Options) {
+	res.Calls, res.CacheHits, res.Errors, res.Cost = res.calls, res.cacheHits, res.errors, res.spent
+	res.Baseline = res.Cost + res.AvoidedCache + res.AvoidedSkip
+	if res.Sampled > 0 && res.Records > res.Sampled && res.Stop == StopNone {
+		per := new(big.Rat).Mul(res.Baseline.Rat(), big.NewRat(res.Records-res.Sampled, res.Sampled))
+		if m, err := pricing.MoneyFromRat(per); err == nil {
+			res.AvoidedSamp = m
+		}
+	}
+}
+
+// Avoided is the total cost avoided: cache, cascade skips and sampling.
+func (res *Result) Avoided() pricing.Money {
+	return res.AvoidedCache + res.AvoidedSkip + res.AvoidedSamp
+}
+
+// JSONReport is the --format json schema (version 1).
+type JSONReport struct {
+	Version    int          `json:"version"`
+	RunID      string       `json:"run_id"`
+	PricesAsOf string       `json:"prices_as_of"`
+	Records    int64        `json:"records"`
+	Sampled    int64        `json:"sampled"`
+	BadLines   int64        `json:"bad_lines"`
+	Metrics    []JSONMetric `json:"metrics"`
+	Total      JSONTotal    `json:"total"`
+}
+
+// JSONMetric is one metric in the JSON report; rates are null when nothing
+// was judged.
+type JSONMetric struct {
+	Name         string        `json:"name"`
+	Evaluated    int64         `json:"evaluated"`
+	Passed       int64         `json:"passed"`
+	Failed       int64         `json:"failed"`
+	Skipped      int64         `json:"skipped"`
+	Errors       int64         `json:"errors"`
+	PassRate     *float64      `json:"pass_rate"`
+	CI95         []float64     `json:"ci95"`
+	MeanScore    *float64      `json:"mean_score"`
+	Calls        int64         `json:"calls"`
+	CacheHits    int64         `json:"cache_hits"`
+	InputTokens  int64         `json:"input_tokens"`
+	CachedTokens int64         `json:"cached_tokens"`
+	OutputTokens int64         `json:"output_tokens"`
+	Cost         pricing.Money `json:"cost_usd"`
+}
+
+// JSONTotal is the totals block of the JSON report.
+type JSONTotal struct {
+	Calls     int64         `json:"calls"`
+	CacheHits int64         `json:"cache_hits"`
+	Errors    int64         `json:"errors"`
+	Cost      pricing.Money `json:"cost_usd"`
+	Avoided   pricing.Money `json:"avoided_usd"`
+	Baseline  pricing.Money `json:"baseline_usd"`
+}
+
+func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
+
+// JSON is the --format json report.
+func (res *Result) JSON() JSONReport {
+	rep := JSONReport{Version: 1, RunID: res.RunID, PricesAsOf: res.PricesAsOf, Records: res.Records, Sampled: res.Sampled,
+		BadLines: res.BadLines, Metrics: []JSONMetric{},
+		Total: JSONTotal{Calls: res.Calls, CacheHits: res.CacheHits, Errors: res.Errors, Cost: res.Cost, Avoided: res.Avoided(), Baseline: res.Baseline}}
+	for _, m := range res.Metrics {
+		jm := JSONMetric{Name: m.Name, Evaluated: m.Evaluated, Passed: m.Passed, Failed: m.Failed, Skipped: m.Skipped, Errors: m.Errors,
+			Calls: m.Calls, CacheHits: m.CacheHits, InputTokens: m.InputTokens, CachedTokens: m.CachedTokens, OutputTokens: m.OutputTokens, Cost: m.Cost}
+		if pr, ok := m.PassRate(); ok {
+			v := round6(pr)
+			jm.PassRate = &v
+			lo, hi, _ := m.CI95()
+			jm.CI95 = []float64{round6(lo), round6(hi)}
+		}
+		if ms, ok := m.MeanScore(); ok {
+			v := round6(ms)
+			jm.MeanScore = &v
+		}
+		rep.Metrics = append(rep.Metrics, jm)
+	}
+	return rep
+}
