@@ -131,6 +131,7 @@ CREATE TABLE rollup_minute (
 	unpriced_calls INTEGER NOT NULL DEFAULT 0,
 	cache_hits     INTEGER NOT NULL DEFAULT 0,
 	latency_ms_sum INTEGER NOT NULL DEFAULT 0,
+	latency_calls  INTEGER NOT NULL DEFAULT 0, -- calls with a known latency (latency_ms > 0)
 	PRIMARY KEY (dim, minute, key)
 ) WITHOUT ROWID;
 
@@ -146,6 +147,7 @@ CREATE TABLE rollup_hour (
 	unpriced_calls INTEGER NOT NULL DEFAULT 0,
 	cache_hits     INTEGER NOT NULL DEFAULT 0,
 	latency_ms_sum INTEGER NOT NULL DEFAULT 0,
+	latency_calls  INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (dim, hour, key)
 ) WITHOUT ROWID;
 

@@ -1,0 +1,218 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/costctl/costctl/pricing"
+)
+
+// Totals are the sums of a set of events, as kept in the rollups.
+type Totals struct {
+	Calls         int64
+	InputTokens   int64 // all prompt tokens, cached included
+	CachedTokens  int64
+	OutputTokens  int64
+	Cost          pricing.Money // priced events only; see UnpricedCalls
+	UnpricedCalls int64         // events whose model had no price: their cost is unknown, not $0
+	CacheHits     int64
+	LatencyMSSum  int64
+	LatencyCalls  int64 // events with a known latency
+}
+
+// Add adds o to t.
+func (t *Totals) Add(o Totals) {
+	t.Calls += o.Calls
+	t.InputTokens += o.InputTokens
+	t.CachedTokens += o.CachedTokens
+	t.OutputTokens += o.OutputTokens
+	t.Cost += o.Cost
+	t.UnpricedCalls += o.UnpricedCalls
+	t.CacheHits += o.CacheHits
+	t.LatencyMSSum += o.LatencyMSSum
+	t.LatencyCalls += o.LatencyCalls
+}
+
+// AvgLatencyMS is the mean latency of the events that reported one (0 when none did).
+func (t Totals) AvgLatencyMS() int64 {
+	if t.LatencyCalls == 0 {
+		return 0
+	}
+	return t.LatencyMSSum / t.LatencyCalls
+}
+
+// CachedShare is the fraction (0..1) of prompt tokens read from a prompt cache.
+func (t Totals) CachedShare() float64 {
+	if t.InputTokens <= 0 {
+		return 0
+	}
+	s := float64(t.CachedTokens) / float64(t.InputTokens)
+	return min(max(s, 0), 1)
+}
+
+// GroupRow is the totals of one key of a dimension (a tenant, a model, ...).
+type GroupRow struct {
+	Key string
+	Totals
+}
+
+// IsDimension reports whether dim is one the rollups are kept by.
+func IsDimension(dim string) bool {
+	for _, d := range Dimensions {
+		if d == dim {
+			return true
+		}
+	}
+	return false
+}
+
+const rollupCols = `calls, input_tokens, cached_tokens, output_tokens, cost_nano, unpriced_calls, cache_hits, latency_ms_sum, latency_calls`
+
+const sumCols = `SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens), SUM(cost_nano),
+	SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)`
+
+// minuteRange turns [start, end) into Unix minutes [sm, em): the minute
+// holding start up to and including the minute holding end-1ms. Rollups
+// are minute-granular, so windows are too.
+func minuteRange(start, end time.Time) (sm, em int64) {
+	sm = floorDiv(start.UnixMilli(), 60_000)
+	em = floorDiv(end.UnixMilli()-1, 60_000) + 1
+	if em < sm {
+		em = sm
+	}
+	return sm, em
+}
+
+// rangeSource returns a subquery (key + rollup columns) covering Unix
+// minutes [sm, em) of dim: whole hours from rollup_hour, the ragged edges
+// from rollup_minute. Both are read through their (dim, bucket, key)
+// primary keys, so the cost is proportional to buckets × keys in the
+// window, never to the number of events.
+func rangeSource(dim string, sm, em int64) (string, []any) {
+	hs := -floorDiv(-sm, 60) // ceil(sm/60)
+	he := floorDiv(em, 60)
+	if hs >= he {
+		return `SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE dim = ? AND minute >= ? AND minute < ?`,
+			[]any{dim, sm, em}
+	}
+	q := `SELECT key, ` + rollupCols + ` FROM rollup_hour WHERE dim = ? AND hour >= ? AND hour < ?
+		UNION ALL SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE dim = ? AND minute >= ? AND minute < ?
+		UNION ALL SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE dim = ? AND minute >= ? AND minute < ?`
+	return q, []any{dim, hs, he, dim, sm, hs * 60, dim, he * 60, em}
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanTotals(s scanner, key *string) (Totals, error) {
+	var t Totals
+	var cost int64
+	dst := []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
+		&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls}
+	if key != nil {
+		dst = append([]any{key}, dst...)
+	}
+	if err := s.Scan(dst...); err != nil {
+		return t, err
+	}
+	t.Cost = pricing.Money(cost)
+	return t, nil
+}
+
+// Totals sums every event in [start, end) (minute-granular) from the rollups.
+func (db *DB) Totals(ctx context.Context, start, end time.Time) (Totals, error) {
+	sm, em := minuteRange(start, end)
+	src, args := rangeSource("all", sm, em)
+	row := db.sql.QueryRowContext(ctx, `SELECT COUNT(*), `+coalesced()+` FROM (`+src+`)`, args...)
+	var n int64
+	var t Totals
+	var cost int64
+	if err := row.Scan(&n, &t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
+		&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls); err != nil {
+		return t, fmt.Errorf("ledger: read totals: %w", err)
+	}
+	t.Cost = pricing.Money(cost)
+	return t, nil
+}
+
+func coalesced() string {
+	var parts []string
+	for _, c := range strings.Split(rollupCols, ", ") {
+		parts = append(parts, "COALESCE(SUM("+c+"), 0)")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Grouped returns the totals per key of dim (tenant, model, user, endpoint,
+// source or metric) over [start, end), from the rollups, in no set order.
+func (db *DB) Grouped(ctx context.Context, dim string, start, end time.Time) ([]GroupRow, error) {
+	if !IsDimension(dim) {
+		return nil, fmt.Errorf("ledger: unknown dimension %q (expected %s)", dim, strings.Join(Dimensions, ", "))
+	}
+	sm, em := minuteRange(start, end)
+	src, args := rangeSource(dim, sm, em)
+	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols+` FROM (`+src+`) GROUP BY key`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
+	}
+	defer rows.Close()
+	var out []GroupRow
+	for rows.Next() {
+		var r GroupRow
+		t, err := scanTotals(rows, &r.Key)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
+		}
+		r.Totals = t
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
+	}
+	return out, nil
+}
+
+// MinuteSeries returns the totals of each of the n minutes ending with the
+// minute that holds end (oldest first), for sparklines.
+func (db *DB) MinuteSeries(ctx context.Context, end time.Time, n int) ([]Totals, error) {
+	last := floorDiv(end.UnixMilli(), 60_000)
+	first := last - int64(n) + 1
+	out := make([]Totals, n)
+	rows, err := db.sql.QueryContext(ctx, `SELECT minute, `+rollupCols+` FROM rollup_minute
+		WHERE dim = 'all' AND minute >= ? AND minute <= ?`, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read minute series: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var minute int64
+		var t Totals
+		var cost int64
+		if err := rows.Scan(&minute, &t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
+			&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls); err != nil {
+			return nil, fmt.Errorf("ledger: read minute series: %w", err)
+		}
+		t.Cost = pricing.Money(cost)
+		out[minute-first].Add(t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: read minute series: %w", err)
+	}
+	return out, nil
+}
+
+// BurnWindow is the span burn rates are measured over: the minute holding
+// now and the four before it.
+const BurnWindow = 5 * time.Minute
+
+// BurnStart is the start of the burn-rate window ending at now.
+func BurnStart(now time.Time) time.Time {
+	m := floorDiv(now.UnixMilli(), 60_000) - int64(BurnWindow/time.Minute) + 1
+	return time.UnixMilli(m * 60_000)
+}
+
+// PerHour converts spend over BurnWindow into a rate per hour (exact: ×12).
+func PerHour(spentInBurnWindow pricing.Money) pricing.Money {
+	return spentInBurnWindow * pricing.Money(time.Hour/BurnWindow)
+}
