@@ -64,7 +64,7 @@ func (e *Event) dimKey(dim string) string {
 // InsertResult says what an Insert did.
 type InsertResult struct {
 	Inserted   int
-	Duplicates int // events whose key was already in the ledger (or repeated in the batch)
+	Duplicates int   // events whose key was already in the ledger (or repeated in the batch)
 	Skipped    []int // indexes (into the events given) of the duplicates, in order
 }
 
