@@ -95,7 +95,9 @@ THE WATERFALL
                   model; shares must sum to 1
     cache-hit     the share of calls answered by a response cache (no call)
     prompt-cache  the share of the remaining calls' input tokens billed at
-                  each model's cached-input price
+                  each model's cached-input price (cache-write premiums, such
+                  as Anthropic's, are not modelled; a model that lists no
+                  cached price saves nothing, and a note on stderr says so)
     batch         the share of the remaining calls sent through the Batch API
                   at batch prices (a cached prompt read in a batch costs half
                   the cached price)
@@ -468,7 +470,7 @@ func waterfallEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (strin
 	asOf := run.table.AsOfLabel()
 	switch o.Format {
 	case render.FormatJSON:
-		doc := estimateJSON{Version: 1, Inputs: inputsJSON(run, p), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Notes: p.Notes}
+		doc := estimateJSON{Version: 1, Inputs: inputsJSON(run, p.Levers), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Notes: p.Notes}
 		for _, r := range rows {
 			doc.Steps = append(doc.Steps, stepJSON{Name: r.step.Name, Detail: r.step.Detail, amountsJSON: toAmountsJSON(r.amt)})
 		}
@@ -636,9 +638,15 @@ type totalJSON struct {
 	SavingsPct     json.Number   `json:"savings_pct"`
 }
 
-func inputsJSON(run *estimateRun, p *estimator.Projection) estimateInputs {
+// inputsJSON describes the run's inputs with levers l (the flags' levers
+// for a comparison) and the baseline model's effective prices.
+func inputsJSON(run *estimateRun, l estimator.Levers) estimateInputs {
 	in := run.est.Inputs()
-	pr := p.Prices
+	model, _ := run.table.Lookup(in.Model)
+	if l.Model != "" {
+		model, _ = run.table.Lookup(l.Model)
+	}
+	pr := run.est.PricesFor(model)
 	pj := pricesJSON{
 		Input: estimator.Per1M(pr.Input), Output: estimator.Per1M(pr.Output),
 		BatchInput: estimator.Per1M(pr.BatchInput), BatchOutput: estimator.Per1M(pr.BatchOut), Source: "table",
@@ -649,10 +657,10 @@ func inputsJSON(run *estimateRun, p *estimator.Projection) estimateInputs {
 	if pr.Overridden {
 		pj.Source = "override"
 	}
-	levers := estimator.LeverParams(p.Levers, in.Model)
+	levers := estimator.LeverParams(l, in.Model)
 	delete(levers, estimator.KeyModel)
 	ij := estimateInputs{
-		Model:            p.Model.Name,
+		Model:            model.Name,
 		RequestsPerMonth: in.RequestsPerMonth,
 		RequestsPerDay:   json.Number(estimator.DecimalString(new(big.Rat).SetFrac64(in.RequestsPerMonth, in.Days), 6)),
 		DaysPerMonth:     in.Days,
@@ -754,7 +762,7 @@ func compareEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (string,
 	}
 	notes := map[string]bool{}
 	for _, c := range cmp {
-		for _, n := range c.Projection.Notes {
+		for _, n := range c.Notes {
 			if !notes[n] {
 				notes[n] = true
 				fmt.Fprintf(o.IO.ErrOut, "costctl: note: %s\n", n)
@@ -765,10 +773,7 @@ func compareEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (string,
 	baseModel := run.est.Inputs().Model
 	switch o.Format {
 	case render.FormatJSON:
-		p0 := cmp[0].Projection
-		doc := compareJSON{Version: 1, Inputs: inputsJSON(run, p0), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Baseline: baselineLabel}
-		doc.Inputs.Levers = estimator.LeverParams(run.levers, baseModel)
-		delete(doc.Inputs.Levers, estimator.KeyModel)
+		doc := compareJSON{Version: 1, Inputs: inputsJSON(run, run.levers), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Baseline: baselineLabel}
 		for i, c := range cmp {
 			doc.Scenarios = append(doc.Scenarios, scenarioJSON{Name: scenarioName(c), Params: estimator.LeverParams(c.Levers, baseModel), Total: toAmountsJSON(amts[i]), Cheapest: c.Cheapest})
 		}
@@ -823,7 +828,11 @@ func compareEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (string,
 			t.AddRow(row...)
 		}
 		fixed := fixedLevers(run.levers, keys)
-		head := summaryLine(run, cmp[0].Projection.Model)
+		baseM, err := run.table.Lookup(baseModel)
+		if err != nil {
+			return "", usageError(err)
+		}
+		head := summaryLine(run, baseM)
 		if o.Format == render.FormatMD {
 			fmt.Fprintf(w, "**costctl estimate** — %s\n\n", head)
 			if fixed != "" {

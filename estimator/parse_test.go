@@ -191,3 +191,20 @@ func TestSampleAverages(t *testing.T) {
 		t.Errorf("averages = %v, %v", in, out)
 	}
 }
+
+// BenchmarkSampleAdd measures counting --from records (prompt + output).
+func BenchmarkSampleAdd(b *testing.B) {
+	m, _ := pricing.MustDefault().Lookup("gpt-4o")
+	c, err := NewCounter(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := strings.Repeat("Summarise the following support ticket in two sentences. ", 20)
+	output := strings.Repeat("The customer cannot log in after the update. ", 4)
+	var s Sample
+	b.SetBytes(int64(len(input) + len(output)))
+	for b.Loop() {
+		s.Add(c, input, nil, output)
+	}
+	b.ReportMetric(float64(s.InputTokens+s.OutputTokens)/float64(s.Records), "tokens/record")
+}

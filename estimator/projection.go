@@ -441,12 +441,6 @@ func (e *Estimator) Project(l Levers) (*Projection, error) {
 		if err := add(StepPromptCache, PercentString(l.PromptCache)+" of input tokens at cached price"); err != nil {
 			return nil, err
 		}
-		tiers, _ := e.tiers(cur)
-		for _, t := range tiers {
-			if !t.free && l.PromptCache.Sign() > 0 && !e.PricesFor(t.model).CachedListed {
-				p.Notes = append(p.Notes, fmt.Sprintf("%s lists no cached-input price below its input price, so --prompt-cache saves nothing on it", t.model.Name))
-			}
-		}
 	}
 	if l.Batch != nil {
 		cur.Batch = l.Batch
@@ -461,7 +455,47 @@ func (e *Estimator) Project(l Levers) (*Projection, error) {
 		}
 	}
 	p.Total = p.Steps[len(p.Steps)-1].Figures
+	p.Notes = e.notes(l)
 	return p, nil
+}
+
+// notes lists the assumptions behind l worth telling the user.
+func (e *Estimator) notes(l Levers) []string {
+	var out []string
+	if l.PromptCache == nil || l.PromptCache.Sign() == 0 {
+		return nil
+	}
+	tiers, err := e.tiers(l)
+	if err != nil {
+		return nil
+	}
+	for _, t := range tiers {
+		if !t.free && !e.PricesFor(t.model).CachedListed {
+			out = append(out, fmt.Sprintf("%s lists no cached-input price below its input price, so --prompt-cache saves nothing on it", t.model.Name))
+		}
+	}
+	return out
+}
+
+// Total is the last row of l's waterfall (Project(l).Total) without the
+// intermediate steps; savings are against baseline (a monthly cost; nil:
+// l's own baseline model with no levers).
+func (e *Estimator) Total(l Levers, baseline *big.Rat) (Figures, error) {
+	if err := e.Validate(l); err != nil {
+		return Figures{}, err
+	}
+	if baseline == nil {
+		pr, err := e.perRequest(Levers{Model: l.Model})
+		if err != nil {
+			return Figures{}, err
+		}
+		baseline = e.figures(pr, nil, nil).Monthly
+	}
+	pr, err := e.perRequest(l)
+	if err != nil {
+		return Figures{}, err
+	}
+	return e.figures(pr, l.Infra, baseline), nil
 }
 
 func (e *Estimator) baselineDetail(m *pricing.Model, p Prices) string {

@@ -273,3 +273,49 @@ func TestAmountsOverflow(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestLongContextTier: the average prompt, rounded up, picks the tier.
+func TestLongContextTier(t *testing.T) {
+	for _, tc := range []struct {
+		in, perRequest string
+	}{
+		// 200,000 × $3/1M + 100 × $15/1M
+		{"200000", "0.6015"},
+		// 200,000.5 rounds up to 200,001 > 200,000: 200,000.5 × $6/1M + 100 × $22.50/1M
+		{"200000.5", "1.202253"},
+	} {
+		in := tableInputs()
+		in.Model = "claude-sonnet-4.5"
+		in.InputTokens, in.OutputTokens = rat(t, tc.in), big.NewRat(100, 1)
+		e, err := New(pricing.MustDefault(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.Project(Levers{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := amounts(t, p.Total); a.PerRequest.String() != tc.perRequest {
+			t.Errorf("%s input tokens: per request %s, want %s", tc.in, a.PerRequest, tc.perRequest)
+		}
+	}
+}
+
+func BenchmarkProjectAllLevers(b *testing.B) {
+	e, err := New(pricing.MustDefault(), tableInputs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var l Levers
+	for _, kv := range [][2]string{{"sample", "10%"}, {"cascade", "free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2"}, {"cache-hit", "20%"}, {"prompt-cache", "50%"}, {"batch", "50%"}, {"infra", "100"}} {
+		if err := SetLever(&l, kv[0], kv[1]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Project(l); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

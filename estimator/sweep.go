@@ -6,6 +6,8 @@ import (
 	"math/big"
 	"sort"
 	"strings"
+
+	"github.com/costctl/costctl/pricing"
 )
 
 // Lever keys, as --sweep and scenario files spell them.
@@ -178,9 +180,6 @@ func isLeverKey(k string) bool {
 	return false
 }
 
-// MaxCombinations bounds a sweep's cartesian product.
-const MaxCombinations = 100_000
-
 // Scenario is one named set of levers.
 type Scenario struct {
 	Name   string
@@ -201,7 +200,7 @@ func SweepScenarios(base Levers, axes []SweepAxis) ([]Scenario, error) {
 		seen[ax.Key] = true
 		total *= len(ax.Values)
 		if total > MaxCombinations {
-			return nil, fmt.Errorf("--sweep: more than %d combinations", MaxCombinations)
+			return nil, fmt.Errorf("--sweep: more than %d combinations; sweep fewer values", MaxCombinations)
 		}
 	}
 	out := []Scenario{{Levers: base.Clone()}}
@@ -236,41 +235,49 @@ func sortKeys(keys []string) {
 	sort.SliceStable(keys, func(i, j int) bool { return pos[keys[i]] < pos[keys[j]] })
 }
 
-// Compared is one scenario's projection within a comparison.
+// Compared is one scenario's total within a comparison.
 type Compared struct {
 	Scenario
-	Projection *Projection
-	Total      Figures // savings against the comparison's baseline
-	Cheapest   bool
+	Model    *pricing.Model // the scenario's baseline model
+	Notes    []string       // assumptions worth telling the user
+	Total    Figures        // savings against the comparison's baseline
+	Cheapest bool
 }
 
-// Compare projects every scenario and computes each total's savings
-// against baseline (a monthly cost in USD; nil: the first scenario's
-// monthly total). The first scenario with the
-// lowest monthly total is marked cheapest. An error names the scenario.
+// MaxCombinations bounds a sweep's cartesian product: a decision table of
+// more rows is not one a person reads.
+const MaxCombinations = 10_000
+
+// Compare computes every scenario's monthly total and its savings against
+// baseline (a monthly cost in USD; nil: the first scenario's monthly
+// total). The first scenario with the lowest monthly total is marked
+// cheapest. An error names the scenario.
 func (e *Estimator) Compare(scenarios []Scenario, baseline *big.Rat) ([]Compared, error) {
 	out := make([]Compared, 0, len(scenarios))
 	cheapest := -1
 	for i, s := range scenarios {
-		p, err := e.Project(s.Levers)
-		if err != nil {
+		fail := func(err error) error {
 			if s.Name != "" {
-				return nil, fmt.Errorf("%s: %w", s.Name, err)
+				return fmt.Errorf("%s: %w", s.Name, err)
 			}
-			return nil, err
+			return err
 		}
-		t := p.Total
-		f := Figures{PerRequest: t.PerRequest, Daily: t.Daily, Monthly: t.Monthly, SavingsPct: new(big.Rat)}
 		if baseline == nil {
+			t, err := e.Total(s.Levers, nil)
+			if err != nil {
+				return nil, fail(err)
+			}
 			baseline = t.Monthly
 		}
-		b := baseline
-		f.Savings = new(big.Rat).Sub(b, t.Monthly)
-		if b.Sign() != 0 {
-			f.SavingsPct.Quo(f.Savings, b)
-			f.SavingsPct.Mul(f.SavingsPct, big.NewRat(100, 1))
+		t, err := e.Total(s.Levers, baseline)
+		if err != nil {
+			return nil, fail(err)
 		}
-		out = append(out, Compared{Scenario: s, Projection: p, Total: f})
+		m, err := e.table.Lookup(e.baseModelName(s.Levers))
+		if err != nil {
+			return nil, fail(err)
+		}
+		out = append(out, Compared{Scenario: s, Model: m, Notes: e.notes(s.Levers), Total: t})
 		if cheapest < 0 || t.Monthly.Cmp(out[cheapest].Total.Monthly) < 0 {
 			cheapest = i
 		}

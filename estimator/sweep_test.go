@@ -85,10 +85,10 @@ func TestSweepCompare(t *testing.T) {
 		t.Errorf("duplicate axis: %v", err)
 	}
 	big := SweepAxis{Key: "sample"}
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 101; i++ {
 		big.Values = append(big.Values, fmt.Sprintf("0.%03d", i))
 	}
-	if _, err := SweepScenarios(Levers{}, []SweepAxis{big, {Key: "batch", Values: big.Values}}); err == nil || !strings.Contains(err.Error(), "more than 100000 combinations") {
+	if _, err := SweepScenarios(Levers{}, []SweepAxis{big, {Key: "batch", Values: big.Values}}); err == nil || !strings.Contains(err.Error(), "more than 10000 combinations") {
 		t.Errorf("huge sweep: %v", err)
 	}
 }
