@@ -41,7 +41,7 @@ type fake struct {
 // cached, 20 completion tokens.
 const fakePrompt, fakeCached, fakeCompletion = 1000, 400, 20
 
-func newFake(t *testing.T, reply func(n int64, req openai.ChatCompletionRequest, w http.ResponseWriter, r *http.Request) bool) *fake {
+func newFake(t testing.TB, reply func(n int64, req openai.ChatCompletionRequest, w http.ResponseWriter, r *http.Request) bool) *fake {
 	f := &fake{reply: reply}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := f.requests.Add(1)
@@ -97,7 +97,7 @@ metrics:
 `
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	db     *ledger.DB
 	fake   *fake
@@ -106,7 +106,7 @@ type env struct {
 	mu     sync.Mutex
 }
 
-func newEnv(t *testing.T, reply func(n int64, req openai.ChatCompletionRequest, w http.ResponseWriter, r *http.Request) bool) *env {
+func newEnv(t testing.TB, reply func(n int64, req openai.ChatCompletionRequest, w http.ResponseWriter, r *http.Request) bool) *env {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := ledger.Open(context.Background(), filepath.Join(dir, "l.db"))
