@@ -166,7 +166,7 @@ func (e *env) run(o Options) (*Result, []Row) {
 	return res, parseRows(e.t, out.Bytes())
 }
 
-func parseRows(t *testing.T, b []byte) []Row {
+func parseRows(t testing.TB, b []byte) []Row {
 	var rows []Row
 	for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
 		if len(l) == 0 {
