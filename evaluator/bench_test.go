@@ -50,7 +50,7 @@ func BenchmarkLatencyBound(b *testing.B) {
 				time.Sleep(20 * time.Millisecond)
 				return false
 			})
-					const n = 64
+			const n = 64
 			f := e.fileB(b, "r.jsonl", nRecords(n))
 			cfg, _ := ParseConfig("b", []byte(oneJudge), e.table)
 			b.ResetTimer()
