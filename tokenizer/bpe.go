@@ -82,12 +82,12 @@ func (v *vocab) mergeSmall(piece string, parts []part) []part {
 	return parts
 }
 
-// heap of (rank<<32 | start) keys: the minimum is the lowest rank, and
-// among equal ranks the leftmost pair, exactly tiktoken's choice.
+// 4-ary min-heap of (rank<<32 | start) keys: the minimum is the lowest
+// rank, and among equal ranks the leftmost pair, exactly tiktoken's choice.
 func heapUp(h []uint64, i int) {
 	x := h[i]
 	for i > 0 {
-		p := (i - 1) / 2
+		p := (i - 1) / 4
 		if h[p] <= x {
 			break
 		}
@@ -101,18 +101,22 @@ func heapDown(h []uint64, i int) {
 	n := len(h)
 	x := h[i]
 	for {
-		l := 2*i + 1
-		if l >= n {
+		c := 4*i + 1
+		if c >= n {
 			break
 		}
-		if r := l + 1; r < n && h[r] < h[l] {
-			l = r
+		m := c
+		end := min(c+4, n)
+		for k := c + 1; k < end; k++ {
+			if h[k] < h[m] {
+				m = k
+			}
 		}
-		if h[l] >= x {
+		if h[m] >= x {
 			break
 		}
-		h[i] = h[l]
-		i = l
+		h[i] = h[m]
+		i = m
 	}
 	h[i] = x
 }
@@ -143,8 +147,10 @@ func (v *vocab) mergeLarge(piece string, sc *scratch, emit func(a, b int)) {
 	}
 	next[n] = int32(n)
 	prev[n] = int32(n - 1)
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		heapDown(h, i)
+	if len(h) > 1 {
+		for i := (len(h) - 2) / 4; i >= 0; i-- {
+			heapDown(h, i)
+		}
 	}
 	// pairRank returns the rank of part p merged with its successor.
 	pairRank := func(p int32) uint32 {
