@@ -125,7 +125,8 @@ COMPARING
 GATE
   --max-monthly USD exits 3 when the projected monthly total (for a sweep or
   scenarios: the cheapest one) is above it; the output is still printed.
-  Bad input prints one line on stderr, exits 2 and prints nothing on stdout.` + exitStatusSection,
+  Bad input prints one line on stderr, exits 2 and prints nothing on stdout
+  (a missing or unreadable --from/--scenarios file exits 1).` + exitStatusSection,
 		Example: `  # the seed figures: $0.00575 per request, $57,500.00 per month
   costctl estimate --requests 10M --input-tokens 1000 --output-tokens 50 --input-price 5 --output-price 15
 
@@ -163,27 +164,27 @@ GATE
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Requests, "requests", "", "requests per month: 10M, 2.5k, 1B, 2500000 or 2.5e6")
-	fl.StringVar(&opts.PerDay, "per-day", "", "requests per day (instead of --requests)")
+	fl.StringVar(&opts.Requests, "requests", "", "`N` requests per month: 10M, 2.5k, 1B, 2500000 or 2.5e6")
+	fl.StringVar(&opts.PerDay, "per-day", "", "`N` requests per day (instead of --requests)")
 	fl.Int64Var(&opts.Days, "days", 30, "days per month")
-	fl.StringVar(&opts.InputTokens, "input-tokens", "", "average input (prompt) tokens per request")
-	fl.StringVar(&opts.OutputTokens, "output-tokens", "", "average output tokens per request")
+	fl.StringVar(&opts.InputTokens, "input-tokens", "", "`N` average input (prompt) tokens per request")
+	fl.StringVar(&opts.OutputTokens, "output-tokens", "", "`N` average output tokens per request")
 	fl.StringVar(&opts.From, "from", "", "measure average tokens from a JSONL/CSV records `FILE` (- for stdin)")
-	fl.StringVar(&opts.Map, "map", "", "field names for --from, e.g. output=response,input=question")
-	fl.StringVar(&opts.Model, "model", "gpt-4o", "baseline model, priced from the table")
-	fl.StringVar(&opts.InputPrice, "input-price", "", "override the input price, USD per 1M tokens")
-	fl.StringVar(&opts.OutputPrice, "output-price", "", "override the output price, USD per 1M tokens")
-	fl.StringVar(&opts.CachedPrice, "cached-price", "", "override the cached-input price, USD per 1M tokens")
-	fl.StringVar(&opts.Sample, "sample", "", "share of requests evaluated: 10% or 0.1")
-	fl.StringVar(&opts.Cascade, "cascade", "", "judge tiers and their shares: free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2")
-	fl.StringVar(&opts.CacheHit, "cache-hit", "", "share of calls answered by a response cache")
-	fl.StringVar(&opts.PromptCache, "prompt-cache", "", "share of input tokens billed at the cached-input price")
-	fl.StringVar(&opts.Batch, "batch", "", "share of calls sent through the Batch API")
-	fl.StringVar(&opts.Infra, "infra", "", "fixed infrastructure, USD per month")
-	fl.StringArrayVar(&opts.Sweep, "sweep", nil, "compare every combination: KEY=V1,V2 (repeatable; cascade alternatives separated by ;)")
+	fl.StringVar(&opts.Map, "map", "", "field names for --from as `FIELD=NAME,...`, e.g. output=response,input=question")
+	fl.StringVar(&opts.Model, "model", "gpt-4o", "baseline `MODEL`, priced from the table")
+	fl.StringVar(&opts.InputPrice, "input-price", "", "override the input price, `USD` per 1M tokens")
+	fl.StringVar(&opts.OutputPrice, "output-price", "", "override the output price, `USD` per 1M tokens")
+	fl.StringVar(&opts.CachedPrice, "cached-price", "", "override the cached-input price, `USD` per 1M tokens")
+	fl.StringVar(&opts.Sample, "sample", "", "share `R` of requests evaluated: 10% or 0.1")
+	fl.StringVar(&opts.Cascade, "cascade", "", "judge tiers and their shares, a `SPEC` like free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2")
+	fl.StringVar(&opts.CacheHit, "cache-hit", "", "share `R` of calls answered by a response cache")
+	fl.StringVar(&opts.PromptCache, "prompt-cache", "", "share `R` of input tokens billed at the cached-input price")
+	fl.StringVar(&opts.Batch, "batch", "", "share `R` of calls sent through the Batch API")
+	fl.StringVar(&opts.Infra, "infra", "", "fixed infrastructure, `USD` per month")
+	fl.StringArrayVar(&opts.Sweep, "sweep", nil, "compare every combination: `KEY=V1,V2` (repeatable; cascade alternatives separated by ;)")
 	fl.StringVar(&opts.Scenarios, "scenarios", "", "compare named scenarios from a YAML `FILE`")
-	fl.StringVar(&opts.Format, "format", "table", "output format: table, json, csv or md")
-	fl.StringVar(&opts.MaxMonthly, "max-monthly", "", "exit 3 when the monthly total is above this many USD")
+	fl.StringVar(&opts.Format, "format", "table", "output `FORMAT`: table, json, csv or md")
+	fl.StringVar(&opts.MaxMonthly, "max-monthly", "", "exit 3 when the monthly total is above this many `USD`")
 	return cmd
 }
 

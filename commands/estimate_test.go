@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,4 +182,46 @@ func TestEstimateHelp(t *testing.T) {
 			t.Errorf("help lacks %q", want)
 		}
 	}
+}
+
+func TestEstimatePromptCacheNote(t *testing.T) {
+	out, errOut, code := estimateRunIn(t, "estimate", "--requests", "1M", "--input-tokens", "1000", "--output-tokens", "10",
+		"--model", "gpt-4o-2024-05-13", "--prompt-cache", "50%", "--format", "csv")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if errOut != "costctl: note: gpt-4o-2024-05-13 lists no cached-input price below its input price, so --prompt-cache saves nothing on it\n" {
+		t.Errorf("stderr = %q", errOut)
+	}
+	// 1000 × $5/1M + 10 × $15/1M = $0.00515 with and without the lever.
+	if !strings.Contains(out, "prompt-cache,50% of input tokens at cached price,0.00515,171.666666667,5150.00,0.00,0.00,2025-12-01") {
+		t.Errorf("stdout:\n%s", out)
+	}
+}
+
+// BenchmarkEstimateFrom measures --from end to end on a generated JSONL
+// file (reading, JSON decoding, counting with o200k_base, projecting).
+func BenchmarkEstimateFrom(b *testing.B) {
+	dir := b.TempDir()
+	var sb strings.Builder
+	for i := 0; i < 2000; i++ {
+		if i%2 == 0 {
+			sb.WriteString(`{"input":"Summarise ticket ` + strings.Repeat("the customer cannot log in after the update; ", 8) + `","output":"Login broken after update."}` + "\n")
+		} else {
+			sb.WriteString(`{"input":[{"role":"system","content":"You are a judge."},{"role":"user","content":"` + strings.Repeat("Rate this answer for accuracy. ", 6) + `"}],"output":"4"}` + "\n")
+		}
+	}
+	path := filepath.Join(dir, "records.jsonl")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(sb.Len()))
+	for b.Loop() {
+		var out, errb bytes.Buffer
+		f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb}, Getenv: func(string) string { return "" }}
+		if code := Run(context.Background(), f, []string{"estimate", "--requests", "1M", "--from", path, "--format", "json"}); code != 0 {
+			b.Fatalf("exit %d: %s", code, errb.String())
+		}
+	}
+	b.ReportMetric(2000, "records/op")
 }
