@@ -1,21 +1,262 @@
 package commands
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/render"
+	"github.com/costctl/costctl/tui"
 )
 
-// TopOptions is a placeholder until `costctl top` is implemented.
-type TopOptions struct{}
+// TopOptions are the inputs of `costctl top`.
+type TopOptions struct {
+	IO          *IOStreams
+	Now         func() time.Time
+	Loc         *time.Location
+	Ledger      func(context.Context) (*ledger.DB, error)
+	Color       bool
+	Ctx         context.Context
+	Config      tui.Config
+	Interval    time.Duration
+	Once        bool
+	Format      string
+	FailOnAlert bool
+}
 
 func newTopCmd(f *Factory, runF func(*TopOptions) error) *cobra.Command {
-	return &cobra.Command{
-		Use:    "top",
-		Short:  "not implemented yet",
-		Hidden: true,
+	opts := &TopOptions{IO: f.IO, Now: f.Now, Ledger: f.OpenLedger, Loc: time.Local}
+	var budget string
+	cmd := &cobra.Command{
+		Use:   "top",
+		Short: "Live spend per tenant, model, user... (a terminal UI for on-call)",
+		Long: `A full-screen live view of LLM spend from the ledger (what eval writes and
+ingest brings in), refreshed every --interval.
+
+The header shows the spend in the window (--window today|1h|24h|7d; today is
+since local midnight) against --daily-budget as a bar with %, the burn rate
+over the last 5 minutes in $/hour, today's projected total at that rate, a
+sparkline of spend per minute over the last hour, and the share of prompt
+tokens served from a prompt cache. Alerts are shown in words with a glyph:
+✖ OVER BUDGET (today's spend is above the daily budget), ▲ PROJECTED OVER
+BUDGET (today will end above it at the current burn), ◷ SLOW (average latency
+over the last 5 minutes above --latency-alert).
+
+The table groups spend by tenant (g cycles: tenant, model, user, endpoint,
+source, metric) with calls, tokens, cost, share, burn rate, average latency
+and unpriced calls (events for a model without a price: their cost is
+unknown, shown as "unpriced" or "+", never as $0). Keys: < > sort column,
+r reverse, / filter (esc clears), p or space pause, ? help, q quit.
+
+Costs are those recorded in the ledger when each event was written (priced
+then, with the price table of that time). Queries read per-minute and
+per-hour rollups only, so a refresh stays fast on a ledger of millions of
+events.
+
+With --once, or when stdout is not a terminal, top prints one snapshot (a
+table, or --format json) and exits; with --fail-on-alert it exits 3 when an
+alert is active, so cron or CI can page on it.` + exitStatusSection,
+		Example: `  costctl top
+  costctl top --window 1h --group-by model --daily-budget 2000
+  costctl top --once --format json
+  costctl top --once --fail-on-alert --daily-budget 500 || page-oncall`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("top: not implemented yet")
+			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
+				return usageError(err)
+			}
+			b, err := pricing.ParseMoney(strings.TrimPrefix(budget, "$"))
+			if err != nil || b <= 0 {
+				return usageErrorf("invalid --daily-budget %q: want a positive dollar amount like 500 or 1250.50", budget)
+			}
+			opts.Config.DailyBudget = b
+			opts.Config.Loc = opts.Loc
+			if err := opts.Config.Validate(); err != nil {
+				return usageError(err)
+			}
+			if opts.Interval < 100*time.Millisecond {
+				return usageErrorf("invalid --interval %s: want at least 100ms", opts.Interval)
+			}
+			if opts.Config.LatencyAlert < 0 {
+				return usageErrorf("invalid --latency-alert %s: want 0 (off) or a positive duration", opts.Config.LatencyAlert)
+			}
+			if !f.IO.OutTTY {
+				opts.Once = true
+			}
+			if opts.Format != render.FormatTable && !opts.Once {
+				return usageErrorf("--format %s needs --once (the live view is a terminal UI)", opts.Format)
+			}
+			opts.Color = f.Color()
+			opts.Ctx = cmd.Context()
+			if runF != nil {
+				return runF(opts)
+			}
+			return runTop(opts)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Config.Window, "window", "today", "spend window: today (since local midnight), 1h, 24h or 7d")
+	fl.StringVar(&opts.Config.GroupBy, "group-by", "tenant", "group rows by tenant, model, user, endpoint, source or metric")
+	fl.StringVar(&budget, "daily-budget", "500", "daily budget in dollars the bar and alerts compare with")
+	fl.DurationVar(&opts.Interval, "interval", time.Second, "refresh interval")
+	fl.DurationVar(&opts.Config.LatencyAlert, "latency-alert", 30*time.Second, "alert when average latency over the last 5 minutes is above this (0 = off)")
+	fl.BoolVar(&opts.Once, "once", false, "print one snapshot and exit (automatic when stdout is not a terminal)")
+	fl.StringVar(&opts.Format, "format", "table", "with --once: table or json")
+	fl.BoolVar(&opts.FailOnAlert, "fail-on-alert", false, "with --once: exit 3 when an alert is active")
+	return cmd
+}
+
+func runTop(opts *TopOptions) error {
+	ctx := opts.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	db, err := opts.Ledger(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if opts.Once {
+		snap, err := tui.Fetch(ctx, db, opts.Config, opts.Now())
+		if err != nil {
+			return err
+		}
+		if opts.Format == render.FormatJSON {
+			err = writeJSON(opts.IO.Out, topJSON(snap))
+		} else {
+			err = writeTopTable(opts, snap, db.Path())
+		}
+		if err != nil {
+			return err
+		}
+		if opts.FailOnAlert && len(snap.Alerts) > 0 {
+			kinds := make([]string, len(snap.Alerts))
+			for i, a := range snap.Alerts {
+				kinds[i] = a.Kind
+			}
+			return gateError("top: alert active: " + strings.Join(kinds, ", "))
+		}
+		return nil
+	}
+	m := tui.New(tui.Options{Config: opts.Config, Fetch: tui.DBFetch(db), Now: opts.Now,
+		Interval: opts.Interval, Color: opts.Color, Ctx: ctx})
+	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out))
+	if _, err := p.Run(); err != nil {
+		if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, context.Canceled) {
+			return &ExitErr{Code: ExitInterrupted}
+		}
+		return fmt.Errorf("top: %w", err)
+	}
+	return nil
+}
+
+type topJSONRow struct {
+	Key          string        `json:"key"`
+	Calls        int64         `json:"calls"`
+	InputTokens  int64         `json:"input_tokens"`
+	OutputTokens int64         `json:"output_tokens"`
+	Cost         pricing.Money `json:"cost_usd"`
+	Share        float64       `json:"share_pct"`
+	AvgLatencyMS int64         `json:"avg_latency_ms"`
+	Unpriced     bool          `json:"unpriced"`
+}
+
+type topJSONDoc struct {
+	Version     int           `json:"version"`
+	At          string        `json:"at"`
+	Window      string        `json:"window"`
+	GroupBy     string        `json:"group_by"`
+	Spend       pricing.Money `json:"spend_usd"`
+	DailyBudget pricing.Money `json:"daily_budget_usd"`
+	Burn        pricing.Money `json:"burn_usd_per_hour"`
+	Projected   pricing.Money `json:"projected_day_usd"`
+	CacheHitPct float64       `json:"cache_hit_pct"`
+	Rows        []topJSONRow  `json:"rows"`
+	Alerts      []tui.Alert   `json:"alerts"`
+}
+
+func round1(p float64) float64 {
+	if math.IsNaN(p) || math.IsInf(p, 0) {
+		return 0
+	}
+	return math.Round(p*10) / 10
+}
+
+func topJSON(s tui.Snapshot) topJSONDoc {
+	d := topJSONDoc{Version: 1, At: s.At.Format(time.RFC3339), Window: s.Config.Window, GroupBy: s.Config.GroupBy,
+		Spend: s.Spend.Cost, DailyBudget: s.Config.DailyBudget, Burn: s.Burn, Projected: s.Projected,
+		CacheHitPct: round1(s.Spend.CachedShare() * 100), Rows: []topJSONRow{}, Alerts: []tui.Alert{}}
+	for _, r := range s.Rows {
+		d.Rows = append(d.Rows, topJSONRow{Key: r.Key, Calls: r.Calls, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+			Cost: r.Cost, Share: round1(r.Share), AvgLatencyMS: r.AvgLatencyMS(), Unpriced: r.UnpricedCalls > 0})
+	}
+	d.Alerts = append(d.Alerts, s.Alerts...)
+	return d
+}
+
+func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
+	w := opts.IO.Out
+	window := "today since " + s.Start.In(opts.Loc).Format(time.RFC3339)
+	if s.Config.Window != "today" {
+		window = "last " + s.Config.Window
+	}
+	pct := float64(s.Spend.Cost) / float64(s.Config.DailyBudget) * 100
+	spend := s.Spend.Cost.DisplayRounded(2)
+	if s.Spend.UnpricedCalls > 0 {
+		spend += fmt.Sprintf(" + %s unpriced calls (cost unknown)", render.Int(s.Spend.UnpricedCalls))
+	}
+	fmt.Fprintf(w, "costctl top · %s · by %s · at %s\n", window, s.Config.GroupBy, s.At.In(opts.Loc).Format(time.RFC3339))
+	fmt.Fprintf(w, "spend %s of daily budget %s (%s)\n", spend, s.Config.DailyBudget.Display(), render.Pct(pct))
+	fmt.Fprintf(w, "burn %s/h (last 5 min) · projected today %s · cached %s of prompt tokens\n",
+		s.Burn.DisplayRounded(2), s.Projected.DisplayRounded(2), render.Pct(s.Spend.CachedShare()*100))
+	if len(s.Alerts) == 0 {
+		fmt.Fprintln(w, "alerts: none")
+	}
+	for _, a := range s.Alerts {
+		fmt.Fprintf(w, "ALERT %s: %s\n", a.Kind, a.Message)
+	}
+	fmt.Fprintln(w)
+	t := &render.Table{
+		Headers: []string{strings.ToUpper(s.Config.GroupBy), "CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST", "SHARE", "BURN/H", "AVG LATENCY", "UNPRICED"},
+		Align:   []render.Align{render.Left, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right},
+	}
+	for _, r := range s.Rows {
+		key := r.Key
+		if key == "" {
+			key = "(none)"
+		}
+		cost := r.Cost.DisplayRounded(2)
+		if r.UnpricedCalls > 0 && r.UnpricedCalls == r.Calls {
+			cost = "unpriced"
+		} else if r.UnpricedCalls > 0 {
+			cost += "+"
+		}
+		lat := "-"
+		if r.LatencyCalls > 0 {
+			lat = tui.FormatLatency(r.AvgLatencyMS())
+		}
+		unp := ""
+		if r.UnpricedCalls > 0 {
+			unp = render.Int(r.UnpricedCalls)
+		}
+		t.AddRow(key, render.Int(r.Calls), render.Int(r.InputTokens), render.Int(r.OutputTokens), cost,
+			render.Pct(r.Share), r.Burn.DisplayRounded(2), lat, unp)
+	}
+	if len(s.Rows) == 0 {
+		fmt.Fprintf(w, "no spend in this window (ledger %s)\n", path)
+		return nil
+	}
+	if err := t.WriteText(w); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written); + marks rows with unpriced calls")
+	return nil
 }

@@ -1,0 +1,584 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+// FetchFunc takes a snapshot; the Model calls it only inside tea.Cmds.
+type FetchFunc func(ctx context.Context, cfg Config, now time.Time) (Snapshot, error)
+
+// Options configure a Model.
+type Options struct {
+	Config   Config
+	Fetch    FetchFunc // usually DBFetch(db)
+	Now      func() time.Time
+	Interval time.Duration
+	Color    bool
+	Ctx      context.Context
+}
+
+// DBFetch is the FetchFunc that reads db.
+func DBFetch(db *ledger.DB) FetchFunc {
+	return func(ctx context.Context, cfg Config, now time.Time) (Snapshot, error) {
+		return Fetch(ctx, db, cfg, now)
+	}
+}
+
+type keyMap struct {
+	Group, SortLeft, SortRight, Reverse, Filter, Clear, Pause, Help, Quit key.Binding
+}
+
+func (k keyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Group, k.SortLeft, k.SortRight, k.Reverse, k.Filter, k.Pause, k.Help, k.Quit}
+}
+
+func (k keyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Group, k.SortLeft, k.SortRight, k.Reverse}, {k.Filter, k.Clear, k.Pause, k.Help, k.Quit}}
+}
+
+func defaultKeys() keyMap {
+	return keyMap{
+		Group:     key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "group")),
+		SortLeft:  key.NewBinding(key.WithKeys("<", ","), key.WithHelp("<", "sort ←")),
+		SortRight: key.NewBinding(key.WithKeys(">", "."), key.WithHelp(">", "sort →")),
+		Reverse:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "reverse")),
+		Filter:    key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+		Clear:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
+		Pause:     key.NewBinding(key.WithKeys("p", "space"), key.WithHelp("p/space", "pause")),
+		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+		Quit:      key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+	}
+}
+
+// Messages.
+type (
+	tickMsg     struct{ gen int }
+	snapshotMsg struct {
+		snap Snapshot
+		err  error
+		seq  int
+	}
+)
+
+// Model is the root model of `costctl top`.
+type Model struct {
+	opts   Options
+	cfg    Config
+	keys   keyMap
+	help   help.Model
+	styles styles
+
+	snap    Snapshot
+	have    bool
+	err     error
+	loading bool
+	seq     int // of the latest fetch asked for; older answers are dropped
+
+	width, height int
+	sortCol       int
+	reverse       bool
+	filter        string
+	filtering     bool
+	paused        bool
+	showHelp      bool
+}
+
+// New returns the model; run it with tea.NewProgram.
+func New(o Options) Model {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Ctx == nil {
+		o.Ctx = context.Background()
+	}
+	h := help.New()
+	if !o.Color {
+		h.Styles = help.Styles{}
+	}
+	return Model{opts: o, cfg: o.Config, keys: defaultKeys(), help: h, styles: newStyles(o.Color), sortCol: ColCost}
+}
+
+// Init fetches the first snapshot and starts the refresh tick.
+func (m Model) Init() tea.Cmd {
+	return tea.Batch(m.fetchCmd(m.seq), m.tick())
+}
+
+func (m Model) tick() tea.Cmd {
+	return tea.Tick(m.opts.Interval, func(time.Time) tea.Msg { return tickMsg{} })
+}
+
+func (m Model) fetchCmd(seq int) tea.Cmd {
+	cfg, fetch, now, ctx := m.cfg, m.opts.Fetch, m.opts.Now, m.opts.Ctx
+	return func() tea.Msg {
+		s, err := fetch(ctx, cfg, now())
+		return snapshotMsg{snap: s, err: err, seq: seq}
+	}
+}
+
+func (m *Model) refetch() tea.Cmd {
+	m.seq++
+	m.loading = true
+	return m.fetchCmd(m.seq)
+}
+
+// Update handles messages; it never reads the database.
+func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		return m, nil
+	case tickMsg:
+		if m.paused || m.loading {
+			return m, m.tick()
+		}
+		return m, tea.Batch(m.refetch(), m.tick())
+	case snapshotMsg:
+		if msg.seq != m.seq {
+			return m, nil
+		}
+		m.loading = false
+		if msg.err != nil {
+			m.err = msg.err
+			return m, nil
+		}
+		m.err = nil
+		m.snap, m.have = msg.snap, true
+		return m, nil
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	return m, nil
+}
+
+func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	if m.filtering {
+		switch msg.String() {
+		case "ctrl+c":
+			return m, tea.Quit
+		case "esc":
+			m.filtering, m.filter = false, ""
+		case "enter":
+			m.filtering = false
+		case "backspace":
+			if m.filter != "" {
+				_, n := utf8.DecodeLastRuneInString(m.filter)
+				m.filter = m.filter[:len(m.filter)-n]
+			}
+		default:
+			if msg.Text != "" && utf8.RuneCountInString(m.filter) < 40 {
+				m.filter += msg.Text
+			}
+		}
+		return m, nil
+	}
+	switch {
+	case key.Matches(msg, m.keys.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, m.keys.Help):
+		m.showHelp = !m.showHelp
+	case key.Matches(msg, m.keys.Clear):
+		m.filter, m.showHelp = "", false
+	case key.Matches(msg, m.keys.Filter):
+		m.filtering = true
+	case key.Matches(msg, m.keys.Pause):
+		m.paused = !m.paused
+		if !m.paused && !m.loading {
+			return m, m.refetch()
+		}
+	case key.Matches(msg, m.keys.Reverse):
+		m.reverse = !m.reverse
+	case key.Matches(msg, m.keys.SortLeft):
+		m.sortCol = (m.sortCol + numCols - 1) % numCols
+	case key.Matches(msg, m.keys.SortRight):
+		m.sortCol = (m.sortCol + 1) % numCols
+	case key.Matches(msg, m.keys.Group):
+		dims := ledger.Dimensions
+		for i, d := range dims {
+			if d == m.cfg.GroupBy {
+				m.cfg.GroupBy = dims[(i+1)%len(dims)]
+				break
+			}
+		}
+		// Show the new grouping as soon as it is read (even when paused:
+		// the user asked for it).
+		return m, m.refetch()
+	}
+	return m, nil
+}
+
+// Minimum terminal size.
+const (
+	MinWidth  = 80
+	MinHeight = 16
+)
+
+// View renders the screen.
+func (m Model) View() tea.View {
+	v := tea.NewView(m.render())
+	v.AltScreen = true
+	v.WindowTitle = "costctl top"
+	return v
+}
+
+func (m Model) render() string {
+	if m.width == 0 || m.height == 0 {
+		return "costctl top: starting…"
+	}
+	if m.width < MinWidth || m.height < MinHeight {
+		msg := fmt.Sprintf("terminal too small: %d×%d (costctl top needs at least %d×%d; resize, or use costctl top --once)",
+			m.width, m.height, MinWidth, MinHeight)
+		return fitLines(lipgloss.NewStyle().Width(m.width).Render(msg), m.width, m.height)
+	}
+	var lines []string
+	add := func(s string) { lines = append(lines, s) }
+	st := m.styles
+
+	// Title line.
+	title := st.title.Render("costctl top") + " · " + windowLabel(m.cfg, m.snap) + " · by " + st.bold.Render(m.cfg.GroupBy)
+	right := ""
+	if m.have {
+		right = "at " + m.snap.At.In(loc(m.cfg)).Format("15:04:05")
+	}
+	if m.paused {
+		right = st.paused.Render("⏸ PAUSED") + " " + right
+	}
+	add(joinLR(title, right, m.width))
+
+	if !m.have {
+		if m.err != nil {
+			add(st.alert.Render("✖ error: ") + m.err.Error())
+		} else {
+			add("reading the ledger…")
+		}
+		return fitLines(strings.Join(lines, "\n"), m.width, m.height)
+	}
+	s := m.snap
+	budget := m.cfg.DailyBudget
+	pct := 0.0
+	if budget > 0 {
+		pct = float64(s.Spend.Cost) / float64(budget) * 100
+	}
+	spend := fmt.Sprintf("Spend   %s of %s daily budget ", st.bold.Render(money(s.Spend.Cost)), budget.DisplayRounded(2))
+	pctS := " " + render1(pct) + "%"
+	barW := min(max(m.width-lipgloss.Width(spend)-lipgloss.Width(pctS)-2, 10), 30)
+	add(spend + m.bar(pct, barW) + pctS)
+	add(fmt.Sprintf("Burn    %s/h (last 5 min) · projected today %s · prompt cache %s",
+		st.bold.Render(money(s.Burn)), money(s.Projected), render1(s.Spend.CachedShare()*100)+"%"))
+	peak := pricing.Money(0)
+	for _, t := range s.Series {
+		peak = max(peak, t.Cost)
+	}
+	peakS := " peak " + money(peak) + "/min"
+	n := min(len(s.Series), m.width-lipgloss.Width("Last 60m ")-lipgloss.Width(peakS))
+	series := s.Series[len(s.Series)-max(n, 0):]
+	add(fmt.Sprintf("Last %dm %s%s", len(series), st.spark.Render(sparkline(series)), peakS))
+	if s.Spend.UnpricedCalls > 0 {
+		add(st.warn.Render("⚠ UNPRICED") + fmt.Sprintf(": %s %s for models without a price (cost unknown, not $0)", compact(s.Spend.UnpricedCalls), plural(s.Spend.UnpricedCalls, "call", "calls")))
+	}
+	if len(s.Alerts) == 0 {
+		add(st.ok.Render("✔ no alerts"))
+	}
+	for _, a := range s.Alerts {
+		add(st.alert.Render(alertGlyph(a.Kind)+" "+alertWord(a.Kind)) + ": " + a.Message)
+	}
+	if m.err != nil {
+		add(st.alert.Render("✖ refresh failed: ") + m.err.Error())
+	}
+	if m.filtering || m.filter != "" {
+		cursor := ""
+		if m.filtering {
+			cursor = "█"
+		}
+		add(fmt.Sprintf("Filter: %s%s  (esc clears)", m.filter, cursor))
+	} else {
+		add("")
+	}
+
+	// Table.
+	rows := m.visibleRows()
+	keyW := m.width - fixedWidth
+	add(st.header.Render(m.headerLine(keyW)))
+	footer := m.footer()
+	room := m.height - len(lines) - 1 - strings.Count(footer, "\n")
+	if len(rows) == 0 {
+		if m.filter != "" {
+			add(fmt.Sprintf("no %s matches %q", m.cfg.GroupBy, m.filter))
+		} else {
+			add("no spend in this window")
+		}
+		room--
+	}
+	for i, r := range rows {
+		if i >= room {
+			break
+		}
+		if i == room-1 && len(rows) > room {
+			add(fmt.Sprintf("… %d more (filter with /)", len(rows)-i))
+			break
+		}
+		add(m.rowLine(r, keyW))
+	}
+	for len(lines) < m.height-1-strings.Count(footer, "\n") {
+		add("")
+	}
+	add(footer)
+	return fitLines(strings.Join(lines, "\n"), m.width, m.height)
+}
+
+func (m Model) footer() string {
+	m.help.SetWidth(m.width)
+	if m.showHelp {
+		return m.help.FullHelpView(m.keys.FullHelp())
+	}
+	return m.help.ShortHelpView(m.keys.ShortHelp())
+}
+
+func (m Model) visibleRows() []Row {
+	var rows []Row
+	f := strings.ToLower(m.filter)
+	for _, r := range m.snap.Rows {
+		if f == "" || strings.Contains(strings.ToLower(r.Key), f) {
+			rows = append(rows, r)
+		}
+	}
+	SortRows(rows, m.sortCol, m.reverse)
+	return rows
+}
+
+// Fixed column widths (right-aligned numbers), each preceded by one space.
+var colWidths = [numCols]int{0, 7, 7, 7, 10, 6, 9, 7, 8}
+
+var colNames = [numCols]string{"", "CALLS", "IN TOK", "OUT TOK", "COST", "SHARE", "BURN/H", "AVG LAT", "UNPRICED"}
+
+var fixedWidth = func() int {
+	n := 0
+	for _, w := range colWidths[1:] {
+		n += w + 1
+	}
+	return n
+}()
+
+func (m Model) headerLine(keyW int) string {
+	var b strings.Builder
+	for c := 0; c < numCols; c++ {
+		name := colNames[c]
+		if c == ColKey {
+			name = strings.ToUpper(m.cfg.GroupBy)
+		}
+		if c == m.sortCol {
+			if m.reverse {
+				name += "▲"
+			} else {
+				name += "▼"
+			}
+		}
+		if c == ColKey {
+			b.WriteString(padRight(name, keyW))
+		} else {
+			b.WriteString(" " + padLeft(name, colWidths[c]))
+		}
+	}
+	return b.String()
+}
+
+func (m Model) rowLine(r Row, keyW int) string {
+	name := r.Key
+	if name == "" {
+		name = "(none)"
+	}
+	cost := money(r.Cost)
+	switch {
+	case r.UnpricedCalls > 0 && r.UnpricedCalls == r.Calls:
+		cost = "unpriced"
+	case r.UnpricedCalls > 0:
+		cost += "+"
+	}
+	unpriced := ""
+	if r.UnpricedCalls > 0 {
+		unpriced = "⚠ " + compact(r.UnpricedCalls)
+	}
+	lat := "–"
+	if r.LatencyCalls > 0 {
+		lat = FormatLatency(r.AvgLatencyMS())
+	}
+	cells := [numCols]string{
+		truncate(name, keyW), compact(r.Calls), compact(r.InputTokens), compact(r.OutputTokens),
+		cost, render1(r.Share) + "%", money(r.Burn), lat, unpriced,
+	}
+	var b strings.Builder
+	b.WriteString(padRight(cells[0], keyW))
+	for c := 1; c < numCols; c++ {
+		b.WriteString(" " + padLeft(truncate(cells[c], colWidths[c]), colWidths[c]))
+	}
+	line := b.String()
+	if r.UnpricedCalls > 0 {
+		return m.styles.warn.Render(line)
+	}
+	return line
+}
+
+func (m Model) bar(pct float64, width int) string {
+	filled := int(pct / 100 * float64(width))
+	filled = min(max(filled, 0), width)
+	st := m.styles.barOK
+	if pct >= 100 {
+		st = m.styles.barOver
+	} else if pct >= 80 {
+		st = m.styles.barWarn
+	}
+	return "[" + st.Render(strings.Repeat("█", filled)) + strings.Repeat("░", width-filled) + "]"
+}
+
+func windowLabel(cfg Config, s Snapshot) string {
+	if cfg.Window == "today" {
+		return "today (since 00:00 " + s.At.In(loc(cfg)).Format("MST") + ")"
+	}
+	return "last " + cfg.Window
+}
+
+func loc(cfg Config) *time.Location {
+	if cfg.Loc == nil {
+		return time.Local
+	}
+	return cfg.Loc
+}
+
+func alertGlyph(kind string) string {
+	switch kind {
+	case "over_budget":
+		return "✖"
+	case "projected_over_budget":
+		return "▲"
+	case "latency":
+		return "◷"
+	}
+	return "!"
+}
+
+func alertWord(kind string) string {
+	switch kind {
+	case "over_budget":
+		return "OVER BUDGET"
+	case "projected_over_budget":
+		return "PROJECTED OVER BUDGET"
+	case "latency":
+		return "SLOW"
+	}
+	return strings.ToUpper(kind)
+}
+
+var sparkLevels = []rune("▁▂▃▄▅▆▇█")
+
+func sparkline(series []ledger.Totals) string {
+	var peak pricing.Money
+	for _, t := range series {
+		peak = max(peak, t.Cost)
+	}
+	var b strings.Builder
+	for _, t := range series {
+		switch {
+		case t.Cost <= 0 && t.UnpricedCalls > 0:
+			b.WriteRune('?')
+		case t.Cost <= 0 || peak <= 0:
+			b.WriteRune('·')
+		default:
+			i := int(float64(t.Cost) / float64(peak) * float64(len(sparkLevels)-1))
+			b.WriteRune(sparkLevels[min(max(i, 0), len(sparkLevels)-1)])
+		}
+	}
+	return b.String()
+}
+
+// money is a dollar amount for the screen: cents, "<$0.01" for dust.
+func money(m pricing.Money) string {
+	if m > 0 && m < pricing.Money(pricing.NanoPerDollar/100)/2 {
+		return "<$0.01"
+	}
+	if m >= pricing.Dollars(1_000_000) {
+		return fmt.Sprintf("$%.2fM", float64(m)/float64(pricing.Dollars(1_000_000)))
+	}
+	return m.DisplayRounded(2)
+}
+
+// compact is a count for a 7-wide column: 999,999 then 1.2M, 3.4B.
+func compact(n int64) string {
+	switch {
+	case n < 1_000_000:
+		return pricing.GroupInt(n)
+	case n < 1_000_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.1fB", float64(n)/1e9)
+}
+
+func render1(p float64) string { return fmt.Sprintf("%.1f", round1(p)) }
+
+func padLeft(s string, w int) string {
+	if n := lipgloss.Width(s); n < w {
+		return strings.Repeat(" ", w-n) + s
+	}
+	return s
+}
+
+func padRight(s string, w int) string {
+	if n := lipgloss.Width(s); n < w {
+		return s + strings.Repeat(" ", w-n)
+	}
+	return s
+}
+
+func truncate(s string, w int) string {
+	if lipgloss.Width(s) <= w {
+		return s
+	}
+	r := []rune(s)
+	for len(r) > 0 && lipgloss.Width(string(r))+1 > w {
+		r = r[:len(r)-1]
+	}
+	return string(r) + "…"
+}
+
+func joinLR(l, r string, width int) string {
+	gap := width - lipgloss.Width(l) - lipgloss.Width(r)
+	if gap < 1 {
+		return l
+	}
+	return l + strings.Repeat(" ", gap) + r
+}
+
+// fitLines cuts every line to width and the whole to height, so a resize
+// never wraps or scrolls.
+func fitLines(s string, width, height int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > height {
+		lines = lines[:height]
+	}
+	for i, l := range lines {
+		if lipgloss.Width(l) > width {
+			lines[i] = ansiTruncate(l, width)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,272 @@
+// Package tui is `costctl top`: a live view of spend over the ledger. The
+// data side (Fetch → Snapshot) reads only rollups, so it stays fast on a
+// ledger of millions of events; the bubbletea Model renders snapshots and
+// never touches the database itself (every read runs in a tea.Cmd).
+package tui
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/big"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+// Windows top can show.
+var Windows = []string{"today", "1h", "24h", "7d"}
+
+// Config is what a snapshot is taken with.
+type Config struct {
+	Window       string         // today | 1h | 24h | 7d
+	GroupBy      string         // one of ledger.Dimensions
+	DailyBudget  pricing.Money  // the daily budget alerts compare with
+	LatencyAlert time.Duration  // alert when average latency (last 5 minutes) is above it; 0 = off
+	Loc          *time.Location // for "today"
+}
+
+// Validate checks the window and grouping.
+func (c Config) Validate() error {
+	ok := false
+	for _, w := range Windows {
+		ok = ok || w == c.Window
+	}
+	if !ok {
+		return fmt.Errorf("invalid --window %q (expected %s)", c.Window, strings.Join(Windows, ", "))
+	}
+	if !ledger.IsDimension(c.GroupBy) {
+		return fmt.Errorf("invalid --group-by %q (expected %s)", c.GroupBy, strings.Join(ledger.Dimensions, ", "))
+	}
+	if c.DailyBudget <= 0 {
+		return fmt.Errorf("--daily-budget must be positive")
+	}
+	return nil
+}
+
+// Row is one group of the table.
+type Row struct {
+	Key string
+	ledger.Totals
+	Burn  pricing.Money // per hour, over the last 5 minutes
+	Share float64       // of the window's priced cost, 0..100
+}
+
+// Alert is an active alert; Kind is stable (over_budget,
+// projected_over_budget, latency), Message is for people.
+type Alert struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// Snapshot is everything one refresh of top shows.
+type Snapshot struct {
+	At         time.Time
+	Config     Config
+	Start, End time.Time     // the window
+	Spend      ledger.Totals // in the window
+	Today      ledger.Totals // since local midnight (the budget is daily)
+	Recent     ledger.Totals // the last 5 minutes
+	Burn       pricing.Money // per hour, over the last 5 minutes
+	Projected  pricing.Money // today's spend + Burn until local midnight
+	Series     []ledger.Totals
+	Rows       []Row
+	Alerts     []Alert
+}
+
+// SeriesMinutes is how many minutes the sparkline covers.
+const SeriesMinutes = 60
+
+// WindowStart is where a window ending at now begins.
+func WindowStart(window string, now time.Time, loc *time.Location) time.Time {
+	switch window {
+	case "1h":
+		return now.Add(-time.Hour)
+	case "24h":
+		return now.Add(-24 * time.Hour)
+	case "7d":
+		return now.Add(-7 * 24 * time.Hour)
+	}
+	return midnight(now, loc)
+}
+
+func midnight(now time.Time, loc *time.Location) time.Time {
+	if loc == nil {
+		loc = time.Local
+	}
+	l := now.In(loc)
+	return time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, loc)
+}
+
+// Fetch takes a snapshot at now. It runs a handful of queries over the
+// rollups (window totals, today, the last 5 minutes, the groups, the
+// minute series), none of which reads the events table.
+func Fetch(ctx context.Context, db *ledger.DB, cfg Config, now time.Time) (Snapshot, error) {
+	s := Snapshot{At: now, Config: cfg, End: now}
+	s.Start = WindowStart(cfg.Window, now, cfg.Loc)
+	var err error
+	if s.Spend, err = db.Totals(ctx, s.Start, now); err != nil {
+		return s, err
+	}
+	dayStart := midnight(now, cfg.Loc)
+	if cfg.Window == "today" {
+		s.Today = s.Spend
+	} else if s.Today, err = db.Totals(ctx, dayStart, now); err != nil {
+		return s, err
+	}
+	burnStart := ledger.BurnStart(now)
+	if s.Recent, err = db.Totals(ctx, burnStart, now); err != nil {
+		return s, err
+	}
+	s.Burn = ledger.PerHour(s.Recent.Cost)
+	s.Projected = project(s.Today.Cost, s.Burn, now, dayStart.AddDate(0, 0, 1))
+	if s.Series, err = db.MinuteSeries(ctx, now, SeriesMinutes); err != nil {
+		return s, err
+	}
+	groups, err := db.Grouped(ctx, cfg.GroupBy, s.Start, now)
+	if err != nil {
+		return s, err
+	}
+	recent, err := db.Grouped(ctx, cfg.GroupBy, burnStart, now)
+	if err != nil {
+		return s, err
+	}
+	burn := make(map[string]pricing.Money, len(recent))
+	for _, r := range recent {
+		burn[r.Key] = ledger.PerHour(r.Cost)
+	}
+	for _, g := range groups {
+		r := Row{Key: g.Key, Totals: g.Totals, Burn: burn[g.Key]}
+		if s.Spend.Cost > 0 {
+			r.Share = float64(g.Cost) / float64(s.Spend.Cost) * 100
+		}
+		s.Rows = append(s.Rows, r)
+	}
+	SortRows(s.Rows, ColCost, false)
+	s.Alerts = alerts(s, cfg)
+	return s, nil
+}
+
+// project is today's spend plus burn (per hour) for the rest of the day,
+// exactly.
+func project(today, burnPerHour pricing.Money, now, end time.Time) pricing.Money {
+	left := end.Sub(now)
+	if left <= 0 {
+		return today
+	}
+	r := new(big.Rat).Mul(burnPerHour.Rat(), big.NewRat(int64(left/time.Millisecond), int64(time.Hour/time.Millisecond)))
+	r.Add(r, today.Rat())
+	m, err := pricing.MoneyFromRat(r)
+	if err != nil {
+		return today
+	}
+	return m
+}
+
+func alerts(s Snapshot, cfg Config) []Alert {
+	var out []Alert
+	switch {
+	case s.Today.Cost > cfg.DailyBudget:
+		out = append(out, Alert{Kind: "over_budget", Message: fmt.Sprintf("today's spend %s is over the %s daily budget",
+			s.Today.Cost.DisplayRounded(2), cfg.DailyBudget.DisplayRounded(2))})
+	case s.Projected > cfg.DailyBudget:
+		out = append(out, Alert{Kind: "projected_over_budget", Message: fmt.Sprintf("today ends at %s at %s/h (budget %s)",
+			s.Projected.DisplayRounded(2), s.Burn.DisplayRounded(2), cfg.DailyBudget.DisplayRounded(2))})
+	}
+	if cfg.LatencyAlert > 0 && s.Recent.LatencyCalls > 0 {
+		avg := time.Duration(s.Recent.AvgLatencyMS()) * time.Millisecond
+		if avg > cfg.LatencyAlert {
+			out = append(out, Alert{Kind: "latency", Message: fmt.Sprintf("average latency %s (last 5 min) is above %s",
+				FormatLatency(s.Recent.AvgLatencyMS()), cfg.LatencyAlert)})
+		}
+	}
+	return out
+}
+
+// Columns of the table (also the sort keys).
+const (
+	ColKey = iota
+	ColCalls
+	ColIn
+	ColOut
+	ColCost
+	ColShare
+	ColBurn
+	ColLatency
+	ColUnpriced
+	numCols
+)
+
+// SortRows sorts by col: numbers largest first and names A→Z, reversed
+// when reverse is set; ties by name.
+func SortRows(rows []Row, col int, reverse bool) {
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		c := compare(a, b, col)
+		if c == 0 {
+			c = strings.Compare(a.Key, b.Key)
+			if col != ColKey {
+				// Name order is the tie-break, not reversed.
+				return c < 0
+			}
+		}
+		if reverse {
+			return c > 0
+		}
+		return c < 0
+	})
+}
+
+// compare returns <0 when a sorts first in the column's natural order.
+func compare(a, b Row, col int) int {
+	num := func(x, y int64) int {
+		switch {
+		case x > y:
+			return -1
+		case x < y:
+			return 1
+		}
+		return 0
+	}
+	switch col {
+	case ColKey:
+		return strings.Compare(a.Key, b.Key)
+	case ColCalls:
+		return num(a.Calls, b.Calls)
+	case ColIn:
+		return num(a.InputTokens, b.InputTokens)
+	case ColOut:
+		return num(a.OutputTokens, b.OutputTokens)
+	case ColShare, ColCost:
+		if c := num(int64(a.Cost), int64(b.Cost)); c != 0 {
+			return c
+		}
+		return num(a.UnpricedCalls, b.UnpricedCalls)
+	case ColBurn:
+		return num(int64(a.Burn), int64(b.Burn))
+	case ColLatency:
+		return num(a.AvgLatencyMS(), b.AvgLatencyMS())
+	case ColUnpriced:
+		return num(a.UnpricedCalls, b.UnpricedCalls)
+	}
+	return 0
+}
+
+// FormatLatency is "850ms", "1.5s", "32.1s".
+func FormatLatency(ms int64) string {
+	if ms < 1000 {
+		return fmt.Sprintf("%dms", ms)
+	}
+	return fmt.Sprintf("%.1fs", float64(ms)/1000)
+}
+
+// round1 rounds a percentage to one decimal for output.
+func round1(p float64) float64 {
+	if math.IsNaN(p) || math.IsInf(p, 0) {
+		return 0
+	}
+	return math.Round(p*10) / 10
+}
