@@ -1,21 +1,260 @@
 package commands
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/render"
 )
 
-// ReportOptions is a placeholder until `costctl report` is implemented.
-type ReportOptions struct{}
+// ReportOptions are the inputs of `costctl report`.
+type ReportOptions struct {
+	IO     *IOStreams
+	Now    func() time.Time
+	Loc    *time.Location
+	Ledger func(context.Context) (*ledger.DB, error)
+	Ctx    context.Context
+
+	By           []string
+	Since, Until string
+	Format       string
+}
 
 func newReportCmd(f *Factory, runF func(*ReportOptions) error) *cobra.Command {
-	return &cobra.Command{
-		Use:    "report",
-		Short:  "not implemented yet",
-		Hidden: true,
+	opts := &ReportOptions{IO: f.IO, Now: f.Now, Ledger: f.OpenLedger, Loc: time.Local}
+	var by string
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Spend per tenant, model, user, endpoint, day... from the ledger",
+		Long: `Sum the ledger's events in a window, grouped by any of tenant, model, user,
+endpoint, source, metric, and day or hour (local time): calls, tokens, cost,
+share of the cost, and a totals row.
+
+--since and --until take a duration back from now (30m, 24h, 7d, 2w), a date
+(2026-11-01, local midnight) or an RFC 3339 time; --until defaults to now.
+
+Costs are those recorded when each event was written (ingest and eval price
+events with the price table of that time and say "prices as of DATE" then).
+Events for models without a price are counted in UNPRICED: their cost is
+unknown, so a row's cost is marked + (some unpriced) or "unpriced" (all),
+never shown as $0.` + exitStatusSection,
+		Example: `  costctl report
+  costctl report --by tenant,model,day --since 7d
+  costctl report --by user --since 2026-11-01 --until 2026-11-08 --format csv > november.csv
+  costctl report --by endpoint --since 24h --format md`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("report: not implemented yet")
+			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatCSV, render.FormatJSON, render.FormatMD); err != nil {
+				return usageError(err)
+			}
+			opts.By = nil
+			seen := map[string]bool{}
+			for _, c := range strings.Split(by, ",") {
+				c = strings.ToLower(strings.TrimSpace(c))
+				if c == "" {
+					continue
+				}
+				ok := false
+				for _, r := range ledger.ReportColumns {
+					ok = ok || r == c
+				}
+				if !ok {
+					return usageErrorf("invalid --by column %q (expected a comma-separated list of %s)", c, strings.Join(ledger.ReportColumns, ", "))
+				}
+				if seen[c] {
+					return usageErrorf("--by lists %q twice", c)
+				}
+				seen[c] = true
+				opts.By = append(opts.By, c)
+			}
+			if len(opts.By) == 0 {
+				return usageErrorf("--by needs at least one of %s", strings.Join(ledger.ReportColumns, ", "))
+			}
+			if seen[ledger.ByDay] && seen[ledger.ByHour] {
+				return usageErrorf("--by can have day or hour, not both")
+			}
+			opts.Ctx = cmd.Context()
+			if runF != nil {
+				return runF(opts)
+			}
+			return runReport(opts)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&by, "by", "tenant", "group by these columns, comma-separated: "+strings.Join(ledger.ReportColumns, ", "))
+	fl.StringVar(&opts.Since, "since", "7d", "start: a duration back from now (24h, 7d), a date (2026-11-01) or an RFC 3339 time")
+	fl.StringVar(&opts.Until, "until", "now", "end (exclusive): now, a duration back from now, a date or an RFC 3339 time")
+	fl.StringVar(&opts.Format, "format", "table", "output format: table, csv, json or md")
+	return cmd
+}
+
+var durationRE = regexp.MustCompile(`^(\d+)(w|d|h|m|s)$`)
+
+// parseWhen turns a --since/--until value into a time.
+func parseWhen(flag, s string, now time.Time, loc *time.Location) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "now" || s == "" && flag == "--until" {
+		return now, nil
+	}
+	if m := durationRE.FindStringSubmatch(s); m != nil {
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err == nil && n <= 100*365*24*3600 {
+			unit := map[string]time.Duration{"w": 7 * 24 * time.Hour, "d": 24 * time.Hour, "h": time.Hour, "m": time.Minute, "s": time.Second}[m[2]]
+			if n <= int64(math.MaxInt64/int64(unit)) {
+				return now.Add(-time.Duration(n) * unit), nil
+			}
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02", s, loc); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usageErrorf("invalid %s %q: want a duration back from now (24h, 7d), a date (2026-11-01) or an RFC 3339 time", flag, s)
+}
+
+type reportJSONRow struct {
+	Group map[string]string `json:"group,omitempty"`
+	reportJSONTotals
+}
+
+type reportJSONTotals struct {
+	Calls         int64         `json:"calls"`
+	InputTokens   int64         `json:"input_tokens"`
+	CachedTokens  int64         `json:"cached_input_tokens"`
+	OutputTokens  int64         `json:"output_tokens"`
+	Cost          pricing.Money `json:"cost_usd"`
+	Share         float64       `json:"share_pct"`
+	UnpricedCalls int64         `json:"unpriced_calls"`
+}
+
+type reportJSONDoc struct {
+	Version int              `json:"version"`
+	Since   string           `json:"since"`
+	Until   string           `json:"until"`
+	By      []string         `json:"by"`
+	Rows    []reportJSONRow  `json:"rows"`
+	Totals  reportJSONTotals `json:"totals"`
+	Note    string           `json:"note"`
+}
+
+const reportNote = "costs as recorded in the ledger when each event was written; unpriced calls have no cost and are not counted in cost_usd"
+
+func runReport(opts *ReportOptions) error {
+	ctx := opts.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	loc := opts.Loc
+	if loc == nil {
+		loc = time.Local
+	}
+	now := opts.Now()
+	since, err := parseWhen("--since", opts.Since, now, loc)
+	if err != nil {
+		return err
+	}
+	until, err := parseWhen("--until", opts.Until, now, loc)
+	if err != nil {
+		return err
+	}
+	if !until.After(since) {
+		return usageErrorf("--until (%s) must be after --since (%s)", until.In(loc).Format(time.RFC3339), since.In(loc).Format(time.RFC3339))
+	}
+	db, err := opts.Ledger(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rows, err := db.Report(ctx, ledger.ReportQuery{By: opts.By, Start: since, End: until, Loc: loc})
+	if err != nil {
+		return err
+	}
+	var total ledger.Totals
+	for _, r := range rows {
+		total.Add(r.Totals)
+	}
+	share := func(c pricing.Money) float64 {
+		if total.Cost <= 0 {
+			return 0
+		}
+		return round1(float64(c) / float64(total.Cost) * 100)
+	}
+	if opts.Format == render.FormatJSON {
+		doc := reportJSONDoc{Version: 1, Since: since.In(loc).Format(time.RFC3339), Until: until.In(loc).Format(time.RFC3339),
+			By: opts.By, Rows: []reportJSONRow{}, Note: reportNote}
+		jt := func(t ledger.Totals) reportJSONTotals {
+			return reportJSONTotals{Calls: t.Calls, InputTokens: t.InputTokens, CachedTokens: t.CachedTokens, OutputTokens: t.OutputTokens,
+				Cost: t.Cost, Share: share(t.Cost), UnpricedCalls: t.UnpricedCalls}
+		}
+		for _, r := range rows {
+			g := map[string]string{}
+			for i, c := range opts.By {
+				g[c] = r.Keys[i]
+			}
+			doc.Rows = append(doc.Rows, reportJSONRow{Group: g, reportJSONTotals: jt(r.Totals)})
+		}
+		doc.Totals = jt(total)
+		return writeJSON(opts.IO.Out, doc)
+	}
+	t := &render.Table{}
+	for _, c := range opts.By {
+		t.Headers = append(t.Headers, strings.ToUpper(c))
+		t.Align = append(t.Align, render.Left)
+	}
+	t.Headers = append(t.Headers, "CALLS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED")
+	for range 7 {
+		t.Align = append(t.Align, render.Right)
+	}
+	cells := func(tt ledger.Totals) []string {
+		cost := tt.Cost.Display()
+		switch {
+		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
+			cost = "unpriced"
+		case tt.UnpricedCalls > 0:
+			cost += "+"
+		}
+		unp := ""
+		if tt.UnpricedCalls > 0 {
+			unp = render.Int(tt.UnpricedCalls)
+		}
+		return []string{render.Int(tt.Calls), render.Int(tt.InputTokens), render.Int(tt.CachedTokens), render.Int(tt.OutputTokens),
+			cost, render.Pct(share(tt.Cost)), unp}
+	}
+	for _, r := range rows {
+		keys := make([]string, len(r.Keys))
+		for i, k := range r.Keys {
+			keys[i] = k
+			if k == "" {
+				keys[i] = "(none)"
+			}
+		}
+		t.AddRow(append(keys, cells(r.Totals)...)...)
+	}
+	foot := make([]string, len(opts.By))
+	foot[0] = "TOTAL"
+	t.Footer = append(foot, cells(total)...)
+	if err := t.Write(opts.IO.Out, opts.Format); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "%s to %s · %s", since.In(loc).Format(time.RFC3339), until.In(loc).Format(time.RFC3339),
+		"costs as recorded in the ledger when each event was written")
+	if total.UnpricedCalls > 0 {
+		fmt.Fprintf(opts.IO.ErrOut, " · %s unpriced calls have no known cost (+ marks rows with some)", render.Int(total.UnpricedCalls))
+	}
+	fmt.Fprintln(opts.IO.ErrOut)
+	return nil
 }
