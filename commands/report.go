@@ -103,7 +103,8 @@ var durationRE = regexp.MustCompile(`^(\d+)(w|d|h|m|s)$`)
 func parseWhen(flag, s string, now time.Time, loc *time.Location) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "now" || s == "" && flag == "--until" {
-		return now, nil
+		// Windows end before their end time; "now" includes this instant.
+		return now.Add(time.Millisecond), nil
 	}
 	if m := durationRE.FindStringSubmatch(s); m != nil {
 		n, err := strconv.ParseInt(m[1], 10, 64)
@@ -194,7 +195,7 @@ func runReport(opts *ReportOptions) error {
 		return round1(float64(c) / float64(total.Cost) * 100)
 	}
 	if opts.Format == render.FormatJSON {
-		doc := reportJSONDoc{Version: 1, Since: since.In(loc).Format(time.RFC3339), Until: until.In(loc).Format(time.RFC3339),
+		doc := reportJSONDoc{Version: 1, Since: since.In(loc).Format(time.RFC3339Nano), Until: until.In(loc).Format(time.RFC3339Nano),
 			By: opts.By, Rows: []reportJSONRow{}, Note: reportNote}
 		jt := func(t ledger.Totals) reportJSONTotals {
 			return reportJSONTotals{Calls: t.Calls, InputTokens: t.InputTokens, CachedTokens: t.CachedTokens, OutputTokens: t.OutputTokens,
@@ -210,18 +211,33 @@ func runReport(opts *ReportOptions) error {
 		doc.Totals = jt(total)
 		return writeJSON(opts.IO.Out, doc)
 	}
+	csv := opts.Format == render.FormatCSV
 	t := &render.Table{}
 	for _, c := range opts.By {
 		t.Headers = append(t.Headers, strings.ToUpper(c))
 		t.Align = append(t.Align, render.Left)
 	}
-	t.Headers = append(t.Headers, "CALLS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED")
+	if csv {
+		t.Headers = append(t.Headers, "CALLS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD", "SHARE PCT", "UNPRICED")
+	} else {
+		t.Headers = append(t.Headers, "CALLS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED")
+	}
 	for range 7 {
 		t.Align = append(t.Align, render.Right)
+	}
+	num := func(n int64) string {
+		if csv {
+			return strconv.FormatInt(n, 10) // spreadsheets want plain numbers
+		}
+		return render.Int(n)
 	}
 	cells := func(tt ledger.Totals) []string {
 		cost := tt.Cost.Display()
 		switch {
+		case csv && tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
+			cost = "" // unknown; the UNPRICED column says why
+		case csv:
+			cost = tt.Cost.String()
 		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
 			cost = "unpriced"
 		case tt.UnpricedCalls > 0:
@@ -229,10 +245,13 @@ func runReport(opts *ReportOptions) error {
 		}
 		unp := ""
 		if tt.UnpricedCalls > 0 {
-			unp = render.Int(tt.UnpricedCalls)
+			unp = num(tt.UnpricedCalls)
 		}
-		return []string{render.Int(tt.Calls), render.Int(tt.InputTokens), render.Int(tt.CachedTokens), render.Int(tt.OutputTokens),
-			cost, render.Pct(share(tt.Cost)), unp}
+		pct := render.Pct(share(tt.Cost))
+		if csv {
+			pct = strconv.FormatFloat(share(tt.Cost), 'f', 1, 64)
+		}
+		return []string{num(tt.Calls), num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp}
 	}
 	for _, r := range rows {
 		keys := make([]string, len(r.Keys))
@@ -252,8 +271,11 @@ func runReport(opts *ReportOptions) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "%s to %s · %s", since.In(loc).Format(time.RFC3339), until.In(loc).Format(time.RFC3339),
 		"costs as recorded in the ledger when each event was written")
+	if len(rows) == 0 {
+		fmt.Fprintf(opts.IO.ErrOut, " · no events in this window")
+	}
 	if total.UnpricedCalls > 0 {
-		fmt.Fprintf(opts.IO.ErrOut, " · %s unpriced calls have no known cost (+ marks rows with some)", render.Int(total.UnpricedCalls))
+		fmt.Fprintf(opts.IO.ErrOut, " · %s unpriced %s with no known cost (+ marks rows with some)", render.Int(total.UnpricedCalls), pluralS(total.UnpricedCalls, "call", "calls"))
 	}
 	fmt.Fprintln(opts.IO.ErrOut)
 	return nil

@@ -209,14 +209,14 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		window = "last " + s.Config.Window
 	}
 	pct := float64(s.Spend.Cost) / float64(s.Config.DailyBudget) * 100
-	spend := s.Spend.Cost.DisplayRounded(2)
+	spend := cents(s.Spend.Cost)
 	if s.Spend.UnpricedCalls > 0 {
-		spend += fmt.Sprintf(" + %s unpriced calls (cost unknown)", render.Int(s.Spend.UnpricedCalls))
+		spend += fmt.Sprintf(" + %s unpriced %s (cost unknown)", render.Int(s.Spend.UnpricedCalls), pluralS(s.Spend.UnpricedCalls, "call", "calls"))
 	}
 	fmt.Fprintf(w, "costctl top · %s · by %s · at %s\n", window, s.Config.GroupBy, s.At.In(opts.Loc).Format(time.RFC3339))
 	fmt.Fprintf(w, "spend %s of daily budget %s (%s)\n", spend, s.Config.DailyBudget.Display(), render.Pct(pct))
 	fmt.Fprintf(w, "burn %s/h (last 5 min) · projected today %s · cached %s of prompt tokens\n",
-		s.Burn.DisplayRounded(2), s.Projected.DisplayRounded(2), render.Pct(s.Spend.CachedShare()*100))
+		cents(s.Burn), cents(s.Projected), render.Pct(s.Spend.CachedShare()*100))
 	if len(s.Alerts) == 0 {
 		fmt.Fprintln(w, "alerts: none")
 	}
@@ -233,7 +233,7 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		if key == "" {
 			key = "(none)"
 		}
-		cost := r.Cost.DisplayRounded(2)
+		cost := cents(r.Cost)
 		if r.UnpricedCalls > 0 && r.UnpricedCalls == r.Calls {
 			cost = "unpriced"
 		} else if r.UnpricedCalls > 0 {
@@ -248,7 +248,7 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 			unp = render.Int(r.UnpricedCalls)
 		}
 		t.AddRow(key, render.Int(r.Calls), render.Int(r.InputTokens), render.Int(r.OutputTokens), cost,
-			render.Pct(r.Share), r.Burn.DisplayRounded(2), lat, unp)
+			render.Pct(r.Share), cents(r.Burn), lat, unp)
 	}
 	if len(s.Rows) == 0 {
 		fmt.Fprintf(w, "no spend in this window (ledger %s)\n", path)
@@ -259,4 +259,19 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 	}
 	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written); + marks rows with unpriced calls")
 	return nil
+}
+
+// cents is money for a table: rounded to cents, "<$0.01" for dust.
+func cents(m pricing.Money) string {
+	if m > 0 && m < pricing.Money(pricing.NanoPerDollar/200) {
+		return "<$0.01"
+	}
+	return m.DisplayRounded(2)
+}
+
+func pluralS(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

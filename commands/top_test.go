@@ -1,0 +1,112 @@
+package commands
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/costctl/costctl/tui"
+)
+
+func TestTopOnce(t *testing.T) {
+	db := ingestFixture(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		// Not a terminal: one snapshot even without --once.
+		{"top/once.txt", []string{"top"}, 0, ""},
+		{"top/once.json", []string{"top", "--once", "--format", "json"}, 0, ""},
+		{"top/once_1h_by_model.txt", []string{"top", "--window", "1h", "--group-by", "model"}, 0, ""},
+		{"top/once_7d_by_user.json", []string{"top", "--window", "7d", "--group-by", "user", "--format", "json"}, 0, ""},
+		// $1.07 spent by 14:30 is over a $1 budget: an alert, and exit 3 with --fail-on-alert.
+		{"top/alert.json", []string{"top", "--once", "--format", "json", "--daily-budget", "1", "--fail-on-alert"}, ExitGate,
+			"costctl: top: alert active: over_budget\n"},
+		{"top/latency_alert.txt", []string{"top", "--latency-alert", "1s", "--fail-on-alert"}, ExitGate,
+			"costctl: top: alert active: latency\n"},
+		// Projected: $1.07 now + $0.654/h for 9.5h = $7.28 > $5.
+		{"top/projected_alert.txt", []string{"top", "--daily-budget", "5"}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tio := newTestIO("")
+			code := Run(context.Background(), testFactory(tio, db), tc.args)
+			if code != tc.code || tio.errOut.String() != tc.stderr {
+				t.Fatalf("exit %d stderr %q, want %d %q", code, tio.errOut.String(), tc.code, tc.stderr)
+			}
+			assertGolden(t, tc.name, tio.out.String())
+		})
+	}
+}
+
+func TestTopFlags(t *testing.T) {
+	var got *TopOptions
+	tio := newTestIO("")
+	f := testFactory(tio, "unused.db")
+	cmd := newTopCmd(f, func(o *TopOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--daily-budget", "$1250.50", "--window", "24h", "--interval", "2s"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Config.DailyBudget.String() != "1250.50" || got.Config.Window != "24h" || got.Interval != 2*time.Second ||
+		got.Config.LatencyAlert != 30*time.Second || got.Config.GroupBy != "tenant" || !got.Once || got.Color {
+		t.Fatalf("options %+v", got)
+	}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--window", "2h"}, `invalid --window "2h" (expected today, 1h, 24h, 7d)`},
+		{[]string{"--group-by", "colour"}, `invalid --group-by "colour" (expected tenant, model, user, endpoint, source, metric)`},
+		{[]string{"--daily-budget", "-5"}, `invalid --daily-budget "-5": want a positive dollar amount like 500 or 1250.50`},
+		{[]string{"--format", "csv"}, `invalid --format "csv" (expected table, json)`},
+		{[]string{"--interval", "1ms"}, `invalid --interval 1ms: want at least 100ms`},
+	} {
+		cmd := newTopCmd(f, func(o *TopOptions) error { return nil })
+		cmd.SetArgs(tc.args)
+		cmd.SilenceErrors, cmd.SilenceUsage = true, true
+		err := cmd.Execute()
+		if err == nil || err.Error() != tc.msg || exitCode(err) != ExitUsage {
+			t.Errorf("%v: %v (exit %d), want %q", tc.args, err, exitCode(err), tc.msg)
+		}
+	}
+}
+
+// The --once JSON has exactly the documented keys.
+func TestTopJSONKeys(t *testing.T) {
+	doc := topJSON(tui.Snapshot{Config: tui.Config{Window: "today", GroupBy: "tenant"}, Rows: []tui.Row{{Key: "a"}}})
+	var b strings.Builder
+	if err := writeJSON(&b, doc); err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "version": 1,
+  "at": "0001-01-01T00:00:00Z",
+  "window": "today",
+  "group_by": "tenant",
+  "spend_usd": "0.00",
+  "daily_budget_usd": "0.00",
+  "burn_usd_per_hour": "0.00",
+  "projected_day_usd": "0.00",
+  "cache_hit_pct": 0,
+  "rows": [
+    {
+      "key": "a",
+      "calls": 0,
+      "input_tokens": 0,
+      "output_tokens": 0,
+      "cost_usd": "0.00",
+      "share_pct": 0,
+      "avg_latency_ms": 0,
+      "unpriced": false
+    }
+  ],
+  "alerts": []
+}
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
