@@ -95,6 +95,7 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 	defer ins.close()
 	minutes := map[rollupKey]*rollupVal{}
 	hours := map[rollupKey]*rollupVal{}
+	days := map[rollupKey]*rollupVal{}
 	for lo := 0; lo < len(events); lo += insertChunk {
 		chunk := events[lo:min(lo+insertChunk, len(events))]
 		inserted, err := ins.insert(chunk)
@@ -112,10 +113,12 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 			ts := e.Time.UnixMilli()
 			minute := floorDiv(ts, 60_000)
 			hour := floorDiv(ts, 3_600_000)
+			day := floorDiv(ts, 86_400_000)
 			for _, dim := range rollupDims {
 				k := e.dimKey(dim)
 				addRollup(minutes, rollupKey{minute, dim, k}, e)
 				addRollup(hours, rollupKey{hour, dim, k}, e)
+				addRollup(days, rollupKey{day, dim, k}, e)
 			}
 		}
 	}
@@ -123,6 +126,9 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 		return res, err
 	}
 	if err := flushRollups(ctx, tx, "rollup_hour", "hour", hours); err != nil {
+		return res, err
+	}
+	if err := flushRollups(ctx, tx, "rollup_day", "day", days); err != nil {
 		return res, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -151,6 +151,23 @@ CREATE TABLE rollup_hour (
 	PRIMARY KEY (dim, hour, key)
 ) WITHOUT ROWID;
 
+-- Whole UTC days, so week-long windows over many keys (users) stay cheap.
+CREATE TABLE rollup_day (
+	day            INTEGER NOT NULL,          -- Unix days (UTC)
+	dim            TEXT    NOT NULL,
+	key            TEXT    NOT NULL,
+	calls          INTEGER NOT NULL DEFAULT 0,
+	input_tokens   INTEGER NOT NULL DEFAULT 0,
+	cached_tokens  INTEGER NOT NULL DEFAULT 0,
+	output_tokens  INTEGER NOT NULL DEFAULT 0,
+	cost_nano      INTEGER NOT NULL DEFAULT 0,
+	unpriced_calls INTEGER NOT NULL DEFAULT 0,
+	cache_hits     INTEGER NOT NULL DEFAULT 0,
+	latency_ms_sum INTEGER NOT NULL DEFAULT 0,
+	latency_calls  INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (dim, day, key)
+) WITHOUT ROWID;
+
 -- Exact judge cache: key is a hash of everything that can change a result.
 -- Prompt and response text only when the user asked (--store-text).
 CREATE TABLE judge_cache (

@@ -85,23 +85,84 @@ func minuteRange(start, end time.Time) (sm, em int64) {
 	return sm, em
 }
 
-// rangeSource returns a subquery (key + rollup columns) covering Unix
-// minutes [sm, em) of dim: whole hours from rollup_hour, the ragged edges
-// from rollup_minute. Both are read through their (dim, bucket, key)
-// primary keys, so the cost is proportional to buckets × keys in the
-// window, never to the number of events.
-func rangeSource(dim string, sm, em int64) (string, []any) {
-	hs := -floorDiv(-sm, 60) // ceil(sm/60)
-	he := floorDiv(em, 60)
-	if hs >= he {
-		return `SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE dim = ? AND minute >= ? AND minute < ?`,
-			[]any{dim, sm, em}
-	}
-	q := `SELECT key, ` + rollupCols + ` FROM rollup_hour WHERE dim = ? AND hour >= ? AND hour < ?
-		UNION ALL SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE dim = ? AND minute >= ? AND minute < ?
-		UNION ALL SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE dim = ? AND minute >= ? AND minute < ?`
-	return q, []any{dim, hs, he, dim, sm, hs * 60, dim, he * 60, em}
+type level struct {
+	minutes    int64
+	table, col string
 }
+
+var levels = []level{{1440, "rollup_day", "day"}, {60, "rollup_hour", "hour"}, {1, "rollup_minute", "minute"}}
+
+var negCols = func() string {
+	var parts []string
+	for _, c := range strings.Split(rollupCols, ", ") {
+		parts = append(parts, "-"+c)
+	}
+	return strings.Join(parts, ", ")
+}()
+
+// rangeSource returns a subquery (key + rollup columns) covering Unix
+// minutes [sm, em) of dim with as few rollup rows as it can: whole UTC
+// days from rollup_day, then hours, then minutes, rounding each edge to
+// the nearest bucket and subtracting what a rounded-out bucket holds
+// beyond the edge (so a ragged edge costs at most half a bucket of the
+// level below). openEnd says nothing after em matters (the window ends
+// now): the last bucket of each level is then taken whole.
+//
+// Every part is read through a (dim, bucket, key) primary key, so a
+// refresh costs buckets × keys, never the number of events.
+func rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
+	var parts []string
+	var args []any
+	var cover func(lo, hi int64, neg bool, lv []level, open bool)
+	cover = func(lo, hi int64, neg bool, lv []level, open bool) {
+		if lo >= hi {
+			return
+		}
+		emit := func(l level, a, b int64) {
+			cols := rollupCols
+			if neg {
+				cols = negCols
+			}
+			parts = append(parts, `SELECT key, `+cols+` FROM `+l.table+` WHERE dim = ? AND `+l.col+` >= ? AND `+l.col+` < ?`)
+			args = append(args, dim, a, b)
+		}
+		l := lv[0]
+		if l.minutes == 1 {
+			emit(l, lo, hi)
+			return
+		}
+		a := roundDiv(lo, l.minutes)
+		b := roundDiv(hi, l.minutes)
+		if open {
+			b = ceilDiv(hi, l.minutes)
+		}
+		if a >= b {
+			cover(lo, hi, neg, lv[1:], open)
+			return
+		}
+		emit(l, a, b)
+		if as := a * l.minutes; lo < as {
+			cover(lo, as, neg, lv[1:], false)
+		} else if lo > as {
+			cover(as, lo, !neg, lv[1:], false)
+		}
+		if bs := b * l.minutes; bs < hi {
+			cover(bs, hi, neg, lv[1:], open)
+		} else if bs > hi && !open {
+			cover(hi, bs, !neg, lv[1:], false)
+		}
+	}
+	cover(sm, em, false, levels, openEnd)
+	if len(parts) == 0 {
+		return `SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE 0`, nil
+	}
+	return strings.Join(parts, "\n\t\tUNION ALL "), args
+}
+
+// roundDiv is a/b rounded to the nearest integer (halves up).
+func roundDiv(a, b int64) int64 { return floorDiv(a+b/2, b) }
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
 type scanner interface{ Scan(...any) error }
 
@@ -122,8 +183,18 @@ func scanTotals(s scanner, key *string) (Totals, error) {
 
 // Totals sums every event in [start, end) (minute-granular) from the rollups.
 func (db *DB) Totals(ctx context.Context, start, end time.Time) (Totals, error) {
+	return db.totals(ctx, start, end, false)
+}
+
+// TotalsSince sums every event from start on (minute-granular): a window
+// that ends now. It reads fewer rollup rows than Totals.
+func (db *DB) TotalsSince(ctx context.Context, start, now time.Time) (Totals, error) {
+	return db.totals(ctx, start, now, true)
+}
+
+func (db *DB) totals(ctx context.Context, start, end time.Time, open bool) (Totals, error) {
 	sm, em := minuteRange(start, end)
-	src, args := rangeSource("all", sm, em)
+	src, args := rangeSource("all", sm, em, open)
 	row := db.sql.QueryRowContext(ctx, `SELECT COUNT(*), `+coalesced()+` FROM (`+src+`)`, args...)
 	var n int64
 	var t Totals
@@ -147,12 +218,23 @@ func coalesced() string {
 // Grouped returns the totals per key of dim (tenant, model, user, endpoint,
 // source or metric) over [start, end), from the rollups, in no set order.
 func (db *DB) Grouped(ctx context.Context, dim string, start, end time.Time) ([]GroupRow, error) {
+	return db.grouped(ctx, dim, start, end, false)
+}
+
+// GroupedSince is Grouped for a window that ends now (everything from
+// start on); it reads fewer rollup rows.
+func (db *DB) GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]GroupRow, error) {
+	return db.grouped(ctx, dim, start, now, true)
+}
+
+func (db *DB) grouped(ctx context.Context, dim string, start, end time.Time, open bool) ([]GroupRow, error) {
 	if !IsDimension(dim) {
 		return nil, fmt.Errorf("ledger: unknown dimension %q (expected %s)", dim, strings.Join(Dimensions, ", "))
 	}
 	sm, em := minuteRange(start, end)
-	src, args := rangeSource(dim, sm, em)
-	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols+` FROM (`+src+`) GROUP BY key`, args...)
+	src, args := rangeSource(dim, sm, em, open)
+	// Keys whose only events were subtracted away sum to zero calls.
+	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols+` FROM (`+src+`) GROUP BY key HAVING SUM(calls) != 0`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
 	}

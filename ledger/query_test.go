@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -156,4 +157,78 @@ func BenchmarkInsert(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// Every window, whatever its edges, sums the rollups to exactly what the
+// events table holds in it (minute-granular).
+func TestWindowsAgreeWithEvents(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	var evs []Event
+	for i := 0; i < 3000; i++ {
+		at := base.Add(time.Duration(rng.Int64N(int64(9 * 24 * time.Hour))))
+		evs = append(evs, Event{Key: fmt.Sprint(i), Time: at, Source: SourceIngest, Tenant: fmt.Sprint("t", rng.IntN(7)),
+			InputTokens: 10, OutputTokens: 1, Cost: pricing.Money(rng.Int64N(1e9)), LatencyMS: rng.Int64N(100)})
+	}
+	if _, err := db.Insert(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		start := base.Add(time.Duration(rng.Int64N(int64(9 * 24 * time.Hour))))
+		end := start.Add(time.Duration(rng.Int64N(int64([]time.Duration{time.Hour, 30 * time.Hour, 8 * 24 * time.Hour}[i%3]))))
+		sm, em := minuteRange(start, end)
+		var calls, cost int64
+		if err := db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(cost_nano), 0) FROM events WHERE ts_ms >= ? AND ts_ms < ?`,
+			sm*60_000, em*60_000).Scan(&calls, &cost); err != nil {
+			t.Fatal(err)
+		}
+		tot, err := db.Totals(ctx, start, end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot.Calls != calls || int64(tot.Cost) != cost {
+			t.Fatalf("window %s..%s: rollups %d/%d, events %d/%d", start, end, tot.Calls, tot.Cost, calls, cost)
+		}
+		// Open-ended (the window ends now, after every event): everything from start on.
+		now := base.Add(9*24*time.Hour + time.Duration(rng.Int64N(int64(time.Hour))))
+		var ocalls, ocost int64
+		if err := db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(cost_nano), 0) FROM events WHERE ts_ms >= ?`,
+			sm*60_000).Scan(&ocalls, &ocost); err != nil {
+			t.Fatal(err)
+		}
+		otot, err := db.TotalsSince(ctx, start, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if otot.Calls != ocalls || int64(otot.Cost) != ocost {
+			t.Fatalf("since %s: rollups %d/%d, events %d/%d", start, otot.Calls, otot.Cost, ocalls, ocost)
+		}
+		orows, err := db.GroupedSince(ctx, "tenant", start, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ogc int64
+		for _, r := range orows {
+			ogc += r.Calls
+			if r.Calls <= 0 {
+				t.Fatalf("since %s: row %+v", start, r)
+			}
+		}
+		if ogc != ocalls {
+			t.Fatalf("since %s: grouped calls %d, events %d", start, ogc, ocalls)
+		}
+		rows, err := db.Grouped(ctx, "tenant", start, end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gc int64
+		for _, r := range rows {
+			gc += r.Calls
+		}
+		if gc != calls {
+			t.Fatalf("window %s..%s: grouped calls %d, events %d", start, end, gc, calls)
+		}
+	}
 }

@@ -108,17 +108,17 @@ func Fetch(ctx context.Context, db *ledger.DB, cfg Config, now time.Time) (Snaps
 	s := Snapshot{At: now, Config: cfg, End: now}
 	s.Start = WindowStart(cfg.Window, now, cfg.Loc)
 	var err error
-	if s.Spend, err = db.Totals(ctx, s.Start, now); err != nil {
+	if s.Spend, err = db.TotalsSince(ctx, s.Start, now); err != nil {
 		return s, err
 	}
 	dayStart := midnight(now, cfg.Loc)
 	if cfg.Window == "today" {
 		s.Today = s.Spend
-	} else if s.Today, err = db.Totals(ctx, dayStart, now); err != nil {
+	} else if s.Today, err = db.TotalsSince(ctx, dayStart, now); err != nil {
 		return s, err
 	}
 	burnStart := ledger.BurnStart(now)
-	if s.Recent, err = db.Totals(ctx, burnStart, now); err != nil {
+	if s.Recent, err = db.TotalsSince(ctx, burnStart, now); err != nil {
 		return s, err
 	}
 	s.Burn = ledger.PerHour(s.Recent.Cost)
@@ -126,11 +126,11 @@ func Fetch(ctx context.Context, db *ledger.DB, cfg Config, now time.Time) (Snaps
 	if s.Series, err = db.MinuteSeries(ctx, now, SeriesMinutes); err != nil {
 		return s, err
 	}
-	groups, err := db.Grouped(ctx, cfg.GroupBy, s.Start, now)
+	groups, err := db.GroupedSince(ctx, cfg.GroupBy, s.Start, now)
 	if err != nil {
 		return s, err
 	}
-	recent, err := db.Grouped(ctx, cfg.GroupBy, burnStart, now)
+	recent, err := db.GroupedSince(ctx, cfg.GroupBy, burnStart, now)
 	if err != nil {
 		return s, err
 	}

@@ -1,0 +1,177 @@
+package tui
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+// BenchmarkRefresh times one refresh of top (every query a refresh runs)
+// on a big ledger: COSTCTL_BENCH_EVENTS events (default 1,000,000) spread
+// over the last 7 days, 200 tenants, 12 models, 5,000 users, 20 endpoints.
+// The ledger is built with bulk SQL (events, then rollups aggregated from
+// them), and kept at COSTCTL_BENCH_DB when that is set, so a 10M ledger is
+// built once:
+//
+//	COSTCTL_BENCH_EVENTS=10000000 COSTCTL_BENCH_DB=/tmp/costctl-10m.db \
+//	  go test ./tui -run '^$' -bench Refresh -benchtime 20x
+func BenchmarkRefresh(b *testing.B) {
+	n := int64(1_000_000)
+	if s := os.Getenv("COSTCTL_BENCH_EVENTS"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v <= 0 {
+			b.Fatalf("COSTCTL_BENCH_EVENTS=%q: want a positive integer", s)
+		}
+		n = v
+	}
+	path := os.Getenv("COSTCTL_BENCH_DB")
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "big.db")
+	}
+	ctx := context.Background()
+	db, err := ledger.Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	// The ledger's data ends at benchNow; refreshes are taken there.
+	benchNow := time.Date(2026, 11, 20, 14, 30, 20, 0, time.UTC)
+	var have int64
+	if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM events`).Scan(&have); err != nil {
+		b.Fatal(err)
+	}
+	if have != n {
+		if have != 0 {
+			b.Fatalf("%s holds %d events, not %d: remove it or point COSTCTL_BENCH_DB elsewhere", path, have, n)
+		}
+		start := time.Now()
+		if err := buildBig(ctx, db, n, benchNow); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("built a %d-event ledger in %s (%s)", n, time.Since(start).Round(time.Millisecond), path)
+	}
+	for _, c := range []struct {
+		name          string
+		window, group string
+	}{
+		{"today_by_tenant", "today", "tenant"},
+		{"7d_by_user", "7d", "user"},
+		{"1h_by_model", "1h", "model"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := Config{Window: c.window, GroupBy: c.group, DailyBudget: pricing.Dollars(500), LatencyAlert: 30 * time.Second, Loc: time.UTC}
+			var rows int
+			for i := 0; i < b.N; i++ {
+				s, err := Fetch(ctx, db, cfg, benchNow)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows = len(s.Rows)
+				if s.Spend.Calls == 0 {
+					b.Fatal("empty snapshot")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/refresh")
+			b.ReportMetric(float64(rows), "rows")
+			b.ReportMetric(float64(n), "events")
+		})
+	}
+}
+
+// buildBig fills db with n synthetic events ending at now and the rollups
+// that Insert would have kept, using set-based SQL (far faster than Insert
+// for a fixture this size).
+func buildBig(ctx context.Context, db *ledger.DB, n int64, now time.Time) error {
+	span := int64(7 * 24 * time.Hour / time.Millisecond)
+	end := now.UnixMilli()
+	conn := db.SQL()
+	stmts := []string{
+		`PRAGMA cache_size = -262144`,
+		`DROP INDEX IF EXISTS events_ts`,
+		`WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < ?1)
+		 INSERT INTO events (event_key, ts_ms, source, tenant, user, endpoint, model, input_tokens, cached_tokens,
+		                     output_tokens, cost_nano, unpriced, latency_ms)
+		 SELECT 'bench:' || i, ?2 - ?3 + (i * ?3) / ?1, 'ingest', 't' || ((i * 7919) % 200), 'u' || ((i * 104729) % 5000),
+		        '/v1/e' || (i % 20), 'model-' || ((i * 31) % 12), 1000 + i % 977, i % 300, 100 + i % 211,
+		        CASE WHEN (i * 31) % 12 = 11 THEN 0 ELSE 1000 + (i % 1000) * 1000 END,
+		        CASE WHEN (i * 31) % 12 = 11 THEN 1 ELSE 0 END, 200 + i % 4000
+		 FROM c`,
+		`CREATE INDEX events_ts ON events(ts_ms)`,
+	}
+	for i, s := range stmts {
+		var err error
+		if i == 2 {
+			_, err = conn.ExecContext(ctx, s, n, end, span)
+		} else {
+			_, err = conn.ExecContext(ctx, s)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens), SUM(cost_nano), SUM(unpriced),
+		SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(latency_ms > 0)`
+	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_nano, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
+	for _, dim := range append(append([]string(nil), ledger.Dimensions...), "all") {
+		col := `"` + dim + `"`
+		if dim == "all" {
+			col = `''`
+		}
+		if _, err := conn.ExecContext(ctx, `INSERT INTO rollup_minute (minute, dim, key, `+into[1:]+`
+			SELECT ts_ms / 60000, ?, `+col+`, `+cols+` FROM events GROUP BY 1, 3`, dim); err != nil {
+			return err
+		}
+		for _, up := range []struct{ table, col, from, fromCol, div string }{
+			{"rollup_hour", "hour", "rollup_minute", "minute", "60"},
+			{"rollup_day", "day", "rollup_hour", "hour", "24"},
+		} {
+			if _, err := conn.ExecContext(ctx, `INSERT INTO `+up.table+` (`+up.col+`, dim, key, `+into[1:]+`
+				SELECT `+up.fromCol+` / `+up.div+`, dim, key, SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+				SUM(cost_nano), SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
+				FROM `+up.from+` WHERE dim = ? GROUP BY 1, 3`, dim); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := conn.ExecContext(ctx, `ANALYZE`)
+	return err
+}
+
+// The benchmark's bulk-built rollups must agree with its events, or the
+// benchmark would time the wrong thing.
+func TestBigBuilderRollupsAgree(t *testing.T) {
+	ctx := context.Background()
+	db, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "big.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 11, 20, 14, 30, 20, 0, time.UTC)
+	if err := buildBig(ctx, db, 5000, now); err != nil {
+		t.Fatal(err)
+	}
+	tot, err := db.Totals(ctx, now.Add(-8*24*time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls, cost, unpriced int64
+	if err := db.SQL().QueryRow(`SELECT COUNT(*), SUM(cost_nano), SUM(unpriced) FROM events`).Scan(&calls, &cost, &unpriced); err != nil {
+		t.Fatal(err)
+	}
+	if tot.Calls != 5000 || calls != 5000 || int64(tot.Cost) != cost || tot.UnpricedCalls != unpriced || unpriced == 0 {
+		t.Fatalf("rollups %+v, events calls=%d cost=%d unpriced=%d", tot, calls, cost, unpriced)
+	}
+	rows, err := db.Grouped(ctx, "user", now.Add(-8*24*time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 5000 {
+		t.Fatalf("%d users, want 5000", len(rows))
+	}
+}
