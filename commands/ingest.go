@@ -64,7 +64,7 @@ rotation (rename + new file) are noticed, and nothing appended before a
 rotation is lost. Stop it with Ctrl-C; everything read is saved.` + exitStatusSection,
 		Example: `  costctl ingest usage.jsonl
   costctl ingest --tenant acme --db /tmp/costctl.db responses.jsonl
-  kubectl logs deploy/gateway | costctl ingest -
+  gunzip -c usage-2026-11-20.jsonl.gz | costctl ingest --tenant acme -
   costctl ingest --follow /var/log/llm/usage.jsonl`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

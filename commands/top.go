@@ -57,9 +57,9 @@ unknown, shown as "unpriced" or "+", never as $0). Keys: < > sort column,
 r reverse, / filter (esc clears), p or space pause, ? help, q quit.
 
 Costs are those recorded in the ledger when each event was written (priced
-then, with the price table of that time). Queries read per-minute and
-per-hour rollups only, so a refresh stays fast on a ledger of millions of
-events.
+then, with the price table of that time). Queries read per-minute, per-hour
+and per-day rollups only, never the events, so a refresh stays fast on a
+ledger of millions of events.
 
 With --once, or when stdout is not a terminal, top prints one snapshot (a
 table, or --format json) and exits; with --fail-on-alert it exits 3 when an
@@ -67,7 +67,7 @@ alert is active, so cron or CI can page on it.` + exitStatusSection,
 		Example: `  costctl top
   costctl top --window 1h --group-by model --daily-budget 2000
   costctl top --once --format json
-  costctl top --once --fail-on-alert --daily-budget 500 || page-oncall`,
+  costctl top --once --fail-on-alert --daily-budget 500`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
