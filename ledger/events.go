@@ -131,6 +131,16 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 	if err := flushRollups(ctx, tx, "rollup_day", "day", days); err != nil {
 		return res, err
 	}
+	touched := map[int64]bool{}
+	for k := range days {
+		touched[k.bucket] = true
+	}
+	for d := range touched {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rollup_epoch (day, writes) VALUES (?, 1)
+			ON CONFLICT(day) DO UPDATE SET writes = writes + 1`, d); err != nil {
+			return res, fmt.Errorf("ledger: update rollup epoch: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("ledger: commit: %w", err)
 	}

@@ -168,6 +168,13 @@ CREATE TABLE rollup_day (
 	PRIMARY KEY (dim, day, key)
 ) WITHOUT ROWID;
 
+-- Writes per UTC day: Insert bumps the days it touched, so a reader may
+-- keep the sums of past days until they change (LiveCache).
+CREATE TABLE rollup_epoch (
+	day            INTEGER PRIMARY KEY,       -- Unix days (UTC)
+	writes         INTEGER NOT NULL DEFAULT 0
+);
+
 -- Exact judge cache: key is a hash of everything that can change a result.
 -- Prompt and response text only when the user asked (--store-text).
 CREATE TABLE judge_cache (

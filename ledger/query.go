@@ -100,35 +100,46 @@ var negCols = func() string {
 	return strings.Join(parts, ", ")
 }()
 
-// rangeSource returns a subquery (key + rollup columns) covering Unix
-// minutes [sm, em) of dim with as few rollup rows as it can: whole UTC
-// days from rollup_day, then hours, then minutes, rounding each edge to
-// the nearest bucket and subtracting what a rounded-out bucket holds
-// beyond the edge (so a ragged edge costs at most half a bucket of the
-// level below). openEnd says nothing after em matters (the window ends
-// now): the last bucket of each level is then taken whole.
+// part is one range of one rollup table, added (or, neg, subtracted).
+type part struct {
+	l      level
+	lo, hi int64 // buckets [lo, hi) of l
+	neg    bool
+}
+
+// days is the span of UTC days [d0, d1) the part reads.
+func (p part) days() (d0, d1 int64) {
+	per := 1440 / p.l.minutes
+	return floorDiv(p.lo, per), ceilDiv(p.hi, per)
+}
+
+func (p part) sql() string {
+	cols := rollupCols
+	if p.neg {
+		cols = negCols
+	}
+	return `SELECT key, ` + cols + ` FROM ` + p.l.table + ` WHERE dim = ? AND ` + p.l.col + ` >= ? AND ` + p.l.col + ` < ?`
+}
+
+// cover splits Unix minutes [sm, em) into as few rollup rows as it can:
+// whole UTC days from rollup_day, then hours, then minutes, rounding each
+// edge to the nearest bucket and subtracting what a rounded-out bucket
+// holds beyond the edge (so a ragged edge costs at most half a bucket of
+// the level below). openEnd says nothing after em matters (the window
+// ends now): the last bucket of each level is then taken whole.
 //
 // Every part is read through a (dim, bucket, key) primary key, so a
 // refresh costs buckets × keys, never the number of events.
-func rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
-	var parts []string
-	var args []any
-	var cover func(lo, hi int64, neg bool, lv []level, open bool)
-	cover = func(lo, hi int64, neg bool, lv []level, open bool) {
+func cover(sm, em int64, openEnd bool) []part {
+	var parts []part
+	var rec func(lo, hi int64, neg bool, lv []level, open bool)
+	rec = func(lo, hi int64, neg bool, lv []level, open bool) {
 		if lo >= hi {
 			return
 		}
-		emit := func(l level, a, b int64) {
-			cols := rollupCols
-			if neg {
-				cols = negCols
-			}
-			parts = append(parts, `SELECT key, `+cols+` FROM `+l.table+` WHERE dim = ? AND `+l.col+` >= ? AND `+l.col+` < ?`)
-			args = append(args, dim, a, b)
-		}
 		l := lv[0]
 		if l.minutes == 1 {
-			emit(l, lo, hi)
+			parts = append(parts, part{l, lo, hi, neg})
 			return
 		}
 		a := roundDiv(lo, l.minutes)
@@ -137,26 +148,39 @@ func rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
 			b = ceilDiv(hi, l.minutes)
 		}
 		if a >= b {
-			cover(lo, hi, neg, lv[1:], open)
+			rec(lo, hi, neg, lv[1:], open)
 			return
 		}
-		emit(l, a, b)
+		parts = append(parts, part{l, a, b, neg})
 		if as := a * l.minutes; lo < as {
-			cover(lo, as, neg, lv[1:], false)
+			rec(lo, as, neg, lv[1:], false)
 		} else if lo > as {
-			cover(as, lo, !neg, lv[1:], false)
+			rec(as, lo, !neg, lv[1:], false)
 		}
 		if bs := b * l.minutes; bs < hi {
-			cover(bs, hi, neg, lv[1:], open)
+			rec(bs, hi, neg, lv[1:], open)
 		} else if bs > hi && !open {
-			cover(hi, bs, !neg, lv[1:], false)
+			rec(hi, bs, !neg, lv[1:], false)
 		}
 	}
-	cover(sm, em, false, levels, openEnd)
+	rec(sm, em, false, levels, openEnd)
+	return parts
+}
+
+// rangeSource is the UNION ALL of a cover's parts for dim: a subquery of
+// key + rollup columns.
+func rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
+	parts := cover(sm, em, openEnd)
 	if len(parts) == 0 {
 		return `SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE 0`, nil
 	}
-	return strings.Join(parts, "\n\t\tUNION ALL "), args
+	var sqls []string
+	var args []any
+	for _, p := range parts {
+		sqls = append(sqls, p.sql())
+		args = append(args, dim, p.lo, p.hi)
+	}
+	return strings.Join(sqls, "\n\t\tUNION ALL "), args
 }
 
 // roundDiv is a/b rounded to the nearest integer (halves up).

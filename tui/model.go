@@ -29,10 +29,12 @@ type Options struct {
 	Ctx      context.Context
 }
 
-// DBFetch is the FetchFunc that reads db.
+// DBFetch is the FetchFunc that reads db, keeping the sums of past days
+// between refreshes.
 func DBFetch(db *ledger.DB) FetchFunc {
+	cache := db.NewLiveCache()
 	return func(ctx context.Context, cfg Config, now time.Time) (Snapshot, error) {
-		return Fetch(ctx, db, cfg, now)
+		return FetchCached(ctx, db, cache, cfg, now)
 	}
 }
 

@@ -105,6 +105,15 @@ func midnight(now time.Time, loc *time.Location) time.Time {
 // rollups (window totals, today, the last 5 minutes, the groups, the
 // minute series), none of which reads the events table.
 func Fetch(ctx context.Context, db *ledger.DB, cfg Config, now time.Time) (Snapshot, error) {
+	return fetch(ctx, db, nil, cfg, now)
+}
+
+// FetchCached is Fetch reusing cache's sums of past days (for refreshes).
+func FetchCached(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Config, now time.Time) (Snapshot, error) {
+	return fetch(ctx, db, cache, cfg, now)
+}
+
+func fetch(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Config, now time.Time) (Snapshot, error) {
 	s := Snapshot{At: now, Config: cfg, End: now}
 	s.Start = WindowStart(cfg.Window, now, cfg.Loc)
 	var err error
@@ -126,7 +135,11 @@ func Fetch(ctx context.Context, db *ledger.DB, cfg Config, now time.Time) (Snaps
 	if s.Series, err = db.MinuteSeries(ctx, now, SeriesMinutes); err != nil {
 		return s, err
 	}
-	groups, err := db.GroupedSince(ctx, cfg.GroupBy, s.Start, now)
+	grouped := db.GroupedSince
+	if cache != nil {
+		grouped = cache.GroupedSince
+	}
+	groups, err := grouped(ctx, cfg.GroupBy, s.Start, now)
 	if err != nil {
 		return s, err
 	}
