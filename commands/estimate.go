@@ -377,7 +377,8 @@ func prepareEstimate(ctx context.Context, o *EstimateOptions) (*estimateRun, err
 // measureFrom streams a records file and counts each record's tokens with
 // model's tokenizer.
 func measureFrom(ctx context.Context, o *EstimateOptions, model *pricing.Model) (*fromSample, error) {
-	var ropts records.Options
+	// With --output-tokens the sample only needs prompts.
+	ropts := records.Options{OptionalOutput: o.OutputTokens != ""}
 	if o.Map != "" {
 		m, err := records.ParseMap(o.Map)
 		if err != nil {

@@ -41,7 +41,7 @@ func (r *Reader) initCSV() error {
 			st.col[f] = i
 		}
 	}
-	if _, ok := st.col[FieldOutput]; !ok {
+	if _, ok := st.col[FieldOutput]; !ok && !r.opts.OptionalOutput {
 		return fmt.Errorf("%s:1: no output column %s in the CSV header (columns: %s); use --map output=NAME",
 			r.name, r.fieldLabel(FieldOutput), strings.Join(st.header, ", "))
 	}

@@ -71,6 +71,9 @@ type Options struct {
 	Map map[string]string
 	// MaxLineBytes bounds one line; 0 means DefaultMaxLineBytes.
 	MaxLineBytes int
+	// OptionalOutput accepts records without an output (estimate --from
+	// with --output-tokens measures prompts only); eval requires one.
+	OptionalOutput bool
 }
 
 // LineError is a line of input that could not be used.
@@ -381,10 +384,12 @@ func (r *Reader) fromJSON(obj map[string]json.RawMessage) (Record, string) {
 	get := func(f string) json.RawMessage { return obj[r.names[f]] }
 
 	out := get(FieldOutput)
-	if isNull(out) {
+	if isNull(out) && !r.opts.OptionalOutput {
 		return rec, "missing output field " + r.fieldLabel(FieldOutput) + r.mapHint(obj)
 	}
-	rec.Output = textOf(out)
+	if !isNull(out) {
+		rec.Output = textOf(out)
+	}
 
 	if raw := get(FieldInput); !isNull(raw) {
 		msgs, text, err := parseInput(raw)

@@ -263,3 +263,35 @@ func BenchmarkJSONL(b *testing.B) {
 	}
 	b.ReportMetric(float64(perIter*b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+func TestOptionalOutput(t *testing.T) {
+	jl := write(t, "p.jsonl", `{"input":"a prompt"}`+"\n"+`{"input":"b","output":"x"}`+"\n")
+	r, err := Open(jl, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bad := readAll(t, r)
+	r.Close()
+	if len(bad) != 1 || !strings.Contains(bad[0], "p.jsonl:1: missing output field") {
+		t.Fatalf("required output: bad = %v", bad)
+	}
+	r, _ = Open(jl, Options{OptionalOutput: true})
+	recs, bad := readAll(t, r)
+	r.Close()
+	if len(bad) != 0 || len(recs) != 2 || recs[0].Output != "" || recs[0].Input != "a prompt" || recs[1].Output != "x" {
+		t.Fatalf("optional output: %+v %v", recs, bad)
+	}
+	csvPath := write(t, "p.csv", "id,input\n1,hello\n")
+	if _, err := Open(csvPath, Options{}); err == nil || !strings.Contains(err.Error(), "no output column") {
+		t.Fatalf("CSV without output column: %v", err)
+	}
+	r, err = Open(csvPath, Options{OptionalOutput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, bad = readAll(t, r)
+	r.Close()
+	if len(bad) != 0 || len(recs) != 1 || recs[0].Input != "hello" {
+		t.Fatalf("CSV optional output: %+v %v", recs, bad)
+	}
+}
