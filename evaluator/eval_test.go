@@ -253,8 +253,12 @@ c quality pass 0.9 cached=false
 	if n != 5 || cost != 5*oneCallCost {
 		t.Errorf("ledger: %d rows, %s", n, cost)
 	}
-	if res.AvoidedSkip == 0 {
-		t.Error("a when-skipped judge call should count as avoided")
+	// The skipped call is valued at its prompt (counted locally) × $0.15/M
+	// plus the run's mean reply for that metric (20 tokens) × $0.60/M — not
+	// at the worst-case max_tokens reservation.
+	promptPart := res.AvoidedSkip - 20*600
+	if promptPart <= 0 || promptPart%150 != 0 || promptPart/150 < 50 || promptPart/150 > 400 {
+		t.Errorf("avoided by the skip = %s (prompt part %d nano-dollars), want ≈ prompt × $0.15/M + 20 × $0.60/M", res.AvoidedSkip, promptPart)
 	}
 	// The request: rubric verbatim as system, the documented layout, JSON mode, max_tokens.
 	e.fake.mu.Lock()

@@ -482,7 +482,7 @@ type outcome struct {
 	cache        []ledger.JudgeResult
 	notRun       int64 // metrics not run because the run stopped
 	avoidedCache pricing.Money
-	avoidedSkip  pricing.Money
+	skipPrompt   map[string]int64 // metric → prompt tokens of judge calls a when skipped
 	spent        pricing.Money
 	calls        int64
 	cacheHits    int64
@@ -566,8 +566,10 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 			row.Status, row.Reason = StatusSkipped, why
 			if m.IsJudge() {
 				jc := r.clients[m.judge.Name]
-				p := jc.promptTokens(chatMessages(m.Prompt, UserMessage(m, rec), nil))
-				out.avoidedSkip += jc.worstCost(p)
+				if out.skipPrompt == nil {
+					out.skipPrompt = map[string]int64{}
+				}
+				out.skipPrompt[m.Name] += jc.promptTokens(chatMessages(m.Prompt, UserMessage(m, rec), nil))
 			}
 			states[m.Name] = state{status: StatusSkipped, known: true}
 			out.rows = append(out.rows, row)

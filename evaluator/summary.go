@@ -25,6 +25,8 @@ type MetricStats struct {
 	CachedTokens int64
 	OutputTokens int64
 	Cost         pricing.Money
+
+	skipPrompt int64 // prompt tokens (counted locally) of the calls a when skipped
 }
 
 // PassRate is passed/(passed+failed); ok=false when nothing was judged.
@@ -84,7 +86,7 @@ type Result struct {
 	Errors       int64
 	Cost         pricing.Money
 	AvoidedCache pricing.Money // current-price cost of the cached verdicts used
-	AvoidedSkip  pricing.Money // worst-case reservations of judge calls a when skipped
+	AvoidedSkip  pricing.Money // estimated cost of the judge calls a when skipped (see skipAvoided)
 	AvoidedSamp  pricing.Money // estimate: baseline per sampled record × records not sampled
 	Baseline     pricing.Money // every sampled record on every judge metric, no cache, no skips
 
@@ -115,7 +117,9 @@ func (res *Result) add(o *outcome) {
 	res.done++
 	res.NotRun += o.notRun
 	res.AvoidedCache += o.avoidedCache
-	res.AvoidedSkip += o.avoidedSkip
+	for m, p := range o.skipPrompt {
+		res.byName[m].skipPrompt += p
+	}
 	res.spent += o.spent
 	res.calls += o.calls
 	res.cacheHits += o.cacheHits
@@ -159,6 +163,12 @@ func (res *Result) add(o *outcome) {
 
 func (res *Result) finish(o Options) {
 	res.Calls, res.CacheHits, res.Errors, res.Cost = res.calls, res.cacheHits, res.errors, res.spent
+	res.AvoidedSkip = 0
+	for _, m := range o.Config.Order {
+		if ms := res.byName[m.Name]; m.IsJudge() && ms.Skipped > 0 {
+			res.AvoidedSkip += skipAvoided(m, ms)
+		}
+	}
 	res.Baseline = res.Cost + res.AvoidedCache + res.AvoidedSkip
 	if res.Sampled > 0 && res.Records > res.Sampled && res.Stop == StopNone {
 		per := new(big.Rat).Mul(res.Baseline.Rat(), big.NewRat(res.Records-res.Sampled, res.Sampled))
@@ -166,6 +176,18 @@ func (res *Result) finish(o Options) {
 			res.AvoidedSamp = m
 		}
 	}
+}
+
+// skipAvoided estimates what the calls a when skipped would have cost: their
+// prompts as counted locally at the input price, and replies as long as this
+// metric's replies averaged in the run (max_tokens when no call was made).
+func skipAvoided(m *Metric, ms *MetricStats) pricing.Money {
+	out := m.judge.MaxTokens
+	if ms.Calls > 0 {
+		out = int((ms.OutputTokens + ms.Calls - 1) / ms.Calls)
+	}
+	r := m.judge.Price.RatesFor(ms.skipPrompt / ms.Skipped)
+	return r.Input.Cost(ms.skipPrompt) + r.Output.Cost(int64(out)*ms.Skipped)
 }
 
 // Avoided is the total cost avoided: cache, cascade skips and sampling.
