@@ -167,7 +167,7 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
 	var evs []Event
-	for i := 0; i < 3000; i++ {
+	for i := 0; i < 1500; i++ {
 		at := base.Add(time.Duration(rng.Int64N(int64(9 * 24 * time.Hour))))
 		evs = append(evs, Event{Key: fmt.Sprint(i), Time: at, Source: SourceIngest, Tenant: fmt.Sprint("t", rng.IntN(7)),
 			InputTokens: 10, OutputTokens: 1, Cost: pricing.Money(rng.Int64N(1e9)), LatencyMS: rng.Int64N(100)})
@@ -175,7 +175,7 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 	if _, err := db.Insert(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 300; i++ {
+	for i := 0; i < 60; i++ {
 		start := base.Add(time.Duration(rng.Int64N(int64(9 * 24 * time.Hour))))
 		end := start.Add(time.Duration(rng.Int64N(int64([]time.Duration{time.Hour, 30 * time.Hour, 8 * 24 * time.Hour}[i%3]))))
 		sm, em := minuteRange(start, end)

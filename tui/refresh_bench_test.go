@@ -164,7 +164,7 @@ func TestBigBuilderRollupsAgree(t *testing.T) {
 	}
 	defer db.Close()
 	now := time.Date(2026, 11, 20, 14, 30, 20, 0, time.UTC)
-	if err := buildBig(ctx, db, 5000, now); err != nil {
+	if err := buildBig(ctx, db, 500, now); err != nil {
 		t.Fatal(err)
 	}
 	tot, err := db.Totals(ctx, now.Add(-8*24*time.Hour), now)
@@ -175,14 +175,14 @@ func TestBigBuilderRollupsAgree(t *testing.T) {
 	if err := db.SQL().QueryRow(`SELECT COUNT(*), SUM(cost_nano), SUM(unpriced) FROM events`).Scan(&calls, &cost, &unpriced); err != nil {
 		t.Fatal(err)
 	}
-	if tot.Calls != 5000 || calls != 5000 || int64(tot.Cost) != cost || tot.UnpricedCalls != unpriced || unpriced == 0 {
+	if tot.Calls != 500 || calls != 500 || int64(tot.Cost) != cost || tot.UnpricedCalls != unpriced || unpriced == 0 {
 		t.Fatalf("rollups %+v, events calls=%d cost=%d unpriced=%d", tot, calls, cost, unpriced)
 	}
 	rows, err := db.Grouped(ctx, "user", now.Add(-8*24*time.Hour), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 5000 {
-		t.Fatalf("%d users, want 5000", len(rows))
+	if len(rows) != 500 {
+		t.Fatalf("%d users, want 500", len(rows))
 	}
 }
