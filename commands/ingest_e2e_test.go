@@ -116,6 +116,10 @@ func TestIngestStdinAndBadUsageE2E(t *testing.T) {
 	if r.Code != ExitUsage || !strings.HasPrefix(r.Stderr, `costctl: invalid --by column "planet"`) {
 		t.Fatalf("bad --by: %d %q", r.Code, r.Stderr)
 	}
+	r = runCostctl(t, dir, "", nil, "top", "--db", filepath.Join(dir, "typo.db"))
+	if r.Code != ExitError || r.Stderr != "costctl: no ledger at "+filepath.Join(dir, "typo.db")+" yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger\n" {
+		t.Fatalf("missing ledger: %d %q", r.Code, r.Stderr)
+	}
 	r = runCostctl(t, dir, "", nil, "top", "--db", db, "--window", "month")
 	if r.Code != ExitUsage || r.Stderr != "costctl: invalid --window \"month\" (expected today, 1h, 24h, 7d)\n" {
 		t.Fatalf("bad --window: %d %q", r.Code, r.Stderr)

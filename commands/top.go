@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"strings"
 	"time"
 
@@ -33,7 +35,7 @@ type TopOptions struct {
 }
 
 func newTopCmd(f *Factory, runF func(*TopOptions) error) *cobra.Command {
-	opts := &TopOptions{IO: f.IO, Now: f.Now, Ledger: f.OpenLedger, Loc: time.Local}
+	opts := &TopOptions{IO: f.IO, Now: f.Now, Ledger: openExistingLedger(f), Loc: time.Local}
 	var budget string
 	cmd := &cobra.Command{
 		Use:   "top",
@@ -274,4 +276,19 @@ func pluralS(n int64, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// openExistingLedger opens the ledger for a command that only reads it:
+// a missing file is an error (not a new empty ledger at a mistyped path).
+func openExistingLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
+	return func(ctx context.Context) (*ledger.DB, error) {
+		p, err := f.LedgerPath()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
+		}
+		return ledger.Open(ctx, p)
+	}
 }
