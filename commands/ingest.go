@@ -187,8 +187,12 @@ func runIngest(opts *IngestOptions) error {
 
 func writeIngestSummary(opts *IngestOptions, st ingest.Stats, table *pricing.Table, path string) {
 	w := opts.IO.Out
+	bad := pricing.GroupInt(st.Bad)
+	if st.Bad > ingest.MaxBadReports {
+		bad += fmt.Sprintf(" (the first %d listed on stderr)", ingest.MaxBadReports)
+	}
 	fmt.Fprintf(w, "ingested %s · duplicates %s · bad %s · unpriced %s\n",
-		pricing.GroupInt(st.Ingested), pricing.GroupInt(st.Duplicates), pricing.GroupInt(st.Bad), pricing.GroupInt(st.Unpriced))
+		pricing.GroupInt(st.Ingested), pricing.GroupInt(st.Duplicates), bad, pricing.GroupInt(st.Unpriced))
 	fmt.Fprintf(w, "cost of ingested events %s (%s) · ledger %s\n", st.Cost.Display(), table.AsOfLabel(), path)
 	if list := st.UnpricedList(); len(list) > 0 {
 		parts := make([]string, len(list))

@@ -87,7 +87,7 @@ func TestIngestShapesBadLinesAndDuplicates(t *testing.T) {
 		t.Fatalf("rows:\n got %+v\nwant %+v", got, want)
 	}
 	wantBad := []string{
-		"usage.jsonl:5: invalid JSON at byte 2: 'o' in literal null (expecting 'u')",
+		"usage.jsonl:5: not valid JSON (byte 2: invalid character 'o' in literal null (expecting 'u'))",
 		"usage.jsonl:6: token counts must not be negative",
 		`usage.jsonl:7: field "input_tokens": want an integer, got string`,
 		`usage.jsonl:8: missing "model"`,
@@ -231,7 +231,7 @@ func TestFollowSurvivesRotationAndTruncation(t *testing.T) {
 	if want := []string{"a1", "a2", "a3", "a4", "b1", "b2", "c1", "c2"}; !reflect.DeepEqual(keys, want) {
 		t.Fatalf("keys %v, want %v", keys, want)
 	}
-	if want := []string{path + ":3: invalid JSON at byte 1: 'o' looking for beginning of value"}; !reflect.DeepEqual(*bad, want) {
+	if want := []string{path + ":3: not valid JSON (byte 1: invalid character 'o' looking for beginning of value)"}; !reflect.DeepEqual(*bad, want) {
 		t.Fatalf("bad %q, want %q", *bad, want)
 	}
 }

@@ -187,7 +187,7 @@ func jsonReason(err error) error {
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return fmt.Errorf("invalid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "invalid character "))
+		return fmt.Errorf("not valid JSON (byte %d: %s)", se.Offset, se.Error())
 	}
 	return fmt.Errorf("invalid JSON: %v", err)
 }
