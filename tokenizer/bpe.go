@@ -14,10 +14,10 @@ const smallPiece = 64
 // scratch holds per-goroutine buffers reused across calls (via sync.Pool).
 type scratch struct {
 	parts []part
-	// heap merge state
-	next, prev []int32
-	rk         []uint32
-	heap       []uint64
+	// long-piece merge state (see mergeLarge)
+	pos, next, prev []int32
+	rk              []uint32
+	heap            []uint64
 	// count cache: pieces that are not single tokens -> token count
 	cache [cacheSize]cacheEntry
 }
@@ -38,6 +38,9 @@ type cacheEntry struct {
 }
 
 func (v *vocab) rankOf(s string, a, b int) uint32 {
+	if b-a > v.maxLen {
+		return noRank
+	}
 	r := v.rank(s[a:b])
 	if r < 0 {
 		return noRank
@@ -52,7 +55,7 @@ func (v *vocab) mergeSmall(piece string, parts []part) []part {
 	parts = parts[:0]
 	minR, minI := uint32(noRank), -1
 	for i := 0; i < len(piece)-1; i++ {
-		r := v.rankOf(piece, i, i+2)
+		r := v.pair[uint16(piece[i])<<8|uint16(piece[i+1])]
 		if r < minR {
 			minR, minI = r, i
 		}
@@ -121,44 +124,147 @@ func heapDown(h []uint64, i int) {
 	h[i] = x
 }
 
-// mergeLarge computes the same result as mergeSmall in O(n log n) with a
-// doubly linked list of parts and a lazy-deletion binary heap. It calls
-// emit(start, end) for every final part in order.
-func (v *vocab) mergeLarge(piece string, sc *scratch, emit func(a, b int)) {
+// mergeLarge computes the same result as mergeSmall on a long piece in
+// near-linear time and returns the part boundaries (last one = len(piece))
+// in sc.pos. It runs merge rounds (see mergeRound) while they reproduce
+// tiktoken's sequence and are cheap, and finishes with the heap (see
+// mergeHeap) otherwise. Both work on the same compact state: pos[0..m]
+// (part starts, pos[m] = len) and rk[0..m-1] (rank of part i merged with
+// part i+1, noRank for the last part): 8 bytes per input byte.
+func (v *vocab) mergeLarge(piece string, sc *scratch) []int32 {
 	n := len(piece)
-	if cap(sc.next) < n+1 {
-		sc.next = make([]int32, n+1)
-		sc.prev = make([]int32, n+1)
+	if cap(sc.pos) < n+1 {
+		sc.pos = make([]int32, n+1)
 		sc.rk = make([]uint32, n+1)
 	}
-	next, prev, rk := sc.next[:n+1], sc.prev[:n+1], sc.rk[:n+1]
+	pos, rk := sc.pos[:n+1], sc.rk[:n+1]
+	minR := uint32(noRank)
+	for i := 0; i < n-1; i++ {
+		pos[i] = int32(i)
+		r := v.pair[uint16(piece[i])<<8|uint16(piece[i+1])]
+		rk[i] = r
+		minR = min(minR, r)
+	}
+	pos[n-1], rk[n-1], pos[n] = int32(n-1), noRank, int32(n)
+	m := n
+	// Every round scans the current parts once. Runs of one character
+	// halve each round; inputs where rounds merge little (random text)
+	// spend at most this budget before the heap takes over.
+	budget := 4*n + 1024
+	for minR != noRank {
+		if budget < m {
+			m = v.mergeHeap(piece, sc, m)
+			break
+		}
+		budget -= m
+		var ok bool
+		m, minR, ok = v.mergeRound(piece, pos, rk, m, minR)
+		if !ok {
+			m = v.mergeHeap(piece, sc, m)
+			break
+		}
+	}
+	return pos[:m+1]
+}
+
+// mergeRound merges, left to right, every pair of rank r (the lowest rank
+// present) and returns the new number of parts and the lowest rank left.
+//
+// This is exactly tiktoken's sequence of merges as long as no merge
+// creates a pair ranked below r: all pairs of rank r are the same token,
+// so the leftmost one is tiktoken's next choice; merging it only changes
+// the pairs with its two neighbours, which cannot have rank r (they are
+// longer than that token), so the next choice is the next rank-r pair to
+// the right that was not consumed (an overlapping one is destroyed, just
+// as by tiktoken). The moment a merge yields a neighbour pair ranked below
+// r, tiktoken would take that one next: the round stops there, with the
+// state equal to tiktoken's after that merge, and reports ok=false (the
+// caller continues with the heap from this state).
+func (v *vocab) mergeRound(piece string, pos []int32, rk []uint32, m int, r uint32) (int, uint32, bool) {
+	next := uint32(noRank)
+	w := 0
+	i := 0
+	// Until the first merge nothing moves.
+	for i < m && rk[i] != r {
+		i++
+	}
+	if i > 0 {
+		w = i
+		for _, x := range rk[:i-1] {
+			next = min(next, x)
+		}
+	}
+	for i < m {
+		if rk[i] != r {
+			pos[w], rk[w] = pos[i], rk[i]
+			if w > 0 {
+				next = min(next, rk[w-1]) // part w is final, so is that pair
+			}
+			w++
+			i++
+			continue
+		}
+		// Merge parts i and i+1 (rank r implies i+1 < m; pos[m] exists).
+		start, end := pos[i], pos[i+2]
+		pos[w] = start
+		lr := uint32(noRank)
+		if w > 0 {
+			lr = v.rankOf(piece, int(pos[w-1]), int(end))
+			rk[w-1] = lr
+			next = min(next, lr)
+		}
+		rr := uint32(noRank)
+		if i+2 < m {
+			rr = v.rankOf(piece, int(start), int(pos[i+3]))
+		}
+		rk[w] = rr
+		w++
+		i += 2
+		if lr < r || rr < r {
+			// tiktoken's next merge is not a rank-r pair: hand over.
+			copy(pos[w:], pos[i:m+1])
+			copy(rk[w:], rk[i:m])
+			return w + m - i, noRank, false
+		}
+	}
+	pos[w] = pos[m]
+	return w, next, true
+}
+
+// mergeHeap finishes the merge from the state pos[0..m], rk[0..m-1] with a
+// doubly linked list of parts and a lazy-deletion 4-ary heap of
+// rank<<32|index keys (the index order is the position order, so the
+// minimum is tiktoken's choice). It compacts the final parts into pos and
+// returns their number.
+func (v *vocab) mergeHeap(piece string, sc *scratch, m int) int {
+	pos, rk := sc.pos, sc.rk
+	if cap(sc.next) < m+1 {
+		sc.next = make([]int32, m+1)
+		sc.prev = make([]int32, m+1)
+	}
+	next, prev := sc.next[:m+1], sc.prev[:m+1]
 	h := sc.heap[:0]
-	for i := 0; i < n; i++ {
+	for i := 0; i < m; i++ {
 		next[i] = int32(i + 1)
 		prev[i] = int32(i - 1)
-		r := uint32(noRank)
-		if i+2 <= n {
-			r = v.rankOf(piece, i, i+2)
-		}
-		rk[i] = r
-		if r != noRank {
+		if r := rk[i]; r != noRank {
 			h = append(h, uint64(r)<<32|uint64(i))
 		}
 	}
-	next[n] = int32(n)
-	prev[n] = int32(n - 1)
+	next[m], prev[m] = int32(m), int32(m-1)
 	if len(h) > 1 {
 		for i := (len(h) - 2) / 4; i >= 0; i-- {
 			heapDown(h, i)
 		}
 	}
+	end := int32(m)
 	// pairRank returns the rank of part p merged with its successor.
 	pairRank := func(p int32) uint32 {
 		q := next[p]
-		if q >= int32(n) {
+		if q >= end {
 			return noRank
 		}
-		return v.rankOf(piece, int(p), int(next[q]))
+		return v.rankOf(piece, int(pos[p]), int(pos[next[q]]))
 	}
 	for len(h) > 0 {
 		top := h[0]
@@ -177,9 +283,7 @@ func (v *vocab) mergeLarge(piece string, sc *scratch, emit func(a, b int)) {
 		q := next[p]
 		nq := next[q]
 		next[p] = nq
-		if nq <= int32(n) {
-			prev[nq] = p
-		}
+		prev[nq] = p
 		rk[q] = noRank
 		if nr := pairRank(p); nr != noRank {
 			rk[p] = nr
@@ -200,11 +304,22 @@ func (v *vocab) mergeLarge(piece string, sc *scratch, emit func(a, b int)) {
 		}
 	}
 	sc.heap = h[:0]
-	for p := 0; p < n; p = int(next[p]) {
-		emit(p, int(next[p]))
+	w := 0
+	for p := int32(0); p < end; p = next[p] {
+		pos[w] = pos[p]
+		w++
 	}
-	if cap(sc.next) > 1<<20 { // do not keep huge buffers around
-		sc.next, sc.prev, sc.rk, sc.heap = nil, nil, nil, nil
+	pos[w] = pos[m]
+	return w
+}
+
+// release drops buffers grown for a huge piece.
+func (sc *scratch) release() {
+	if cap(sc.pos) > 1<<20 {
+		sc.pos, sc.rk = nil, nil
+	}
+	if cap(sc.next) > 1<<20 || cap(sc.heap) > 1<<20 {
+		sc.next, sc.prev, sc.heap = nil, nil, nil
 	}
 }
 
@@ -228,7 +343,8 @@ func (e *Encoding) countPiece(piece string, sc *scratch) int {
 		sc.parts = e.v.mergeSmall(piece, sc.parts)
 		n = len(sc.parts) - 1
 	} else {
-		e.v.mergeLarge(piece, sc, func(a, b int) { n++ })
+		n = len(e.v.mergeLarge(piece, sc)) - 1
+		sc.release()
 	}
 	if ce != nil {
 		// The key must not alias the caller's buffer.
@@ -250,8 +366,10 @@ func (e *Encoding) encodePiece(dst []int, piece string, sc *scratch) []int {
 		}
 		return dst
 	}
-	e.v.mergeLarge(piece, sc, func(a, b int) {
-		dst = append(dst, e.v.rank(piece[a:b]))
-	})
+	pos := e.v.mergeLarge(piece, sc)
+	for i := 0; i+1 < len(pos); i++ {
+		dst = append(dst, e.v.rank(piece[pos[i]:pos[i+1]]))
+	}
+	sc.release()
 	return dst
 }

@@ -86,7 +86,10 @@ func loadVocab(name, baseName string) (*vocab, error) {
 
 // newVocab indexes the tokens blob[off[r]:off[r+1]] (empty = unused rank).
 func newVocab(blob []byte, off []uint32) *vocab {
-	v := &vocab{blob: blob, off: off}
+	v := &vocab{blob: blob, off: off, pair: make([]uint32, 1<<16)}
+	for i := range v.pair {
+		v.pair[i] = noRank
+	}
 	ntok := len(off) - 1
 	size := 1 << bits.Len(uint(ntok*2))
 	v.slots = make([]uint32, size)
@@ -98,6 +101,10 @@ func newVocab(blob []byte, off []uint32) *vocab {
 			continue
 		}
 		v.n++
+		v.maxLen = max(v.maxLen, int(b-a))
+		if b-a == 2 {
+			v.pair[uint16(blob[a])<<8|uint16(blob[a+1])] = uint32(r)
+		}
 		h := hashStr(unsafe.String(&blob[a], int(b-a)))
 		i := h & v.mask
 		for slots[i] != 0 {

@@ -19,6 +19,10 @@ type vocab struct {
 	slots []uint32 // fingerprint<<rankBits | rank+1; 0 = empty
 	mask  uint64
 	n     int // number of tokens
+	// maxLen is the longest token's length: longer strings are not looked up.
+	maxLen int
+	// pair[a<<8|b] is the rank of the two-byte token ab, or noRank.
+	pair []uint32
 }
 
 // A slot packs rank+1 (18 bits: every encoding has < 2^18 ranks) with the
