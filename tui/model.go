@@ -390,10 +390,14 @@ func (m Model) headerLine(keyW int) string {
 			}
 		}
 		if c == ColKey {
-			b.WriteString(padRight(name, keyW))
-		} else {
-			b.WriteString(" " + padLeft(name, colWidths[c]))
+			b.WriteString(padRight(truncate(name, keyW), keyW))
+			continue
 		}
+		if r := []rune(name); len(r) > colWidths[c] {
+			// Keep the sort arrow; shorten the name.
+			name = string(r[:colWidths[c]-1]) + string(r[len(r)-1])
+		}
+		b.WriteString(" " + padLeft(name, colWidths[c]))
 	}
 	return b.String()
 }

@@ -157,6 +157,8 @@ func TestViews(t *testing.T) {
 	golden(t, "resized_80x16", step(t, step(t, m, tea.WindowSizeMsg{Width: 60, Height: 12}), tea.WindowSizeMsg{Width: 80, Height: 16}))
 
 	golden(t, "help", keys(t, m, "?"))
+	// Sorting by the last column keeps the header within its width.
+	golden(t, "sorted_by_unpriced", keys(t, m, ">", ">", ">", ">"))
 
 	// g cycles the grouping and asks for a new snapshot.
 	g := keys(t, m, "g")
