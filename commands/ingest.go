@@ -147,21 +147,32 @@ func runIngest(opts *IngestOptions) error {
 	})
 	var runErr error
 	if opts.Follow {
+		// One follower per file; the first to fail stops the others
+		// (nothing keeps running unseen).
+		fctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		errs := make([]error, len(opts.Files))
-		for i, p := range opts.Files {
+		var once sync.Once
+		for _, p := range opts.Files {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				var err error
 				if p == "-" {
-					errs[i] = in.Reader(ctx, "stdin", opts.IO.In)
+					err = in.Reader(fctx, "stdin", opts.IO.In)
 				} else {
-					errs[i] = in.Follow(ctx, p)
+					err = in.Follow(fctx, p)
+				}
+				if err != nil && fctx.Err() == nil {
+					once.Do(func() { runErr = err })
+					stop()
 				}
 			}()
 		}
 		wg.Wait()
-		runErr = errors.Join(errs...)
+		stop()
+		if runErr == nil && ctx.Err() != nil {
+			runErr = ctx.Err()
+		}
 	} else {
 		for _, p := range opts.Files {
 			if p == "-" {
