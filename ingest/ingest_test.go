@@ -146,6 +146,20 @@ func TestUnixSecondsAndMissingTimestamp(t *testing.T) {
 			t.Errorf("%s: time %s, want %s", tc.in, got, tc.want)
 		}
 	}
+	for in, want := range map[string]string{
+		`{"id":42,"model":"m","input_tokens":1,"output_tokens":1}`:    "ingest:id:42",
+		`{"id":"42","model":"m","input_tokens":1,"output_tokens":1}`:  "ingest:id:42",
+		`{"id":"a b","model":"m","input_tokens":1,"output_tokens":1}`: "ingest:id:a b",
+	} {
+		e, err := parseLine([]byte(in), Defaults{}, now)
+		if err != nil || e.Key != want {
+			t.Errorf("%s: key %q (%v), want %q", in, e.Key, err, want)
+		}
+	}
+	if _, err := parseLine([]byte(`{"id":[1],"model":"m","input_tokens":1,"output_tokens":1}`), Defaults{}, now); err == nil ||
+		err.Error() != `field "id": want a string or an integer, got [1]` {
+		t.Errorf("array id: %v", err)
+	}
 	if _, err := parseLine([]byte(`{"model":"m","input_tokens":1,"output_tokens":1,"ts":1700000000000}`), Defaults{}, now); err == nil ||
 		err.Error() != "timestamp 1700000000000 out of range: want Unix seconds" {
 		t.Errorf("milliseconds: %v", err)

@@ -22,7 +22,7 @@ import (
 // line is the union of the two shapes; which fields are set decides which
 // shape a line is.
 type line struct {
-	ID       *string         `json:"id"`
+	ID       json.RawMessage `json:"id"` // a string or a number
 	TS       json.RawMessage `json:"ts"`
 	Created  json.RawMessage `json:"created"`
 	Tenant   *string         `json:"tenant"`
@@ -122,13 +122,35 @@ func parseLine(b []byte, d Defaults, now time.Time) (ledger.Event, error) {
 		ts = now
 	}
 	e.Time = ts
-	if l.ID != nil && *l.ID != "" {
-		e.Key = "ingest:id:" + *l.ID
+	id, err := parseID(l.ID)
+	if err != nil {
+		return e, err
+	}
+	if id != "" {
+		e.Key = "ingest:id:" + id
 	} else {
 		sum := sha256.Sum256(bytes.TrimSpace(b))
 		e.Key = "ingest:sha256:" + hex.EncodeToString(sum[:16])
 	}
 	return e, nil
+}
+
+// parseID accepts a string or an integer id; absent, null or "" is none.
+func parseID(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("bad id %s", raw)
+		}
+		return s, nil
+	}
+	if _, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return string(raw), nil
+	}
+	return "", fmt.Errorf(`field "id": want a string or an integer, got %s`, raw)
 }
 
 // parseTime accepts RFC 3339 strings and Unix seconds (number or numeric
