@@ -3,7 +3,13 @@ package tokenizer
 import (
 	"math"
 	"strings"
+	"sync/atomic"
 )
+
+// mergeStats counts how long pieces were merged: by rounds alone, by the
+// heap after a round met a lower-ranked new pair, or by the heap after the
+// rounds' budget ran out. Tests read it to show each path is exercised.
+var mergeStats struct{ rounds, lowerPair, budget atomic.Int64 }
 
 const noRank = math.MaxUint32
 
@@ -153,17 +159,18 @@ func (v *vocab) mergeLarge(piece string, sc *scratch) []int32 {
 	budget := 4*n + 1024
 	for minR != noRank {
 		if budget < m {
-			m = v.mergeHeap(piece, sc, m)
-			break
+			mergeStats.budget.Add(1)
+			return pos[:v.mergeHeap(piece, sc, m)+1]
 		}
 		budget -= m
 		var ok bool
 		m, minR, ok = v.mergeRound(piece, pos, rk, m, minR)
 		if !ok {
-			m = v.mergeHeap(piece, sc, m)
-			break
+			mergeStats.lowerPair.Add(1)
+			return pos[:v.mergeHeap(piece, sc, m)+1]
 		}
 	}
+	mergeStats.rounds.Add(1)
 	return pos[:m+1]
 }
 
