@@ -41,6 +41,10 @@ share of the cost, and a totals row.
 
 --since and --until take a duration back from now (30m, 24h, 7d, 2w), a date
 (2026-11-01, local midnight) or an RFC 3339 time; --until defaults to now.
+Both are rounded down to the minute (--until now: the end of this minute).
+A report by at most one of tenant/model/user/endpoint/source/metric (with or
+without day/hour) is read from the ledger's rollups and is fast on any size
+of ledger; grouping by several reads the events in the window.
 
 Costs are those recorded when each event was written (ingest and eval price
 events with the price table of that time and say "prices as of DATE" then).
@@ -103,8 +107,9 @@ var durationRE = regexp.MustCompile(`^(\d+)(w|d|h|m|s)$`)
 func parseWhen(flag, s string, now time.Time, loc *time.Location) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "now" || s == "" && flag == "--until" {
-		// Windows end before their end time; "now" includes this instant.
-		return now.Add(time.Millisecond), nil
+		// Reports are minute-grained and end before --until: "now" is the
+		// end of the current minute, so everything so far is in.
+		return now.Truncate(time.Minute).Add(time.Minute), nil
 	}
 	if m := durationRE.FindStringSubmatch(s); m != nil {
 		n, err := strconv.ParseInt(m[1], 10, 64)
@@ -172,6 +177,8 @@ func runReport(opts *ReportOptions) error {
 	if err != nil {
 		return err
 	}
+	// The ledger answers in whole minutes; say which.
+	since, until = since.Truncate(time.Minute), until.Truncate(time.Minute)
 	if !until.After(since) {
 		return usageErrorf("--until (%s) must be after --since (%s)", until.In(loc).Format(time.RFC3339), since.In(loc).Format(time.RFC3339))
 	}

