@@ -20,7 +20,12 @@ import (
 // built once:
 //
 //	COSTCTL_BENCH_EVENTS=10000000 COSTCTL_BENCH_DB=/tmp/costctl-10m.db \
-//	  go test ./tui -run '^$' -bench Refresh -benchtime 20x
+//	  go test ./tui -run '^$' -bench Refresh -benchtime 10x
+//
+// Measured on the 2-core CI-class box (2026-11-22), 10M events, ledger 1.8 GB
+// (built in 6m34s): one refresh of today by tenant 8.5 ms; 1h by model
+// 2.9 ms; 7d by user (5,000 rows) 317 ms for the first refresh and 128 ms
+// for later ones (past days from ledger.LiveCache).
 func BenchmarkRefresh(b *testing.B) {
 	n := int64(1_000_000)
 	if s := os.Getenv("COSTCTL_BENCH_EVENTS"); s != "" {
