@@ -1,6 +1,7 @@
 // Package ledger is costctl's store: one SQLite file (modernc.org/sqlite,
 // pure Go) holding the spend ledger that eval, ingest, top and report share,
-// per-minute and per-hour rollups for fast live views, and the exact judge
+// per-minute, per-hour and per-day rollups for fast live views and reports
+// (query.go, report.go, livecache.go), and the exact judge
 // cache used by eval.
 //
 // Every row of the ledger is an Event with a Source ("eval", "ingest", and
