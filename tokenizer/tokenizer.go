@@ -3,9 +3,11 @@
 // same token ids as tiktoken's encode_ordinary.
 //
 // It uses a hand-written pre-tokenizer that reproduces the backtracking
-// semantics of each encoding's split regex, an O(n log n) heap-based BPE
-// merge that makes exactly tiktoken's choices (lowest rank first, leftmost
-// among equal ranks), and a compact hash table of the mergeable ranks
+// semantics of each encoding's split regex, a BPE merge that makes exactly
+// tiktoken's choices (lowest rank first, leftmost among equal ranks) —
+// tiktoken's own loop on short pieces, linear merge rounds on long ones
+// (runs of one character halve per round) with an O(n log n) heap as the
+// exact fallback — and a compact hash table of the mergeable ranks
 // parsed directly from the embedded .tiktoken files.
 package tokenizer
 
