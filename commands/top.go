@@ -211,14 +211,16 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		window = "last " + s.Config.Window
 	}
 	pct := float64(s.Spend.Cost) / float64(s.Config.DailyBudget) * 100
-	spend := cents(s.Spend.Cost)
+	spend := tui.WithMark(cents(s.Spend.Cost), s.Spend.Calls, s.Spend.UnpricedCalls)
 	if s.Spend.UnpricedCalls > 0 {
-		spend += fmt.Sprintf(" + %s unpriced %s (cost unknown)", render.Int(s.Spend.UnpricedCalls), pluralS(s.Spend.UnpricedCalls, "call", "calls"))
+		spend += fmt.Sprintf(" (%s unpriced %s not counted: cost unknown)", render.Int(s.Spend.UnpricedCalls), pluralS(s.Spend.UnpricedCalls, "call", "calls"))
 	}
 	fmt.Fprintf(w, "costctl top · %s · by %s · at %s\n", window, s.Config.GroupBy, s.At.In(opts.Loc).Format(time.RFC3339))
 	fmt.Fprintf(w, "spend %s of daily budget %s (%s)\n", spend, s.Config.DailyBudget.Display(), render.Pct(pct))
 	fmt.Fprintf(w, "burn %s/h (last 5 min) · projected today %s · cached %s of prompt tokens\n",
-		cents(s.Burn), cents(s.Projected), render.Pct(s.Spend.CachedShare()*100))
+		tui.WithMark(cents(s.Burn), s.Recent.Calls, s.Recent.UnpricedCalls),
+		tui.WithMark(cents(s.Projected), s.Today.Calls+s.Recent.Calls, s.Today.UnpricedCalls+s.Recent.UnpricedCalls),
+		render.Pct(s.Spend.CachedShare()*100))
 	if len(s.Alerts) == 0 {
 		fmt.Fprintln(w, "alerts: none")
 	}
@@ -235,11 +237,10 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		if key == "" {
 			key = "(none)"
 		}
-		cost := cents(r.Cost)
-		if r.UnpricedCalls > 0 && r.UnpricedCalls == r.Calls {
-			cost = "unpriced"
-		} else if r.UnpricedCalls > 0 {
-			cost += "+"
+		cost := tui.WithMark(cents(r.Cost), r.Calls, r.UnpricedCalls)
+		share := render.Pct(r.Share)
+		if tui.Mark(r.Calls, r.UnpricedCalls) == "unpriced" {
+			share = "-"
 		}
 		lat := "-"
 		if r.LatencyCalls > 0 {
@@ -250,7 +251,7 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 			unp = render.Int(r.UnpricedCalls)
 		}
 		t.AddRow(key, render.Int(r.Calls), render.Int(r.InputTokens), render.Int(r.OutputTokens), cost,
-			render.Pct(r.Share), cents(r.Burn), lat, unp)
+			share, tui.WithMark(cents(r.Burn), r.RecentCalls, r.RecentUnpriced), lat, unp)
 	}
 	if len(s.Rows) == 0 {
 		fmt.Fprintf(w, "no spend in this window (ledger %s)\n", path)
@@ -259,7 +260,7 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 	if err := t.WriteText(w); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written); + marks rows with unpriced calls")
+	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written); + marks figures that leave out unpriced calls")
 	return nil
 }
 

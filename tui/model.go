@@ -275,12 +275,14 @@ func (m Model) render() string {
 	if budget > 0 {
 		pct = float64(s.Spend.Cost) / float64(budget) * 100
 	}
-	spend := fmt.Sprintf("Spend   %s of %s daily budget ", st.bold.Render(money(s.Spend.Cost)), budget.DisplayRounded(2))
+	spend := fmt.Sprintf("Spend   %s of %s daily budget ", st.bold.Render(WithMark(money(s.Spend.Cost), s.Spend.Calls, s.Spend.UnpricedCalls)), budget.DisplayRounded(2))
 	pctS := " " + render1(pct) + "%"
 	barW := min(max(m.width-lipgloss.Width(spend)-lipgloss.Width(pctS)-2, 10), 30)
 	add(spend + m.bar(pct, barW) + pctS)
 	add(fmt.Sprintf("Burn    %s/h (last 5 min) · projected today %s · prompt cache %s",
-		st.bold.Render(money(s.Burn)), money(s.Projected), render1(s.Spend.CachedShare()*100)+"%"))
+		st.bold.Render(WithMark(money(s.Burn), s.Recent.Calls, s.Recent.UnpricedCalls)),
+		WithMark(money(s.Projected), s.Today.Calls+s.Recent.Calls, s.Today.UnpricedCalls+s.Recent.UnpricedCalls),
+		render1(s.Spend.CachedShare()*100)+"%"))
 	peak := pricing.Money(0)
 	for _, t := range s.Series {
 		peak = max(peak, t.Cost)
@@ -407,12 +409,10 @@ func (m Model) rowLine(r Row, keyW int) string {
 	if name == "" {
 		name = "(none)"
 	}
-	cost := money(r.Cost)
-	switch {
-	case r.UnpricedCalls > 0 && r.UnpricedCalls == r.Calls:
-		cost = "unpriced"
-	case r.UnpricedCalls > 0:
-		cost += "+"
+	cost := WithMark(money(r.Cost), r.Calls, r.UnpricedCalls)
+	share := render1(r.Share) + "%"
+	if Mark(r.Calls, r.UnpricedCalls) == "unpriced" {
+		share = "–"
 	}
 	unpriced := ""
 	if r.UnpricedCalls > 0 {
@@ -424,7 +424,7 @@ func (m Model) rowLine(r Row, keyW int) string {
 	}
 	cells := [numCols]string{
 		truncate(name, keyW), compact(r.Calls), compact(r.InputTokens), compact(r.OutputTokens),
-		cost, render1(r.Share) + "%", money(r.Burn), lat, unpriced,
+		cost, share, WithMark(money(r.Burn), r.RecentCalls, r.RecentUnpriced), lat, unpriced,
 	}
 	var b strings.Builder
 	b.WriteString(padRight(cells[0], keyW))

@@ -51,8 +51,35 @@ func (c Config) Validate() error {
 type Row struct {
 	Key string
 	ledger.Totals
-	Burn  pricing.Money // per hour, over the last 5 minutes
-	Share float64       // of the window's priced cost, 0..100
+	Burn pricing.Money // per hour, over the last 5 minutes
+	// RecentUnpriced counts unpriced calls in the last 5 minutes: Burn
+	// leaves them out (their cost is unknown).
+	RecentUnpriced, RecentCalls int64
+	Share                       float64 // of the window's priced cost, 0..100
+}
+
+// Mark says how a priced figure relates to unpriced calls: "" (none),
+// "+" (the figure leaves some out, so it is a lower bound) or "unpriced"
+// (all calls are unpriced, the figure is unknown).
+func Mark(calls, unpriced int64) string {
+	switch {
+	case unpriced <= 0:
+		return ""
+	case unpriced >= calls:
+		return "unpriced"
+	}
+	return "+"
+}
+
+// WithMark renders a money figure with its Mark: "$1.00", "$1.00+", "unpriced".
+func WithMark(s string, calls, unpriced int64) string {
+	switch Mark(calls, unpriced) {
+	case "unpriced":
+		return "unpriced"
+	case "+":
+		return s + "+"
+	}
+	return s
 }
 
 // Alert is an active alert; Kind is stable (over_budget,
@@ -147,12 +174,13 @@ func fetch(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Conf
 	if err != nil {
 		return s, err
 	}
-	burn := make(map[string]pricing.Money, len(recent))
+	burn := make(map[string]ledger.Totals, len(recent))
 	for _, r := range recent {
-		burn[r.Key] = ledger.PerHour(r.Cost)
+		burn[r.Key] = r.Totals
 	}
 	for _, g := range groups {
-		r := Row{Key: g.Key, Totals: g.Totals, Burn: burn[g.Key]}
+		b := burn[g.Key]
+		r := Row{Key: g.Key, Totals: g.Totals, Burn: ledger.PerHour(b.Cost), RecentUnpriced: b.UnpricedCalls, RecentCalls: b.Calls}
 		if s.Spend.Cost > 0 {
 			r.Share = float64(g.Cost) / float64(s.Spend.Cost) * 100
 		}
