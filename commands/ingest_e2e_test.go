@@ -93,7 +93,7 @@ func TestIngestTopReportE2E(t *testing.T) {
 	want := "TENANT,MODEL,CALLS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED\n" +
 		"acme,gpt-4o,4,80000,20000,4000,0.215,99.7,\n" +
 		"globex,gpt-4o-mini,1,3000,0,500,0.00075,0.3,\n" +
-		"umbrella,mystery-llm,1,5,0,5,,0.0,1\n" +
+		"umbrella,mystery-llm,1,5,0,5,,,1\n" +
 		"TOTAL,,6,83005,20000,4505,0.21575,100.0,1\n"
 	if r.Code != 0 || r.Stdout != want {
 		t.Fatalf("report: %d\n%s\nstderr %s", r.Code, r.Stdout, r.Stderr)

@@ -255,7 +255,13 @@ func runReport(opts *ReportOptions) error {
 			unp = num(tt.UnpricedCalls)
 		}
 		pct := render.Pct(share(tt.Cost))
-		if csv {
+		switch {
+		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
+			pct = "-" // no known cost, no share
+			if csv {
+				pct = ""
+			}
+		case csv:
 			pct = strconv.FormatFloat(share(tt.Cost), 'f', 1, 64)
 		}
 		return []string{num(tt.Calls), num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp}
