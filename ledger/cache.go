@@ -62,51 +62,9 @@ func (db *DB) HasJudge(ctx context.Context, key string) (bool, error) {
 	return true, nil
 }
 
-// PutJudge stores (or, on refresh, overwrites) a verdict.
+// PutJudge stores (or, on refresh, overwrites) one verdict.
 func (db *DB) PutJudge(ctx context.Context, r JudgeResult) error {
-	var req, resp any
-	if r.RequestText != "" {
-		req = r.RequestText
-	}
-	if r.ResponseText != "" {
-		resp = r.ResponseText
-	}
-	created := r.Created
-	if created.IsZero() {
-		created = time.Now()
-	}
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO judge_cache (key, metric, model, score, reason, input_tokens, cached_tokens,
-		output_tokens, cost_nano, latency_ms, created_ms, request_text, response_text)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(key) DO UPDATE SET metric=excluded.metric, model=excluded.model, score=excluded.score,
-		reason=excluded.reason, input_tokens=excluded.input_tokens, cached_tokens=excluded.cached_tokens,
-		output_tokens=excluded.output_tokens, cost_nano=excluded.cost_nano, latency_ms=excluded.latency_ms,
-		created_ms=excluded.created_ms, request_text=excluded.request_text, response_text=excluded.response_text`,
-		r.Key, r.Metric, r.Model, r.Score, r.Reason, r.InputTokens, r.CachedTokens, r.OutputTokens,
-		int64(r.Cost), r.LatencyMS, created.UnixMilli(), req, resp)
-	if err != nil {
-		return fmt.Errorf("ledger: write judge cache: %w", err)
-	}
-	return nil
-}
-
-// StartRun records a run (eval, ingest) so reports can name it.
-func (db *DB) StartRun(ctx context.Context, id, source string, at time.Time, detail string) error {
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO runs (id, source, started_ms, detail) VALUES (?,?,?,?)
-		ON CONFLICT(id) DO NOTHING`, id, source, at.UnixMilli(), detail)
-	if err != nil {
-		return fmt.Errorf("ledger: record run: %w", err)
-	}
-	return nil
-}
-
-// FinishRun marks a run finished with a status (ok, budget, interrupted, error).
-func (db *DB) FinishRun(ctx context.Context, id, status string, at time.Time) error {
-	_, err := db.sql.ExecContext(ctx, `UPDATE runs SET finished_ms = ?, status = ? WHERE id = ?`, at.UnixMilli(), status, id)
-	if err != nil {
-		return fmt.Errorf("ledger: finish run: %w", err)
-	}
-	return nil
+	return db.PutJudges(ctx, []JudgeResult{r})
 }
 
 // PutJudges stores (or overwrites) several verdicts in one transaction, so a
@@ -159,4 +117,23 @@ func (db *DB) JudgeCacheCount(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("ledger: read judge cache: %w", err)
 	}
 	return n, nil
+}
+
+// StartRun records a run (eval, ingest) so reports can name it.
+func (db *DB) StartRun(ctx context.Context, id, source string, at time.Time, detail string) error {
+	_, err := db.sql.ExecContext(ctx, `INSERT INTO runs (id, source, started_ms, detail) VALUES (?,?,?,?)
+		ON CONFLICT(id) DO NOTHING`, id, source, at.UnixMilli(), detail)
+	if err != nil {
+		return fmt.Errorf("ledger: record run: %w", err)
+	}
+	return nil
+}
+
+// FinishRun marks a run finished with a status (ok, budget, interrupted, error).
+func (db *DB) FinishRun(ctx context.Context, id, status string, at time.Time) error {
+	_, err := db.sql.ExecContext(ctx, `UPDATE runs SET finished_ms = ?, status = ? WHERE id = ?`, at.UnixMilli(), status, id)
+	if err != nil {
+		return fmt.Errorf("ledger: finish run: %w", err)
+	}
+	return nil
 }
