@@ -7,8 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"charm.land/bubbles/v2/help"
-	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
@@ -38,32 +36,6 @@ func DBFetch(db *ledger.DB) FetchFunc {
 	}
 }
 
-type keyMap struct {
-	Group, SortLeft, SortRight, Reverse, Filter, Clear, Pause, Help, Quit key.Binding
-}
-
-func (k keyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Group, k.SortLeft, k.SortRight, k.Reverse, k.Filter, k.Pause, k.Help, k.Quit}
-}
-
-func (k keyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Group, k.SortLeft, k.SortRight, k.Reverse}, {k.Filter, k.Clear, k.Pause, k.Help, k.Quit}}
-}
-
-func defaultKeys() keyMap {
-	return keyMap{
-		Group:     key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "group")),
-		SortLeft:  key.NewBinding(key.WithKeys("<", ","), key.WithHelp("<", "sort ←")),
-		SortRight: key.NewBinding(key.WithKeys(">", "."), key.WithHelp(">", "sort →")),
-		Reverse:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "reverse")),
-		Filter:    key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
-		Clear:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
-		Pause:     key.NewBinding(key.WithKeys("p", "space"), key.WithHelp("p/space", "pause")),
-		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
-		Quit:      key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
-	}
-}
-
 // Messages.
 type (
 	tickMsg     struct{ gen int }
@@ -79,7 +51,6 @@ type Model struct {
 	opts   Options
 	cfg    Config
 	keys   keyMap
-	help   help.Model
 	styles styles
 
 	snap    Snapshot
@@ -108,11 +79,7 @@ func New(o Options) Model {
 	if o.Ctx == nil {
 		o.Ctx = context.Background()
 	}
-	h := help.New()
-	if !o.Color {
-		h.Styles = help.Styles{}
-	}
-	return Model{opts: o, cfg: o.Config, keys: defaultKeys(), help: h, styles: newStyles(o.Color), sortCol: ColCost}
+	return Model{opts: o, cfg: o.Config, keys: defaultKeys(), styles: newStyles(o.Color), sortCol: ColCost}
 }
 
 // Init fetches the first snapshot and starts the refresh tick.
@@ -189,26 +156,26 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	switch {
-	case key.Matches(msg, m.keys.Quit):
+	case m.keys.Quit.matches(msg):
 		return m, tea.Quit
-	case key.Matches(msg, m.keys.Help):
+	case m.keys.Help.matches(msg):
 		m.showHelp = !m.showHelp
-	case key.Matches(msg, m.keys.Clear):
+	case m.keys.Clear.matches(msg):
 		m.filter, m.showHelp = "", false
-	case key.Matches(msg, m.keys.Filter):
+	case m.keys.Filter.matches(msg):
 		m.filtering = true
-	case key.Matches(msg, m.keys.Pause):
+	case m.keys.Pause.matches(msg):
 		m.paused = !m.paused
 		if !m.paused && !m.loading {
 			return m, m.refetch()
 		}
-	case key.Matches(msg, m.keys.Reverse):
+	case m.keys.Reverse.matches(msg):
 		m.reverse = !m.reverse
-	case key.Matches(msg, m.keys.SortLeft):
+	case m.keys.SortLeft.matches(msg):
 		m.sortCol = (m.sortCol + numCols - 1) % numCols
-	case key.Matches(msg, m.keys.SortRight):
+	case m.keys.SortRight.matches(msg):
 		m.sortCol = (m.sortCol + 1) % numCols
-	case key.Matches(msg, m.keys.Group):
+	case m.keys.Group.matches(msg):
 		dims := ledger.Dimensions
 		for i, d := range dims {
 			if d == m.cfg.GroupBy {
@@ -345,11 +312,10 @@ func (m Model) render() string {
 }
 
 func (m Model) footer() string {
-	m.help.SetWidth(m.width)
 	if m.showHelp {
-		return m.help.FullHelpView(m.keys.FullHelp())
+		return fullHelpView(m.keys.fullHelp())
 	}
-	return m.help.ShortHelpView(m.keys.ShortHelp())
+	return shortHelpView(m.keys.shortHelp(), m.width)
 }
 
 func (m Model) visibleRows() []Row {
