@@ -2,6 +2,10 @@ package tokenizer
 
 import (
 	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/costctl/costctl/tokenizer/internal/rankfile"
@@ -47,6 +51,44 @@ func TestRanksUpToDate(t *testing.T) {
 			if got := e.v.rank(string(tok)); got != r {
 				t.Fatalf("%s: rank(%q) = %d, want %d", f.Name, tok, got, r)
 			}
+		}
+	}
+}
+
+var updateIndex = flag.Bool("update-index", false, "rewrite ranks/*.idx from ranks/*.bin")
+
+// TestIndexUpToDate checks the precomputed hash tables ranks/*.idx against
+// the ones newVocab would build from ranks/*.bin (rewrite them with
+// go test ./tokenizer -run TestIndexUpToDate -update-index), and that a
+// vocab loaded from an index answers like one built by hashing.
+func TestIndexUpToDate(t *testing.T) {
+	for _, s := range specs {
+		blob, off, err := loadTokens(s.name, s.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := encodeIndex(buildSlots(blob, off))
+		path := filepath.Join("ranks", s.name+".idx")
+		if *updateIndex {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := ranksFS.ReadFile("ranks/" + s.name + ".idx")
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s is stale (err=%v): go test ./tokenizer -run TestIndexUpToDate -update-index", path, err)
+		}
+		built := newVocab(blob, off)
+		loaded := mustGet(t, s.name).v
+		if built.n != loaded.n || built.maxLen != loaded.maxLen || !slices.Equal(built.pair, loaded.pair) || !slices.Equal(built.slots, loaded.slots) {
+			t.Fatalf("%s: vocab from the index differs from the hashed one", s.name)
+		}
+		if _, ok := slotsFromIndex(got[:len(got)-4], len(off)-1); ok {
+			t.Fatalf("%s: a truncated index was accepted", s.name)
+		}
+		if _, ok := slotsFromIndex(got, len(off)); ok && slotCount(len(off)) != slotCount(len(off)-1) {
+			t.Fatalf("%s: an index for another token count was accepted", s.name)
 		}
 	}
 }
