@@ -58,10 +58,13 @@ func (t *Table) Merge(name string, data []byte) error {
 		}
 		t.add(m)
 	}
+	// The built-in date stays the table's date: most prices still come from
+	// it. The override file (and its own date, if it gives one) is named.
+	label := name
 	if raw.asOf != "" {
-		t.AsOf = raw.asOf
+		label += " as of " + raw.asOf
 	}
-	t.Overrides = append(t.Overrides, name)
+	t.Overrides = append(t.Overrides, label)
 	return nil
 }
 

@@ -244,8 +244,8 @@ models:
 	if err != nil || mine.Name != "my-model" || mine.Encoding != "cl100k_base" || mine.BatchInput.Per1M() != "0.50" {
 		t.Errorf("new model: %+v, %v", mine, err)
 	}
-	if tbl.AsOf != "2026-02-01" || !strings.Contains(tbl.AsOfLabel(), p) {
-		t.Errorf("label = %q", tbl.AsOfLabel())
+	if want := "prices as of " + MustDefault().AsOf + " (overrides: " + p + " as of 2026-02-01)"; tbl.AsOfLabel() != want {
+		t.Errorf("label = %q, want %q", tbl.AsOfLabel(), want)
 	}
 	// JSON in the same format
 	pj := filepath.Join(dir, "p.json")

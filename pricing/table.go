@@ -96,7 +96,7 @@ func (m *Model) Cost(u Usage, batch bool) Money {
 // Table is a set of priced models with the date its prices were taken.
 type Table struct {
 	AsOf      string
-	Overrides []string // override files merged in, in order
+	Overrides []string // override files merged in, in order ("FILE" or "FILE as of DATE")
 	models    map[string]*Model
 	index     map[string]*Model // lower-cased names and aliases
 }
