@@ -11,12 +11,34 @@ import (
 
 type csvState struct {
 	r      *csv.Reader
+	guard  *recordGuard
 	header []string
 	col    map[string]int // canonical field → column index
 }
 
+// recordGuard bounds the bytes one CSV record may span: a quoted field may
+// hold newlines, so an unbalanced quote would otherwise read the rest of a
+// huge file into memory.
+type recordGuard struct {
+	r     io.Reader
+	n     int64 // bytes read since the current record started
+	limit int64
+}
+
+var errRecordTooLong = errors.New("CSV record too long")
+
+func (g *recordGuard) Read(p []byte) (int, error) {
+	if g.n > g.limit {
+		return 0, errRecordTooLong
+	}
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	return n, err
+}
+
 func (r *Reader) initCSV() error {
-	cr := csv.NewReader(r.br)
+	guard := &recordGuard{r: r.br, limit: int64(r.maxLine)}
+	cr := csv.NewReader(guard)
 	cr.ReuseRecord = true
 	cr.FieldsPerRecord = 0 // the header sets the count
 	header, err := cr.Read()
@@ -27,7 +49,7 @@ func (r *Reader) initCSV() error {
 	if err != nil {
 		return fmt.Errorf("%s:1: bad CSV header: %s", r.name, csvReason(err))
 	}
-	st := &csvState{r: cr, header: append([]string(nil), header...), col: map[string]int{}}
+	st := &csvState{r: cr, guard: guard, header: append([]string(nil), header...), col: map[string]int{}}
 	byName := map[string]int{}
 	for i, h := range st.header {
 		h = strings.TrimSpace(validUTF8(h))
@@ -63,9 +85,14 @@ func (r *Reader) nextCSV() (Record, error) {
 	if st.header == nil {
 		return Record{}, io.EOF
 	}
+	st.guard.n = 0
 	row, err := st.r.Read()
 	if err == io.EOF {
 		return Record{}, io.EOF
+	}
+	if errors.Is(err, errRecordTooLong) {
+		line, _ := st.r.FieldPos(0)
+		return Record{}, fmt.Errorf("%s:%d: a CSV record runs past %d bytes (an unbalanced quote?); fix the file or raise the limit", r.name, line, r.maxLine)
 	}
 	if err != nil {
 		var pe *csv.ParseError

@@ -295,3 +295,22 @@ func TestOptionalOutput(t *testing.T) {
 		t.Fatalf("CSV optional output: %+v %v", recs, bad)
 	}
 }
+
+func TestCSVUnbalancedQuoteIsBounded(t *testing.T) {
+	// A quote that never closes must not read the rest of the file into memory.
+	body := "id,input,output\n1,hi,\"never closed\n" + strings.Repeat("x,y,z\n", 20000)
+	p := write(t, "q.csv", body)
+	r, err := Open(p, Options{MaxLineBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = r.Next()
+	if err == nil || !strings.Contains(err.Error(), "a CSV record runs past 4096 bytes (an unbalanced quote?)") {
+		t.Fatalf("err = %v", err)
+	}
+	var le *LineError
+	if errors.As(err, &le) {
+		t.Fatal("an unbounded record is fatal, not a skippable line")
+	}
+}
