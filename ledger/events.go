@@ -55,9 +55,8 @@ type rollupKey struct {
 	dim, key string
 }
 
-type rollupVal struct {
-	calls, in, cached, out, cost, unpriced, hits, lat, latCalls int64
-}
+// rollupVal accumulates the rollup columns of one (bucket, dim, key).
+type rollupVal = Totals
 
 // Insert writes events in one transaction. An event whose Key is already in
 // the ledger is skipped and counted as a duplicate, so re-ingesting a file
@@ -100,7 +99,7 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 				v = &rollupVal{}
 				tuples[k] = v
 			}
-			v.add(e)
+			v.addEvent(e)
 		}
 	}
 	minutes := map[rollupKey]*rollupVal{}
@@ -267,28 +266,16 @@ func mergeRollup(m map[rollupKey]*rollupVal, k rollupKey, o *rollupVal) {
 		v = &rollupVal{}
 		m[k] = v
 	}
-	v.calls += o.calls
-	v.in += o.in
-	v.cached += o.cached
-	v.out += o.out
-	v.cost += o.cost
-	v.unpriced += o.unpriced
-	v.hits += o.hits
-	v.lat += o.lat
-	v.latCalls += o.latCalls
+	v.Add(*o)
 }
 
-func (v *rollupVal) add(e *Event) {
-	v.calls++
-	v.in += e.InputTokens
-	v.cached += e.CachedTokens
-	v.out += e.OutputTokens
-	v.cost += int64(e.Cost)
-	v.unpriced += b2i(e.Unpriced)
-	v.hits += b2i(e.CacheHit)
+// addEvent counts one event into t.
+func (t *Totals) addEvent(e *Event) {
+	t.Add(Totals{Calls: 1, InputTokens: e.InputTokens, CachedTokens: e.CachedTokens, OutputTokens: e.OutputTokens,
+		Cost: e.Cost, UnpricedCalls: b2i(e.Unpriced), CacheHits: b2i(e.CacheHit)})
 	if e.LatencyMS > 0 {
-		v.lat += e.LatencyMS
-		v.latCalls++
+		t.LatencyMSSum += e.LatencyMS
+		t.LatencyCalls++
 	}
 }
 
@@ -310,7 +297,7 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 	}
 	defer stmt.Close()
 	for k, v := range m {
-		if _, err := stmt.ExecContext(ctx, k.bucket, k.dim, k.key, v.calls, v.in, v.cached, v.out, v.cost, v.unpriced, v.hits, v.lat, v.latCalls); err != nil {
+		if _, err := stmt.ExecContext(ctx, k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens, int64(v.Cost), v.UnpricedCalls, v.CacheHits, v.LatencyMSSum, v.LatencyCalls); err != nil {
 			return fmt.Errorf("ledger: update %s: %w", table, err)
 		}
 	}
