@@ -702,24 +702,24 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		row.InputTokens, row.CachedTokens, row.OutputTokens = total.InputTokens, total.CachedInputTokens, total.OutputTokens
 		row.Cost, row.LatencyMS = totalCost, totalLat
 	}
-	stopErr := func(err error) error {
+	// callFailed turns a failed call into the row's error, or, when the run
+	// is stopping (budget, Ctrl-C, a fatal error), into no row at all: the
+	// billed calls so far are in out.events and a rerun asks again.
+	callFailed := func(err error) error {
 		var fe *FatalError
-		if errors.Is(err, errBudget) || errors.As(err, &fe) || ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errBudget) || errors.As(err, &fe):
 			return err
-		}
-		return nil
-	}
-	res, err := doCall(msgs)
-	if err != nil {
-		if se := stopErr(err); se != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return se
 		}
 		fill()
 		row.Status, row.Error = StatusError, err.Error()
 		return nil
+	}
+	res, err := doCall(msgs)
+	if err != nil {
+		return callFailed(err)
 	}
 	v, perr := ParseVerdict(res.reply)
 	reply := res.reply
@@ -730,17 +730,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		}
 		res2, err := doCall(chatMessages(system, user, repair))
 		if err != nil {
-			if se := stopErr(err); se != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				// The first (billed) call is in out.events; no row: a
-				// rerun asks again.
-				return se
-			}
-			fill()
-			row.Status, row.Error = StatusError, err.Error()
-			return nil
+			return callFailed(err)
 		}
 		reply = res2.reply
 		v, perr = ParseVerdict(res2.reply)
