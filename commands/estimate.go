@@ -71,8 +71,9 @@ VOLUME AND TOKENS
   --input-tokens/--output-tokens, or are measured with --from FILE: a JSONL or
   CSV sample of real records (the format eval reads: "input" as text or chat
   messages, "output" as text; rename fields with --map output=response).
-  Inputs are counted with --model's tokenizer — chat messages with OpenAI's
-  billed chat formula — and the averages are exact (total ÷ records). A flag
+  Inputs are counted with --model's tokenizer as the API bills them: OpenAI's
+  chat formula over the messages (a text input is one user message), and the
+  averages are exact (total ÷ records). A flag
   given alongside --from wins for its side. Bad lines are reported on stderr as
   FILE:LINE: reason and skipped; records without an input are skipped too.
 

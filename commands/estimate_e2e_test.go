@@ -136,13 +136,13 @@ func TestEstimateE2EFrom(t *testing.T) {
 	if r.Stderr != wantErr {
 		t.Errorf("stderr = %q, want %q", r.Stderr, wantErr)
 	}
-	// 22/3 input and 3 output tokens on gpt-4o.
-	if !strings.Contains(r.Stdout, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.000048333,1.611111111,48.333333333,0.00,0.00,2025-12-01") {
+	// 12 input (chat formula) and 3 output tokens on gpt-4o.
+	if !strings.Contains(r.Stdout, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.00006,2.00,60.00,0.00,0.00,2025-12-01") {
 		t.Errorf("stdout:\n%s", r.Stdout)
 	}
 	// Records from standard input.
 	r = runCostctl(t, "", `{"input":"hello world","output":"Paris"}`+"\n", nil, "estimate", "--requests", "1M", "--from", "-", "--format", "json")
-	if r.Code != 0 || !strings.Contains(r.Stdout, `"input_tokens": 2,`) || !strings.Contains(r.Stdout, `"output_tokens": 1,`) {
+	if r.Code != 0 || !strings.Contains(r.Stdout, `"input_tokens": 9,`) || !strings.Contains(r.Stdout, `"output_tokens": 1,`) {
 		t.Errorf("stdin: exit %d, stderr %q\n%s", r.Code, r.Stderr, r.Stdout)
 	}
 }

@@ -117,7 +117,7 @@ func TestEstimateGolden(t *testing.T) {
 // TestEstimateFromAverages checks the measured averages exactly: the
 // fixture's three usable records hold 22 input tokens (2 + a 16-token chat
 // + 4) and 9 output tokens (1 + 2 + 6), counted by hand in
-// estimator.TestSampleAverages; 22/3 × $2.50/1M + 3 × $10/1M = $0.0000483…
+// estimator.TestSampleAverages; 12 × $2.50/1M + 3 × $10/1M = $0.00006
 func TestEstimateFromAverages(t *testing.T) {
 	out, _, code := estimateRunIn(t, "estimate", "--requests", "1M", "--from", filepath.Join("testdata", "estimate", "sample.jsonl"), "--format", "json")
 	if code != 0 {
@@ -140,10 +140,10 @@ func TestEstimateFromAverages(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := raw["inputs"].(map[string]any)["from"].(map[string]any)
-	if from["records"] != 3.0 || from["skipped"] != 3.0 || from["input_tokens_total"] != 22.0 || from["output_tokens_total"] != 9.0 {
+	if from["records"] != 3.0 || from["skipped"] != 3.0 || from["input_tokens_total"] != 36.0 || from["output_tokens_total"] != 9.0 {
 		t.Errorf("from = %v", from)
 	}
-	if doc.Inputs.InputTokens != "7.333333" || doc.Inputs.OutputTokens != "3" || doc.Total.Monthly != "48.333333333" {
+	if doc.Inputs.InputTokens != "12" || doc.Inputs.OutputTokens != "3" || doc.Total.Monthly != "60.00" {
 		t.Errorf("inputs %s/%s total %s", doc.Inputs.InputTokens, doc.Inputs.OutputTokens, doc.Total.Monthly)
 	}
 
@@ -153,8 +153,9 @@ func TestEstimateFromAverages(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	// (2 + 4)/2 = 3 input tokens × $2.50/1M + 100 × $10/1M = $0.0010075
-	if !strings.Contains(out, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.0010075,33.583333333,1007.50,0.00,0.00,2025-12-01") {
+	// (9 + 11)/2 = 10 input tokens (text as one user message: +7 each)
+	// × $2.50/1M + 100 × $10/1M = $0.001025
+	if !strings.Contains(out, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.001025,34.166666667,1025.00,0.00,0.00,2025-12-01") {
 		t.Errorf("csv:\n%s", out)
 	}
 }

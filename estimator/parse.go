@@ -191,14 +191,14 @@ type Sample struct {
 	OutputTokens int64
 }
 
-// Add counts one record: the prompt (chat messages with the chat formula
-// when msgs is non-nil, else input as text) and the output text.
+// Add counts one record: the prompt as the API bills it (the chat formula
+// over msgs, or over one user message holding input when the record's input
+// is text) and the output text.
 func (s *Sample) Add(c *Counter, input string, msgs []Message, output string) {
-	if msgs != nil {
-		s.InputTokens += c.Chat(msgs, nil)
-	} else {
-		s.InputTokens += c.Text(input)
+	if msgs == nil {
+		msgs = []Message{{Role: "user", Content: input}}
 	}
+	s.InputTokens += c.Chat(msgs, nil)
 	s.OutputTokens += c.Text(output)
 	s.Records++
 }

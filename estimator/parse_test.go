@@ -162,11 +162,12 @@ func TestDecimalAndPercentString(t *testing.T) {
 }
 
 // TestSampleAverages counts a small sample with the real o200k_base
-// tokenizer. By hand: "hello world" = hello| world (2); the chat
-// [system "Be brief.", user "hello world"] = 3 (reply priming) +
-// (3 + system(1) + Be| brief|.(3)) + (3 + user(1) + 2) = 16; "The quick
-// brown fox" = 4. Outputs: "Paris" 1, "hi there" 2, "jumps over the lazy
-// dog" = j|umps| over| the| lazy| dog (6). Totals 22 and 9 over 3 records.
+// tokenizer and the chat formula. By hand: text input is one user message,
+// so "hello world" = 3 (reply priming) + 3 + user(1) + hello| world(2) = 9;
+// the chat [system "Be brief.", user "hello world"] = 3 + (3 + system(1) +
+// Be| brief|.(3)) + (3 + user(1) + 2) = 16; "The quick brown fox" = 7 + 4 =
+// 11. Outputs: "Paris" 1, "hi there" 2, "jumps over the lazy dog" =
+// j|umps| over| the| lazy| dog (6). Totals 36 and 9 over 3 records.
 func TestSampleAverages(t *testing.T) {
 	m, err := pricing.MustDefault().Lookup("gpt-4o")
 	if err != nil {
@@ -183,11 +184,11 @@ func TestSampleAverages(t *testing.T) {
 	s.Add(c, "hello world", nil, "Paris")
 	s.Add(c, "", []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "hello world"}}, "hi there")
 	s.Add(c, "The quick brown fox", nil, "jumps over the lazy dog")
-	if s.Records != 3 || s.InputTokens != 22 || s.OutputTokens != 9 {
-		t.Fatalf("sample = %+v, want 3 records, 22 input, 9 output", s)
+	if s.Records != 3 || s.InputTokens != 36 || s.OutputTokens != 9 {
+		t.Fatalf("sample = %+v, want 3 records, 36 input, 9 output", s)
 	}
 	in, out, ok := s.Averages()
-	if !ok || in.RatString() != "22/3" || out.RatString() != "3" {
+	if !ok || in.RatString() != "12" || out.RatString() != "3" {
 		t.Errorf("averages = %v, %v", in, out)
 	}
 }
