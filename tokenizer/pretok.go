@@ -269,15 +269,7 @@ func splitCL100K(s string, i int) int {
 		}
 	}
 	if cl&cNumber != 0 {
-		j := i + w0
-		for k := 0; k < 2 && j < len(s); k++ {
-			c, w := classAt(s, j)
-			if c&cNumber == 0 {
-				break
-			}
-			j += w
-		}
-		return j
+		return digitGroupEnd(s, i+w0)
 	}
 	if cl&(cSpace|cLetter|cNumber) == 0 {
 		return newlineRunEnd(s, punctRunEnd(s, i+w0))
@@ -361,15 +353,7 @@ func splitO200K(s string, i int) int {
 		}
 	}
 	if cl&cNumber != 0 {
-		j := i + w0
-		for k := 0; k < 2 && j < len(s); k++ {
-			c, w := classAt(s, j)
-			if c&cNumber == 0 {
-				break
-			}
-			j += w
-		}
-		return j
+		return digitGroupEnd(s, i+w0)
 	}
 	// [\r\n/]* after the punctuation run: after newlines, more slashes
 	// can follow ("///\n\n/x" -> "///\n\n/", "x").
@@ -426,4 +410,17 @@ func splitR50K(s string, i int) int {
 		return lastStart
 	}
 	return k
+}
+
+// digitGroupEnd ends \p{N}{1,3} whose first digit ends at j: up to two
+// more digits.
+func digitGroupEnd(s string, j int) int {
+	for k := 0; k < 2 && j < len(s); k++ {
+		c, w := classAt(s, j)
+		if c&cNumber == 0 {
+			break
+		}
+		j += w
+	}
+	return j
 }
