@@ -3,10 +3,12 @@ package tokenizer
 import (
 	"bytes"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 var (
 	corpusOnce sync.Once
 	corpus     string
+	proseText  string // the prose part alone
 )
 
 var tagRE = regexp.MustCompile(`<[^>]*>`)
@@ -65,6 +68,7 @@ func benchCorpus(tb testing.TB) string {
 			p = p[k:]
 		}
 		corpus = strings.ToValidUTF8(out.String(), "\uFFFD")
+		proseText = strings.ToValidUTF8(prose.String(), "\uFFFD")
 	})
 	if len(corpus) < 1<<20 {
 		tb.Skip("GOROOT sources not available for the benchmark corpus")
@@ -109,6 +113,43 @@ func BenchmarkCount(b *testing.B) {
 				ref.EncodeOrdinary(small)
 			}
 		})
+	}
+}
+
+// benchProse returns n bytes of English prose (the GOROOT documents of
+// benchCorpus, repeated as needed and cut at a line end).
+func benchProse(tb testing.TB, n int) string {
+	benchCorpus(tb)
+	if len(proseText) < 64<<10 {
+		tb.Skip("GOROOT documents not available for the prose input")
+	}
+	s := strings.Repeat(proseText, n/len(proseText)+1)[:n]
+	return s[:strings.LastIndexByte(s, '\n')+1]
+}
+
+// BenchmarkAdversarial counts each adversarial input of adversarialInputs
+// (1 MB each) and 1 MB of prose for comparison, on cl100k_base and
+// o200k_base (MB/s per kind):
+//
+//	go test ./tokenizer -run XXX -bench Adversarial -benchtime 3x
+//
+// The tests prove these inputs cost linear work (TestAdversarialWork);
+// this is where their speed is measured.
+func BenchmarkAdversarial(b *testing.B) {
+	inputs := adversarialInputs(1 << 20)
+	inputs["prose"] = benchProse(b, 1<<20)
+	kinds := slices.Sorted(maps.Keys(inputs))
+	for _, name := range []string{"cl100k_base", "o200k_base"} {
+		e := mustGet(b, name)
+		for _, kind := range kinds {
+			s := inputs[kind]
+			b.Run(name+"/"+kind, func(b *testing.B) {
+				b.SetBytes(int64(len(s)))
+				for b.Loop() {
+					e.Count(s)
+				}
+			})
+		}
 	}
 }
 

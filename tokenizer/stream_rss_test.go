@@ -48,7 +48,7 @@ func TestStreamRSS(t *testing.T) {
 	}
 	e := mustGet(t, "o200k_base")
 	unit := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 50) +
-		"func main() {\n\tfmt.Println(\"héllo, 世界 😀\", 12345)\n}\n" + adversarialInputs(1)["base64"][:5000] + "\n")
+		"func main() {\n\tfmt.Println(\"héllo, 世界 😀\", 12345)\n}\n" + adversarialInputs(1 << 20)["base64"][:5000] + "\n")
 	start := time.Now()
 	n, inv, err := e.CountReader(&genReader{left: int64(mb) << 20, unit: unit})
 	d := time.Since(start)
