@@ -19,6 +19,10 @@ import (
 // DefaultMaxTokens bounds a judge's reply when the config gives no max_tokens.
 const DefaultMaxTokens = 256
 
+// DefaultReasoningMaxTokens is the default for a reasoning judge, whose
+// max_completion_tokens must also hold its hidden reasoning tokens.
+const DefaultReasoningMaxTokens = 4096
+
 // DefaultThreshold is the pass mark of a judge metric without a threshold.
 const DefaultThreshold = 0.5
 
@@ -39,13 +43,41 @@ type Judge struct {
 	BaseURL   string `yaml:"base_url"`
 	APIKeyEnv string `yaml:"api_key_env"`
 	JSONMode  *bool  `yaml:"json_mode"`  // default true: response_format json_object
-	MaxTokens int    `yaml:"max_tokens"` // default DefaultMaxTokens
+	MaxTokens int    `yaml:"max_tokens"` // default DefaultMaxTokens (DefaultReasoningMaxTokens for reasoning models)
+	// Reasoning says the model is a reasoning model (sent
+	// max_completion_tokens and no temperature). Default: IsReasoningModel.
+	Reasoning *bool `yaml:"reasoning"`
 
 	Price *pricing.Model `yaml:"-"`
 }
 
 // JSON reports whether the judge is asked for response_format json_object.
 func (j *Judge) JSON() bool { return j.JSONMode == nil || *j.JSONMode }
+
+// IsReasoning reports whether the judge is a reasoning model.
+func (j *Judge) IsReasoning() bool {
+	if j.Reasoning != nil {
+		return *j.Reasoning
+	}
+	return IsReasoningModel(j.Model)
+}
+
+// IsReasoningModel reports whether an OpenAI model name is a reasoning model
+// (gpt-5*, o1*, o3*, o4*, after any provider prefix such as "openai/"):
+// those take max_completion_tokens, which also bounds their hidden
+// reasoning tokens, and refuse any temperature but the default.
+func IsReasoningModel(model string) bool {
+	m := strings.ToLower(model)
+	if i := strings.LastIndex(m, "/"); i >= 0 {
+		m = m[i+1:]
+	}
+	for _, p := range []string{"gpt-5", "o1", "o3", "o4"} {
+		if strings.HasPrefix(m, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // Metric types.
 const (
@@ -228,6 +260,9 @@ func (c *Config) validate(table *pricing.Table) error {
 		}
 		if j.MaxTokens == 0 {
 			j.MaxTokens = DefaultMaxTokens
+			if j.IsReasoning() {
+				j.MaxTokens = DefaultReasoningMaxTokens
+			}
 		}
 		m, err := table.Lookup(j.Model)
 		if err != nil {

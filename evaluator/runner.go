@@ -32,7 +32,7 @@ type Options struct {
 	Files  []string
 	Map    map[string]string
 	Config *Config
-	DB     *ledger.DB
+	DB     Store // nil: no cache, no ledger
 	Table  *pricing.Table
 
 	HTTPClient *http.Client
@@ -46,6 +46,9 @@ type Options struct {
 	BackoffMax  time.Duration // largest backoff; default 30s
 	Sleep       func(ctx context.Context, d time.Duration) error
 	Rand        *mrand.Rand // jitter; default seeded from the run id
+	// WriteRetryFor is how long a busy ledger is retried before the run
+	// stops (default 60s). No call is sent while a write is retried.
+	WriteRetryFor time.Duration
 
 	Sample    Sample
 	Seed      uint64
@@ -54,16 +57,16 @@ type Options struct {
 	NoCache, Refresh, StoreText, Strict bool
 	MaxCost                             pricing.Money // 0: no cap
 
-	Out      io.Writer                  // JSONL result rows (nil: none)
+	Out      io.Writer                  // JSONL result rows in input order (nil: none)
 	BadLine  func(e *records.LineError) // each skipped bad line
-	Progress func(Progress)             // after each batch is written
+	Progress func(Progress)             // after rows are written
 	KeepRows bool                       // keep rows in Result.Rows (for --junit)
 
 	Now   func() time.Time
 	RunID string
 }
 
-// Progress is the state of a run, reported as batches are written.
+// Progress is the state of a run, reported as records are written.
 type Progress struct {
 	Records      int64 // records finished
 	Spent        pricing.Money
@@ -80,7 +83,7 @@ type Progress struct {
 type Row struct {
 	ID           string        `json:"id"`
 	Metric       string        `json:"metric"`
-	Status       string        `json:"status"` // pass | fail | skipped | error
+	Status       string        `json:"status"` // pass | fail | skipped | error | not_run
 	Score        *float64      `json:"score"`
 	Reason       string        `json:"reason"`
 	Model        string        `json:"model"`
@@ -91,6 +94,9 @@ type Row struct {
 	Cost         pricing.Money `json:"cost_usd"`
 	LatencyMS    int64         `json:"latency_ms"`
 	Error        string        `json:"error"`
+	// Estimated names why Cost is not the server's usage × price
+	// (no_usage, bad_usage, unsettled); empty when it is.
+	Estimated string `json:"estimated,omitempty"`
 }
 
 // Statuses of a row.
@@ -99,17 +105,22 @@ const (
 	StatusFail    = "fail"
 	StatusSkipped = "skipped"
 	StatusError   = "error"
+	StatusNotRun  = "not_run" // the run stopped before this metric of a started record
 )
 
 // Stop reasons.
 const (
 	StopNone        = ""
 	StopBudget      = "budget"
+	StopOverbill    = "overbill" // the server billed a call beyond its reservation
 	StopInterrupted = "interrupted"
 	StopFatal       = "fatal"
 )
 
 var errBudget = errors.New("budget cap reached")
+
+// errOverbill stops a worker after its call was billed beyond the reservation.
+var errOverbill = errors.New("a call was billed beyond its reservation")
 
 // run is the state of one Run.
 type run struct {
@@ -120,11 +131,17 @@ type run struct {
 	rp       *retryPolicy
 	counters *counters
 	requests atomic.Int64
+	commit   *committer
+	flights  *flights
+	retries  sync.Map // cause → *atomic.Int64
+	flagged  atomic.Int64
+	flagWhy  atomic.Value // string: the first flagged usage
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	stopWhy  atomic.Value // string
 	fatal    atomic.Value // error
+	overbill atomic.Value // string: what was billed beyond the reservation
 }
 
 func (r *run) stop(why string, err error) {
@@ -146,6 +163,11 @@ func (r *run) stopped() bool {
 	}
 }
 
+func (r *run) retried(cause string) {
+	v, _ := r.retries.LoadOrStore(cause, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
 // NewRunID is a sortable run id: UTC time and 6 random hex digits.
 func NewRunID(now time.Time) string {
 	var b [3]byte
@@ -165,6 +187,9 @@ func (o *Options) defaults() {
 	}
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = 30 * time.Second
+	}
+	if o.WriteRetryFor <= 0 {
+		o.WriteRetryFor = 60 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -231,8 +256,14 @@ func newClients(o *Options, needKeys bool) (map[string]*judgeClient, error) {
 	return out, nil
 }
 
-// Requests is how many HTTP requests a run sent (for tests and the report).
-func (res *Result) RequestsSent() int64 { return res.Requests }
+// keys are the API keys of the run's judges, for redaction.
+func (r *run) keys() []string {
+	var ks []string
+	for _, jc := range r.clients {
+		ks = append(ks, jc.key)
+	}
+	return ks
+}
 
 // Run evaluates every (sampled) record of opts.Files against the config's
 // metrics. It returns a Result for budget stops and interruptions too (with
@@ -244,11 +275,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{opts: opts, cfg: opts.Config, clients: clients, budget: &budget{cap: opts.MaxCost}, counters: &counters{}, stopCh: make(chan struct{})}
+	r := &run{opts: opts, cfg: opts.Config, clients: clients, budget: newBudget(opts.MaxCost), counters: &counters{},
+		stopCh: make(chan struct{}), flights: &flights{m: map[string]*flight{}, keep: opts.NoCache || opts.Refresh}}
 	var jmu sync.Mutex
 	r.rp = &retryPolicy{
 		maxRetries: opts.MaxRetries, timeout: opts.Timeout, base: opts.BackoffBase, max: opts.BackoffMax,
-		sleep: opts.Sleep, now: opts.Now, attempts: &r.requests,
+		sleep: opts.Sleep, now: opts.Now, attempts: &r.requests, retried: r.retried,
 		jitter: func() float64 { jmu.Lock(); defer jmu.Unlock(); return opts.Rand.Float64() },
 	}
 	res := newResult(opts)
@@ -259,6 +291,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	r.commit = newCommitter(opts.DB, opts.WriteRetryFor, opts.Now, func(err error) {
+		r.stop(StopFatal, fmt.Errorf("the ledger cannot be written (%v); stopped sending judge calls", err))
+	})
 
 	type job struct {
 		seq int64
@@ -266,6 +301,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	jobs := make(chan job, opts.Concurrency)
 	outs := make(chan *outcome, opts.Concurrency*2)
+	// window bounds how far dispatch runs ahead of the oldest unwritten
+	// record, so rows are written in input order in bounded memory.
+	window := make(chan struct{}, max(4*opts.Concurrency, 256))
 	var wg sync.WaitGroup
 	for i := 0; i < opts.Concurrency; i++ {
 		wg.Add(1)
@@ -277,7 +315,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}()
 	}
 
-	// The writer: one goroutine owns the DB writes, the out file and the totals.
+	// The writer: one goroutine owns the out file and the totals.
 	var werr error
 	wdone := make(chan struct{})
 	var progressBytes atomic.Int64
@@ -285,7 +323,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	var sampledSoFar atomic.Int64
 	go func() {
 		defer close(wdone)
-		werr = r.write(wctx, outs, res, func() Progress {
+		werr = r.write(outs, window, res, func() Progress {
 			return Progress{BytesRead: progressBytes.Load(), BytesTotal: progressTotal.Load(), Elapsed: opts.Now().Sub(start), SampledSoFar: sampledSoFar.Load()}
 		})
 		if werr != nil {
@@ -295,27 +333,36 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	// The producer: read, sample, dispatch; after a budget stop keep reading
 	// (no calls) to count what is left.
+	leftover := func() error {
+		switch r.stopWhy.Load() {
+		case StopBudget, StopOverbill:
+			res.LeftRecords++
+			return nil
+		}
+		return errStopReading
+	}
 	rstats, perr := forEachSampled(ctx, &opts, r.stopCh, func(seq int64, rec records.Record, read, total int64) error {
 		progressBytes.Store(read)
 		progressTotal.Store(total)
 		if r.stopped() {
-			if r.stopWhy.Load() == StopBudget {
-				res.LeftRecords++
-				return nil
-			}
-			return errStopReading
+			return leftover()
+		}
+		select {
+		case window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.stopCh:
+			return leftover()
 		}
 		sampledSoFar.Add(1)
 		select {
 		case jobs <- job{seq, rec}:
 		case <-ctx.Done():
+			<-window
 			return ctx.Err()
 		case <-r.stopCh:
-			if r.stopWhy.Load() == StopBudget {
-				res.LeftRecords++
-				return nil
-			}
-			return errStopReading
+			<-window
+			return leftover()
 		}
 		return nil
 	})
@@ -323,10 +370,22 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	wg.Wait()
 	close(outs)
 	<-wdone
+	r.commit.close()
 
 	res.Records, res.Sampled, res.BadLines = rstats.records, rstats.sampled-res.LeftRecords, rstats.bad
 	res.Requests = r.requests.Load()
-	res.finish(opts)
+	res.Unrecorded = r.commit.unrecorded.Load()
+	res.Flagged = r.flagged.Load()
+	if s, ok := r.flagWhy.Load().(string); ok {
+		res.FlaggedWhy = s
+	}
+	r.retries.Range(func(k, v any) bool {
+		if res.Retries == nil {
+			res.Retries = map[string]int64{}
+		}
+		res.Retries[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
 
 	status := "ok"
 	var retErr error
@@ -335,7 +394,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		status, retErr = "error", werr
 	case perr != nil && !errors.Is(perr, errStopReading) && !errors.Is(perr, context.Canceled):
 		status, retErr = "error", perr
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && !r.stopped():
 		status, res.Stop = "interrupted", StopInterrupted
 	case r.stopped():
 		why, _ := r.stopWhy.Load().(string)
@@ -345,7 +404,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			retErr = f
 			status = "error"
 		}
+		if s, ok := r.overbill.Load().(string); ok {
+			res.StopDetail = s
+		}
 	}
+	if retErr != nil && res.Stop == StopNone {
+		res.Stop = StopFatal
+	}
+	res.finish(opts)
 	if opts.DB != nil {
 		if err := opts.DB.FinishRun(wctx, opts.RunID, status, opts.Now()); err != nil && retErr == nil {
 			retErr = err
@@ -477,15 +543,12 @@ func (e *InputError) Error() string { return e.Msg }
 
 // outcome is what one record produced, handed to the writer.
 type outcome struct {
+	seq          int64
 	rows         []Row
-	events       []ledger.Event
-	cache        []ledger.JudgeResult
-	notRun       int64 // metrics not run because the run stopped
+	events       []ledger.Event // paid calls, unsettled attempts and cache hits (already committed)
+	notRun       int64          // metrics not run because the run stopped
 	avoidedCache pricing.Money
 	skipPrompt   map[string]int64 // metric → prompt tokens of judge calls a when skipped
-	spent        pricing.Money
-	calls        int64
-	cacheHits    int64
 }
 
 // state is a finished metric of a record, for when conditions.
@@ -548,14 +611,42 @@ func formatScore(f float64) string {
 
 func scorePtr(f float64) *float64 { return &f }
 
-// evalRecord runs every metric of one record in order.
+// stopReason is the reason a not_run row gives.
+func (r *run) stopReason(ctx context.Context) string {
+	switch r.stopWhy.Load() {
+	case StopBudget:
+		return "not run: the budget cap (--max-cost) was reached"
+	case StopOverbill:
+		return "not run: the run stopped after a call was billed beyond its reservation"
+	case StopFatal:
+		return "not run: the run stopped on an error"
+	}
+	if ctx.Err() != nil {
+		return "not run: interrupted"
+	}
+	return "not run: the run stopped"
+}
+
+// evalRecord runs every metric of one record in order. When the run stops
+// part way, the metrics left get not_run rows, so no record is half-written.
 func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *outcome {
-	out := &outcome{}
+	out := &outcome{seq: seq}
 	states := map[string]state{}
+	notRun := func(i int) *outcome {
+		why := r.stopReason(ctx)
+		for _, m := range r.cfg.Order[i:] {
+			row := Row{ID: rec.ID, Metric: m.Name, Status: StatusNotRun, Reason: why}
+			if m.IsJudge() {
+				row.Model = m.judge.Model
+			}
+			out.rows = append(out.rows, row)
+		}
+		out.notRun += int64(len(r.cfg.Order) - i)
+		return out
+	}
 	for i, m := range r.cfg.Order {
 		if ctx.Err() != nil || r.stopped() {
-			out.notRun += int64(len(r.cfg.Order) - i)
-			return out
+			return notRun(i)
 		}
 		row := Row{ID: rec.ID, Metric: m.Name}
 		if m.IsJudge() {
@@ -602,11 +693,13 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 			switch {
 			case errors.Is(err, errBudget):
 				r.stop(StopBudget, nil)
+			case errors.Is(err, errOverbill), errors.Is(err, errStopped), ctx.Err() != nil:
 			case errors.As(err, &fe):
 				r.stop(StopFatal, fe)
+			default:
+				r.stop(StopFatal, err)
 			}
-			out.notRun += int64(len(r.cfg.Order) - i)
-			return out
+			return notRun(i)
 		}
 		st := state{status: row.Status, known: true}
 		if row.Score != nil {
@@ -618,9 +711,43 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 	return out
 }
 
-// judgeMetric fills row for a judge metric: from the cache, or by calling
-// the judge (with one repair retry for an unreadable reply). It returns an
-// error only when the run must stop; a failed record is an error row.
+// checkUsage validates a reply's usage block against what an honest server
+// can bill for the request, and returns the usage to bill: the server's
+// own, or, when it sent none or an impossible one, an estimate from local
+// counts (the prompt bound and the reply's tokens; a reasoning model's
+// hidden reasoning is unknown, so its full completion bound).
+func (r *run) checkUsage(jc *judgeClient, res callResult, bound int64) (pricing.Usage, string) {
+	u := res.usage
+	maxOut := jc.maxOutput()
+	estimate := func() pricing.Usage {
+		out := maxOut
+		if !jc.reasoning {
+			out = min(jc.counter.Text(res.reply), maxOut)
+		}
+		return pricing.Usage{InputTokens: bound, OutputTokens: out}
+	}
+	flag := func(why string) {
+		r.flagged.Add(1)
+		r.flagWhy.CompareAndSwap(nil, why)
+	}
+	switch {
+	case !res.hasUsage:
+		return estimate(), ledger.EstimateNoUsage
+	case u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 || u.CachedInputTokens > u.InputTokens:
+		flag(fmt.Sprintf("judge %q: invalid usage (prompt_tokens %d, cached_tokens %d, completion_tokens %d); billed from local counts",
+			jc.judge.Name, u.InputTokens, u.CachedInputTokens, u.OutputTokens))
+		return estimate(), ledger.EstimateBadUsage
+	case u.InputTokens > bound || u.OutputTokens > maxOut:
+		flag(fmt.Sprintf("judge %q: usage over what the request allows (prompt_tokens %d, bound %d; completion_tokens %d, max %d); billed as reported",
+			jc.judge.Name, u.InputTokens, bound, u.OutputTokens, maxOut))
+	}
+	return u, ""
+}
+
+// judgeMetric fills row for a judge metric: from this run's identical
+// request, from the cache, or by calling the judge (with one repair retry
+// for an unreadable reply). It returns an error only when the run must stop;
+// a failed record is an error row.
 func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m *Metric, row *Row, out *outcome) error {
 	jc := r.clients[m.judge.Name]
 	price := m.judge.Price
@@ -639,6 +766,44 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		}
 		return StatusFail
 	}
+	hit := func(score float64, reason string, u pricing.Usage) {
+		avoided := price.Cost(u, false)
+		row.Status, row.Score, row.Reason, row.Cached = pass(score), scorePtr(score), reason, true
+		row.InputTokens, row.CachedTokens, row.OutputTokens = u.InputTokens, u.CachedInputTokens, u.OutputTokens
+		out.avoidedCache += avoided
+		ev := event("cache", u, 0, avoided, true, 0)
+		out.events = append(out.events, ev)
+		r.commit.commitAsync([]ledger.Event{ev})
+	}
+
+	// Identical requests in this run are sent once.
+	var fl *flight
+	for {
+		f, leader := r.flights.join(key)
+		if leader {
+			fl = f
+			break
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.stopCh:
+			return errStopped
+		}
+		switch res := f.res; {
+		case res.ok:
+			hit(res.score, res.reason, res.usage)
+			return nil
+		case !res.aborted:
+			row.Status, row.Error = StatusError, res.errMsg
+			return nil
+		}
+		// The leader stopped without an answer: lead a new attempt.
+	}
+	result := flightResult{aborted: true}
+	defer func() { r.flights.finish(key, fl, result) }()
+
 	if r.opts.DB != nil && !r.opts.NoCache && !r.opts.Refresh {
 		c, ok, err := r.opts.DB.GetJudge(ctx, key)
 		if err != nil {
@@ -649,12 +814,8 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		}
 		if ok {
 			u := pricing.Usage{InputTokens: c.InputTokens, CachedInputTokens: c.CachedTokens, OutputTokens: c.OutputTokens}
-			avoided := price.Cost(u, false)
-			row.Status, row.Score, row.Reason, row.Cached = pass(c.Score), scorePtr(c.Score), c.Reason, true
-			row.InputTokens, row.CachedTokens, row.OutputTokens = u.InputTokens, u.CachedInputTokens, u.OutputTokens
-			out.avoidedCache += avoided
-			out.cacheHits++
-			out.events = append(out.events, event("cache", u, 0, avoided, true, 0))
+			hit(c.Score, c.Reason, u)
+			result = flightResult{ok: true, score: c.Score, reason: c.Reason, usage: u}
 			return nil
 		}
 	}
@@ -663,199 +824,212 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	var total pricing.Usage
 	var totalCost pricing.Money
 	var totalLat int64
-	callNo := 0
-	doCall := func(msgs []openai.ChatCompletionMessage) (callResult, error) {
-		worst := jc.worstCost(jc.promptTokens(msgs))
-		if !r.budget.reserve(worst) {
-			return callResult{}, errBudget
+	callNo, unsettledNo := 0, 0
+	estimated := ""
+	// doCall reserves the call's worst case, sends it and settles the
+	// budget. A paid call's event is returned, not yet committed: the
+	// caller commits it, with the verdict when there is one.
+	doCall := func(msgs []openai.ChatCompletionMessage) (callResult, *ledger.Event, error) {
+		bound := promptBound(msgs)
+		worst := jc.worstCost(bound)
+		if err := r.budget.reserve(ctx, r.stopCh, worst); err != nil {
+			return callResult{}, nil, err
 		}
-		held := worst
-		res, err := jc.call(ctx, r.rp, msgs, func() error {
-			// A timed-out call may still be billed: count its worst case as
-			// spent and reserve again before retrying.
-			r.budget.settle(held, held)
-			held = 0
-			if !r.budget.reserve(worst) {
-				return errBudget
+		holding := true
+		hooks := callHooks{unsettled: func(cancelled bool) error {
+			// Sent, then cancelled or timed out: the server may bill it.
+			// Record its worst case (marked unsettled) before anything else.
+			unsettledNo++
+			ev := event(fmt.Sprintf("%d-unsettled-%d", callNo+1, unsettledNo), pricing.Usage{InputTokens: bound, OutputTokens: jc.maxOutput()}, worst, 0, false, 0)
+			ev.Estimate = ledger.EstimateUnsettled
+			r.budget.settle(worst, worst)
+			holding = false
+			totalCost += worst
+			out.events = append(out.events, ev)
+			if err := r.commit.commit([]ledger.Event{ev}, nil); err != nil {
+				return &FatalError{fmt.Sprintf("the ledger cannot be written: %v", err)}
 			}
-			held = worst
+			if cancelled {
+				return nil
+			}
+			if err := r.budget.reserve(ctx, r.stopCh, worst); err != nil {
+				return err
+			}
+			holding = true
 			return nil
-		})
+		}}
+		res, err := jc.call(ctx, r.rp, msgs, hooks)
 		if err != nil {
-			r.budget.settle(held, 0)
-			return res, err
+			if holding {
+				r.budget.settle(worst, 0)
+			}
+			return res, nil, err
 		}
-		cost := price.Cost(res.usage, false)
-		r.budget.settle(held, cost)
+		u, est := r.checkUsage(jc, res, bound)
+		cost := price.Cost(u, false)
+		r.budget.settle(worst, cost)
+		if cost > worst {
+			r.overbill.CompareAndSwap(nil, fmt.Sprintf("judge %q billed %s for one call where at most %s was reserved (prompt_tokens %d, bound %d; completion_tokens %d, max %d): %s over; the endpoint counts more tokens than the request can hold",
+				jc.judge.Name, cost.Display(), worst.Display(), u.InputTokens, bound, u.OutputTokens, jc.maxOutput(), (cost-worst).Display()))
+			r.stop(StopOverbill, nil)
+		}
 		callNo++
-		total.InputTokens += res.usage.InputTokens
-		total.CachedInputTokens += res.usage.CachedInputTokens
-		total.OutputTokens += res.usage.OutputTokens
+		if est != "" {
+			estimated = est
+		}
+		total.InputTokens += u.InputTokens
+		total.CachedInputTokens += u.CachedInputTokens
+		total.OutputTokens += u.OutputTokens
 		totalCost += cost
 		totalLat += res.latencyMS
-		out.calls++
-		out.spent += cost
-		out.events = append(out.events, event(fmt.Sprint(callNo), res.usage, cost, 0, false, res.latencyMS))
-		return res, nil
+		ev := event(fmt.Sprint(callNo), u, cost, 0, false, res.latencyMS)
+		ev.Estimate = est
+		out.events = append(out.events, ev)
+		return res, &ev, nil
+	}
+	commit := func(ev *ledger.Event, jr *ledger.JudgeResult) error {
+		var judges []ledger.JudgeResult
+		if jr != nil {
+			judges = append(judges, *jr)
+		}
+		if err := r.commit.commit([]ledger.Event{*ev}, judges); err != nil {
+			return &FatalError{fmt.Sprintf("the ledger cannot be written: %v", err)}
+		}
+		return nil
 	}
 	fill := func() {
 		row.InputTokens, row.CachedTokens, row.OutputTokens = total.InputTokens, total.CachedInputTokens, total.OutputTokens
-		row.Cost, row.LatencyMS = totalCost, totalLat
+		row.Cost, row.LatencyMS, row.Estimated = totalCost, totalLat, estimated
 	}
 	// callFailed turns a failed call into the row's error, or, when the run
 	// is stopping (budget, Ctrl-C, a fatal error), into no row at all: the
-	// billed calls so far are in out.events and a rerun asks again.
+	// billed calls so far are on the ledger and a rerun asks again.
 	callFailed := func(err error) error {
 		var fe *FatalError
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, errBudget) || errors.As(err, &fe):
+		case errors.Is(err, errBudget), errors.Is(err, errStopped), errors.As(err, &fe):
 			return err
 		}
 		fill()
-		row.Status, row.Error = StatusError, err.Error()
+		row.Status, row.Error = StatusError, Redact(err.Error(), jc.key)
+		result = flightResult{errMsg: row.Error}
 		return nil
 	}
-	res, err := doCall(msgs)
+	// stopAfter is the error when the call just made stopped the run.
+	stopAfter := func() error {
+		if r.stopWhy.Load() == StopOverbill {
+			return errOverbill
+		}
+		return nil
+	}
+	res, ev, err := doCall(msgs)
 	if err != nil {
 		return callFailed(err)
 	}
 	v, perr := ParseVerdict(res.reply)
 	reply := res.reply
 	if perr != nil {
+		if err := commit(ev, nil); err != nil {
+			return err
+		}
+		if err := stopAfter(); err != nil {
+			return err
+		}
+		r.retried(RetryRepair)
 		repair := []openai.ChatCompletionMessage{
 			{Role: openai.ChatMessageRoleAssistant, Content: res.reply},
 			{Role: openai.ChatMessageRoleUser, Content: fmt.Sprintf(repairInstruction, perr)},
 		}
-		res2, err := doCall(chatMessages(system, user, repair))
+		res2, ev2, err := doCall(chatMessages(system, user, repair))
 		if err != nil {
 			return callFailed(err)
 		}
+		ev = ev2
 		reply = res2.reply
 		v, perr = ParseVerdict(res2.reply)
 		if perr != nil {
+			if err := commit(ev, nil); err != nil {
+				return err
+			}
 			fill()
 			row.Status = StatusError
-			row.Error = fmt.Sprintf("unreadable judge reply after one repair retry: %v", perr)
-			return nil
+			row.Error = Redact(fmt.Sprintf("unreadable judge reply after one repair retry: %v", perr), jc.key)
+			result = flightResult{errMsg: row.Error}
+			return stopAfter()
 		}
 	}
 	fill()
-	row.Status, row.Score, row.Reason = pass(v.Score), scorePtr(v.Score), v.Reason
+	row.Status, row.Score, row.Reason = pass(v.Score), scorePtr(v.Score), Redact(v.Reason, jc.key)
+	var jr *ledger.JudgeResult
 	if r.opts.DB != nil && !r.opts.NoCache {
-		jr := ledger.JudgeResult{Key: key, Metric: m.Name, Model: m.judge.Model, Score: v.Score, Reason: v.Reason,
+		jr = &ledger.JudgeResult{Key: key, Metric: m.Name, Model: m.judge.Model, Score: v.Score, Reason: row.Reason,
 			InputTokens: total.InputTokens, CachedTokens: total.CachedInputTokens, OutputTokens: total.OutputTokens,
 			Cost: totalCost, LatencyMS: totalLat, Created: now}
 		if r.opts.StoreText {
 			b, _ := json.Marshal(msgs)
 			jr.RequestText, jr.ResponseText = string(b), reply
 		}
-		out.cache = append(out.cache, jr)
 	}
-	return nil
+	if err := commit(ev, jr); err != nil {
+		return err
+	}
+	result = flightResult{ok: true, score: v.Score, reason: row.Reason, usage: total}
+	return stopAfter()
 }
 
-// write is the single writer: it batches outcomes into DB transactions,
-// appends rows to the out file and keeps the totals.
-func (r *run) write(ctx context.Context, outs <-chan *outcome, res *Result, prog func() Progress) error {
+// write is the single writer of rows: it puts outcomes back in input order,
+// appends their rows to the out file and keeps the totals. Each written
+// record frees a slot of window.
+func (r *run) write(outs <-chan *outcome, window <-chan struct{}, res *Result, prog func() Progress) error {
 	var bw *bufio.Writer
 	if r.opts.Out != nil {
 		bw = bufio.NewWriterSize(r.opts.Out, 64<<10)
 	}
-	var batch []*outcome
 	var firstErr error
-	flush := func() {
-		if len(batch) == 0 || firstErr != nil {
-			batch = batch[:0]
-			return
-		}
-		var events []ledger.Event
-		var cache []ledger.JudgeResult
-		for _, o := range batch {
-			events = append(events, o.events...)
-			cache = append(cache, o.cache...)
-		}
-		if r.opts.DB != nil {
-			// Events first: a verdict is never cached without its cost on
-			// the ledger. Both are idempotent, so a crash between them is safe.
-			if len(events) > 0 {
-				if _, err := r.opts.DB.Insert(ctx, events); err != nil {
-					firstErr = err
-					return
-				}
+	pending := map[int64]*outcome{}
+	next := int64(1)
+	for o := range outs {
+		pending[o.seq] = o
+		wrote := false
+		for {
+			p, ok := pending[next]
+			if !ok {
+				break
 			}
-			if len(cache) > 0 {
-				if err := r.opts.DB.PutJudges(ctx, cache); err != nil {
-					firstErr = err
-					return
-				}
-			}
-		}
-		for _, o := range batch {
-			res.add(o)
-			if bw != nil {
-				for i := range o.rows {
-					b, _ := json.Marshal(&o.rows[i])
+			delete(pending, next)
+			next++
+			<-window
+			wrote = true
+			res.add(p)
+			if bw != nil && firstErr == nil {
+				for i := range p.rows {
+					b, _ := json.Marshal(&p.rows[i])
 					bw.Write(b)
 					bw.WriteByte('\n')
 				}
 			}
 		}
-		if bw != nil {
+		if !wrote {
+			continue
+		}
+		if bw != nil && firstErr == nil && len(outs) == 0 {
 			if err := bw.Flush(); err != nil {
 				firstErr = fmt.Errorf("writing results: %w", err)
-				return
+				r.stop(StopFatal, firstErr)
 			}
 		}
-		batch = batch[:0]
 		if r.opts.Progress != nil {
 			p := prog()
 			p.Records, p.Spent, p.Calls, p.CacheHits, p.Errors = res.done, res.spent, res.calls, res.cacheHits, res.errors
 			r.opts.Progress(p)
 		}
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case o, ok := <-outs:
-			if !ok {
-				flush()
-				return firstErr
-			}
-			batch = append(batch, o)
-			if len(batch) >= 64 {
-				flush()
-			}
-		case <-tick.C:
-			flush()
+	if bw != nil && firstErr == nil {
+		if err := bw.Flush(); err != nil {
+			firstErr = fmt.Errorf("writing results: %w", err)
 		}
 	}
-}
-
-// budget reserves each call's worst case under a mutex so that spent plus
-// reserved never exceeds the cap, whatever the concurrency.
-type budget struct {
-	mu       sync.Mutex
-	cap      pricing.Money // 0: no cap
-	spent    pricing.Money
-	reserved pricing.Money
-}
-
-func (b *budget) reserve(x pricing.Money) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cap > 0 && b.spent+b.reserved+x > b.cap {
-		return false
-	}
-	b.reserved += x
-	return true
-}
-
-func (b *budget) settle(reserved, actual pricing.Money) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reserved -= reserved
-	b.spent += actual
+	return firstErr
 }

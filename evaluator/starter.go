@@ -11,7 +11,9 @@ judges:
     # base_url: http://localhost:8000/v1   # default: --base-url, $OPENAI_BASE_URL, api.openai.com
     # api_key_env: OPENAI_API_KEY          # the variable holding the key (never written anywhere)
     # json_mode: true                      # response_format json_object; false for endpoints without it
-    # max_tokens: 256                      # bound on each reply (and on the budget reservation)
+    # max_tokens: 256                      # bound on each reply (and on the budget reservation);
+    #                                      # sent as max_completion_tokens (default 4096) to reasoning
+    #                                      # models (gpt-5*, o1*, o3*, o4*, or reasoning: true)
   large:
     model: gpt-4o
 

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/big"
 
+	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
 
@@ -25,8 +26,11 @@ type MetricStats struct {
 	CachedTokens int64
 	OutputTokens int64
 	Cost         pricing.Money
+	NotRun       int64 // rows not run because the run stopped
 
-	skipPrompt int64 // prompt tokens (counted locally) of the calls a when skipped
+	skipPrompt  int64 // prompt tokens (counted locally) of the calls a when skipped
+	replyTokens int64 // output tokens of the verdicts used (calls and cache hits)
+	replies     int64
 }
 
 // PassRate is passed/(passed+failed); ok=false when nothing was judged.
@@ -77,9 +81,20 @@ type Result struct {
 	Metrics     []*MetricStats
 	Requests    int64 // HTTP requests sent (retries included)
 	Stop        string
-	LeftRecords int64 // sampled records not started because the run stopped
-	NotRun      int64 // record × metric evaluations not run because the run stopped
-	Rows        []Row // with Options.KeepRows
+	StopDetail  string        // why an overbill stop happened, by how much
+	MaxCost     pricing.Money // the cap (0: none)
+	LeftRecords int64         // sampled records not started because the run stopped
+	NotRun      int64         // record × metric evaluations not run because the run stopped
+	Rows        []Row         // with Options.KeepRows
+
+	RecordsPassed int64            // records with no fail, error or not_run row
+	Retries       map[string]int64 // retries by cause (429, 5xx, timeout, network, repair)
+	Estimated     int64            // calls billed from local counts (no or invalid usage)
+	Unsettled     int64            // attempts sent, then cancelled or timed out: recorded at their worst case
+	UnsettledCost pricing.Money
+	Flagged       int64  // usage blocks that were invalid or over the request's bound
+	FlaggedWhy    string // the first of them
+	Unrecorded    int64  // paid calls that could not be written to the ledger
 
 	Calls        int64
 	CacheHits    int64
@@ -120,23 +135,40 @@ func (res *Result) add(o *outcome) {
 	for m, p := range o.skipPrompt {
 		res.byName[m].skipPrompt += p
 	}
-	res.spent += o.spent
-	res.calls += o.calls
-	res.cacheHits += o.cacheHits
 	for _, ev := range o.events {
 		ms := res.byName[ev.Metric]
-		if ev.CacheHit {
+		switch {
+		case ev.CacheHit:
 			ms.CacheHits++
+			res.cacheHits++
+			ms.replyTokens += ev.OutputTokens
+			ms.replies++
 			continue
+		case ev.Estimate == ledger.EstimateUnsettled:
+			res.Unsettled++
+			res.UnsettledCost += ev.Cost
+		default:
+			ms.Calls++
+			res.calls++
+			ms.replyTokens += ev.OutputTokens
+			ms.replies++
+			if ev.Estimate != "" {
+				res.Estimated++
+			}
 		}
-		ms.Calls++
 		ms.InputTokens += ev.InputTokens
 		ms.CachedTokens += ev.CachedTokens
 		ms.OutputTokens += ev.OutputTokens
 		ms.Cost += ev.Cost
+		res.spent += ev.Cost
 	}
+	passed := len(o.rows) > 0
 	for _, r := range o.rows {
 		ms := res.byName[r.Metric]
+		switch r.Status {
+		case StatusFail, StatusError, StatusNotRun:
+			passed = false
+		}
 		switch r.Status {
 		case StatusPass:
 			ms.Passed++
@@ -147,8 +179,10 @@ func (res *Result) add(o *outcome) {
 		case StatusError:
 			ms.Errors++
 			res.errors++
+		case StatusNotRun:
+			ms.NotRun++
 		}
-		if r.Status != StatusSkipped {
+		if r.Status != StatusSkipped && r.Status != StatusNotRun {
 			ms.Evaluated++
 		}
 		if r.Score != nil && (r.Status == StatusPass || r.Status == StatusFail) {
@@ -156,12 +190,18 @@ func (res *Result) add(o *outcome) {
 			ms.Scored++
 		}
 	}
+	if passed {
+		res.RecordsPassed++
+	}
 	if res.keepRows {
 		res.Rows = append(res.Rows, o.rows...)
 	}
 }
 
+// finish computes the totals; it runs after Stop is set, so a stopped run's
+// records never started are not counted as sampling savings.
 func (res *Result) finish(o Options) {
+	res.MaxCost = o.MaxCost
 	res.Calls, res.CacheHits, res.Errors, res.Cost = res.calls, res.cacheHits, res.errors, res.spent
 	res.AvoidedSkip = 0
 	for _, m := range o.Config.Order {
@@ -179,12 +219,14 @@ func (res *Result) finish(o Options) {
 }
 
 // skipAvoided estimates what the calls a when skipped would have cost: their
-// prompts as counted locally at the input price, and replies as long as this
-// metric's replies averaged in the run (max_tokens when no call was made).
+// prompts counted locally as a real call is billed, at the input price, and
+// replies as long as this metric's verdicts (calls and cache hits) averaged
+// in the run (max_tokens when there was none). A fully cached rerun thus
+// values its skips as the run that paid for them did.
 func skipAvoided(m *Metric, ms *MetricStats) pricing.Money {
 	out := m.judge.MaxTokens
-	if ms.Calls > 0 {
-		out = int((ms.OutputTokens + ms.Calls - 1) / ms.Calls)
+	if ms.replies > 0 {
+		out = int((ms.replyTokens + ms.replies - 1) / ms.replies)
 	}
 	r := m.judge.Price.RatesFor(ms.skipPrompt / ms.Skipped)
 	return r.Input.Cost(ms.skipPrompt) + r.Output.Cost(int64(out)*ms.Skipped)
@@ -205,6 +247,20 @@ type JSONReport struct {
 	BadLines   int64        `json:"bad_lines"`
 	Metrics    []JSONMetric `json:"metrics"`
 	Total      JSONTotal    `json:"total"`
+	// RecordsPassed counts records that passed every metric they ran.
+	RecordsPassed int64            `json:"records_passed"`
+	Retries       map[string]int64 `json:"retries"`
+	Stop          *JSONStop        `json:"stop"` // null when the run finished
+}
+
+// JSONStop says why and where a run stopped early.
+type JSONStop struct {
+	Reason      string         `json:"reason"` // budget | overbill | interrupted | fatal
+	Cap         *pricing.Money `json:"cap_usd"`
+	Spent       pricing.Money  `json:"spent_usd"`
+	RecordsLeft int64          `json:"records_left"`
+	NotRun      int64          `json:"not_run"`
+	Detail      string         `json:"detail,omitempty"`
 }
 
 // JSONMetric is one metric in the JSON report; rates are null when nothing
@@ -225,6 +281,7 @@ type JSONMetric struct {
 	CachedTokens int64         `json:"cached_tokens"`
 	OutputTokens int64         `json:"output_tokens"`
 	Cost         pricing.Money `json:"cost_usd"`
+	NotRun       int64         `json:"not_run"`
 }
 
 // JSONTotal is the totals block of the JSON report.
@@ -235,6 +292,13 @@ type JSONTotal struct {
 	Cost      pricing.Money `json:"cost_usd"`
 	Avoided   pricing.Money `json:"avoided_usd"`
 	Baseline  pricing.Money `json:"baseline_usd"`
+	// Estimated calls were billed from local counts (no or invalid usage);
+	// unsettled attempts (cancelled or timed out after sending) at their
+	// worst case; flagged usage blocks were invalid or over the bound.
+	Estimated     int64         `json:"estimated_calls"`
+	Unsettled     int64         `json:"unsettled_calls"`
+	UnsettledCost pricing.Money `json:"unsettled_usd"`
+	Flagged       int64         `json:"flagged_usage"`
 }
 
 func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
@@ -243,10 +307,24 @@ func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
 func (res *Result) JSON() JSONReport {
 	rep := JSONReport{Version: 1, RunID: res.RunID, PricesAsOf: res.PricesAsOf, Records: res.Records, Sampled: res.Sampled,
 		BadLines: res.BadLines, Metrics: []JSONMetric{},
-		Total: JSONTotal{Calls: res.Calls, CacheHits: res.CacheHits, Errors: res.Errors, Cost: res.Cost, Avoided: res.Avoided(), Baseline: res.Baseline}}
+		Total: JSONTotal{Calls: res.Calls, CacheHits: res.CacheHits, Errors: res.Errors, Cost: res.Cost, Avoided: res.Avoided(), Baseline: res.Baseline,
+			Estimated: res.Estimated, Unsettled: res.Unsettled, UnsettledCost: res.UnsettledCost, Flagged: res.Flagged},
+		RecordsPassed: res.RecordsPassed, Retries: map[string]int64{}}
+	for _, c := range []string{Retry429, Retry5xx, RetryTimeout, RetryNetwork, RetryRepair} {
+		rep.Retries[c] = res.Retries[c]
+	}
+	if res.Stop != StopNone {
+		st := &JSONStop{Reason: res.Stop, Spent: res.Cost, RecordsLeft: res.LeftRecords, NotRun: res.NotRun, Detail: res.StopDetail}
+		if res.MaxCost > 0 {
+			c := res.MaxCost
+			st.Cap = &c
+		}
+		rep.Stop = st
+	}
 	for _, m := range res.Metrics {
 		jm := JSONMetric{Name: m.Name, Evaluated: m.Evaluated, Passed: m.Passed, Failed: m.Failed, Skipped: m.Skipped, Errors: m.Errors,
-			Calls: m.Calls, CacheHits: m.CacheHits, InputTokens: m.InputTokens, CachedTokens: m.CachedTokens, OutputTokens: m.OutputTokens, Cost: m.Cost}
+			Calls: m.Calls, CacheHits: m.CacheHits, InputTokens: m.InputTokens, CachedTokens: m.CachedTokens, OutputTokens: m.OutputTokens, Cost: m.Cost,
+			NotRun: m.NotRun}
 		if pr, ok := m.PassRate(); ok {
 			v := round6(pr)
 			jm.PassRate = &v

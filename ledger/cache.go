@@ -70,11 +70,14 @@ func (db *DB) PutJudge(ctx context.Context, r JudgeResult) error {
 // PutJudges stores (or overwrites) several verdicts in one transaction, so a
 // crash keeps either all of a batch or none of it.
 func (db *DB) PutJudges(ctx context.Context, rs []JudgeResult) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("ledger: write judge cache: %w", err)
+	_, err := db.Record(ctx, nil, rs)
+	return err
+}
+
+func putJudgesTx(ctx context.Context, tx *sql.Tx, rs []JudgeResult) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO judge_cache (key, metric, model, score, reason, input_tokens, cached_tokens,
 		output_tokens, cost_nano, latency_ms, created_ms, request_text, response_text)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -102,9 +105,6 @@ func (db *DB) PutJudges(ctx context.Context, rs []JudgeResult) error {
 			r.OutputTokens, int64(r.Cost), r.LatencyMS, created.UnixMilli(), req, resp); err != nil {
 			return fmt.Errorf("ledger: write judge cache: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("ledger: write judge cache: %w", err)
 	}
 	return nil
 }

@@ -41,7 +41,20 @@ type Event struct {
 	Unpriced     bool          // the model has no price: Cost is unknown, not $0
 	CacheHit     bool
 	LatencyMS    int64
+	// Estimate says why the cost is not the server's own usage × price:
+	// "" (it is), EstimateNoUsage (the reply had no usage block: billed from
+	// local counts), EstimateBadUsage (the usage block was invalid: likewise)
+	// or EstimateUnsettled (the call was sent, then cancelled or timed out:
+	// it may have been billed, so it is recorded at its worst case).
+	Estimate string
 }
+
+// Estimate kinds of an Event.
+const (
+	EstimateNoUsage   = "no_usage"
+	EstimateBadUsage  = "bad_usage"
+	EstimateUnsettled = "unsettled"
+)
 
 // InsertResult says what an Insert did.
 type InsertResult struct {
@@ -63,8 +76,15 @@ type rollupVal = Totals
 // adds nothing. Rollups are updated in the same transaction, so they always
 // agree with the events table.
 func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) {
+	return db.Record(ctx, events, nil)
+}
+
+// Record writes events and judge verdicts in one transaction: a verdict is
+// never in the cache without the calls that paid for it on the ledger, and a
+// crash leaves either both or neither.
+func (db *DB) Record(ctx context.Context, events []Event, judges []JudgeResult) (InsertResult, error) {
 	var res InsertResult
-	if len(events) == 0 {
+	if len(events) == 0 && len(judges) == 0 {
 		return res, nil
 	}
 	tx, err := db.sql.BeginTx(ctx, nil)
@@ -72,6 +92,24 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 		return res, fmt.Errorf("ledger: begin: %w", err)
 	}
 	defer tx.Rollback()
+	if res, err = insertTx(ctx, tx, events); err != nil {
+		return res, err
+	}
+	if err := putJudgesTx(ctx, tx, judges); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("ledger: commit: %w", err)
+	}
+	return res, nil
+}
+
+// insertTx writes events and their rollups inside tx.
+func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, error) {
+	var res InsertResult
+	if len(events) == 0 {
+		return res, nil
+	}
 	ins := &eventInserter{ctx: ctx, tx: tx, stmts: map[int]*sql.Stmt{}}
 	defer ins.close()
 	// Events are first summed per (minute, every dimension): one map
@@ -133,21 +171,18 @@ func (db *DB) Insert(ctx context.Context, events []Event) (InsertResult, error) 
 			return res, fmt.Errorf("ledger: update rollup epoch: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return res, fmt.Errorf("ledger: commit: %w", err)
-	}
 	return res, nil
 }
 
 // insertChunk is how many events go into one multi-row INSERT: one
 // statement per chunk instead of per event is what makes bulk ingest fast
-// (17 columns × 500 rows stays under SQLite's 32766 bound parameters).
+// (18 columns × 500 rows stays under SQLite's 32766 bound parameters).
 const insertChunk = 500
 
 const eventCols = `(event_key, ts_ms, source, run_id, tenant, user, endpoint, metric, model,
-	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms)`
+	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate)`
 
-const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 // eventInserter writes chunks of events inside one transaction.
 type eventInserter struct {
@@ -182,7 +217,7 @@ func (w *eventInserter) exec(s *sql.Stmt, chunk []Event) (int64, error) {
 	for i := range chunk {
 		e := &chunk[i]
 		w.args = append(w.args, e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
-			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS)
+			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate)
 	}
 	r, err := s.ExecContext(w.ctx, w.args...)
 	if err != nil {

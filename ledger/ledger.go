@@ -17,9 +17,24 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
 )
+
+// IsBusy reports whether err is SQLite's "database is locked" (another
+// connection holds the write lock longer than the busy timeout): worth
+// retrying later, unlike other write errors.
+func IsBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		}
+	}
+	return false
+}
 
 // DB is an open ledger file.
 type DB struct {
@@ -51,6 +66,21 @@ func DefaultPath(getenv func(string) string) (string, error) {
 // path, in WAL mode with a busy timeout so several costctl processes can
 // share it, and applies any pending schema migrations.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, path, OpenOptions{})
+}
+
+// OpenOptions tune Open.
+type OpenOptions struct {
+	// BusyTimeout is how long one statement waits for another process's
+	// write lock before failing with "database is locked" (default 10 s).
+	BusyTimeout time.Duration
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 10 * time.Second
+	}
 	if path == "" {
 		return nil, errors.New("ledger: empty database path")
 	}
@@ -64,7 +94,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	f.Close()
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	dsn := "file:" + path + fmt.Sprintf("?_pragma=busy_timeout(%d)&", o.BusyTimeout.Milliseconds()) + "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
@@ -202,6 +232,11 @@ CREATE TABLE runs (
 	status         TEXT    NOT NULL DEFAULT 'running',
 	detail         TEXT    NOT NULL DEFAULT ''
 );
+`,
+	// v2: why an event's cost is an estimate ('' = the server's usage × price;
+	// no_usage, bad_usage, unsettled: see Event.Estimate).
+	`
+ALTER TABLE events ADD COLUMN estimate TEXT NOT NULL DEFAULT '';
 `,
 }
 

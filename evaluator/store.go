@@ -1,0 +1,255 @@
+package evaluator
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+// Store is what a run needs from the ledger, nothing more. *ledger.DB
+// implements it.
+type Store interface {
+	GetJudge(ctx context.Context, key string) (ledger.JudgeResult, bool, error)
+	// Record writes events and verdicts in one transaction.
+	Record(ctx context.Context, events []ledger.Event, judges []ledger.JudgeResult) (ledger.InsertResult, error)
+	StartRun(ctx context.Context, id, source string, at time.Time, detail string) error
+	FinishRun(ctx context.Context, id, status string, at time.Time) error
+}
+
+// commitReq is one worker's write: a paid call's event (with the verdict it
+// produced) or cache-hit events. done, when set, receives the outcome.
+type commitReq struct {
+	events []ledger.Event
+	judges []ledger.JudgeResult
+	done   chan error
+}
+
+// committer is the one goroutine that writes to the ledger. Workers hand it
+// each paid call as soon as the server answers and wait until it is
+// committed, so a kill -9 loses at most the calls in flight; requests that
+// arrive while a transaction is open are written together in the next one
+// (group commit), which keeps throughput at high concurrency.
+type committer struct {
+	store    Store
+	reqs     chan *commitReq
+	retryFor time.Duration // how long a busy database is retried
+	now      func() time.Time
+
+	failed     atomic.Bool
+	unrecorded atomic.Int64 // paid calls that could not be written
+	onFail     func(error)  // the first persistent failure
+	done       chan struct{}
+}
+
+// maxGroup bounds the requests written in one transaction.
+const maxGroup = 256
+
+func newCommitter(store Store, retryFor time.Duration, now func() time.Time, onFail func(error)) *committer {
+	c := &committer{store: store, reqs: make(chan *commitReq, 64), retryFor: retryFor, now: now, onFail: onFail, done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+// commit writes events and verdicts and waits until they are durable.
+func (c *committer) commit(events []ledger.Event, judges []ledger.JudgeResult) error {
+	if c.store == nil {
+		return nil
+	}
+	r := &commitReq{events: events, judges: judges, done: make(chan error, 1)}
+	c.reqs <- r
+	return <-r.done
+}
+
+// commitAsync queues events that cost nothing (cache hits) without waiting.
+func (c *committer) commitAsync(events []ledger.Event) {
+	if c.store == nil || len(events) == 0 {
+		return
+	}
+	c.reqs <- &commitReq{events: events}
+}
+
+// close writes what is queued and stops the goroutine.
+func (c *committer) close() {
+	close(c.reqs)
+	<-c.done
+}
+
+func (c *committer) loop() {
+	defer close(c.done)
+	ctx := context.Background()
+	for r := range c.reqs {
+		batch := []*commitReq{r}
+	drain:
+		for len(batch) < maxGroup {
+			select {
+			case r, ok := <-c.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		var events []ledger.Event
+		var judges []ledger.JudgeResult
+		for _, r := range batch {
+			events = append(events, r.events...)
+			judges = append(judges, r.judges...)
+		}
+		err := c.write(ctx, events, judges)
+		if err != nil {
+			for _, ev := range events {
+				if !ev.CacheHit {
+					c.unrecorded.Add(1)
+				}
+			}
+			if c.failed.CompareAndSwap(false, true) && c.onFail != nil {
+				c.onFail(err)
+			}
+		}
+		for _, r := range batch {
+			if r.done != nil {
+				r.done <- err
+			}
+		}
+	}
+}
+
+// write commits one group, retrying a busy database with backoff for up to
+// retryFor (another process may hold a long write) and any other error a
+// few times. Once a write has failed for good, later groups get one try.
+func (c *committer) write(ctx context.Context, events []ledger.Event, judges []ledger.JudgeResult) error {
+	deadline := c.now().Add(c.retryFor)
+	wait := 20 * time.Millisecond
+	for n := 0; ; n++ {
+		_, err := c.store.Record(ctx, events, judges)
+		if err == nil {
+			return nil
+		}
+		if c.failed.Load() {
+			return err
+		}
+		busy := ledger.IsBusy(err)
+		if (!busy && n >= 2) || (busy && !c.now().Before(deadline)) {
+			return err
+		}
+		time.Sleep(wait)
+		if wait < 2*time.Second {
+			wait *= 2
+		}
+	}
+}
+
+// flight is one judge request in progress (or finished) in this run:
+// identical requests (the same cache key) wait for it instead of paying again.
+type flight struct {
+	done chan struct{}
+	res  flightResult
+}
+
+type flightResult struct {
+	ok      bool // a verdict
+	score   float64
+	reason  string
+	usage   pricing.Usage // what the verdict cost, for the avoided figure
+	errMsg  string        // an error row's message
+	aborted bool          // the run stopped before an answer: ask again
+}
+
+// flights dedupes judge requests within a run. With keep (--no-cache,
+// --refresh: the ledger cache is not read) finished answers stay in memory
+// so later duplicates reuse them; otherwise they are dropped once committed,
+// and the ledger cache serves later duplicates.
+type flights struct {
+	mu   sync.Mutex
+	m    map[string]*flight
+	keep bool
+}
+
+// join returns the flight for key and whether the caller leads it (must
+// resolve it with finish).
+func (f *flights) join(key string) (*flight, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl, ok := f.m[key]; ok {
+		return fl, false
+	}
+	fl := &flight{done: make(chan struct{})}
+	f.m[key] = fl
+	return fl, true
+}
+
+func (f *flights) finish(key string, fl *flight, res flightResult) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fl.res = res
+	close(fl.done)
+	if !f.keep || res.aborted {
+		delete(f.m, key)
+	}
+}
+
+// errStopped is returned to a worker waiting for the budget or another
+// worker's answer when the run stops for another reason.
+var errStopped = errors.New("run stopped")
+
+// budget reserves each call's worst case so that spent plus reserved never
+// exceeds the cap, whatever the concurrency. A reservation that does not fit
+// waits while calls are in flight (their settlement frees the difference
+// between worst case and actual cost); the cap stops the run only when
+// nothing is in flight and the next call still does not fit, so a capped
+// run ends within one call's worst case of the cap.
+type budget struct {
+	mu       sync.Mutex
+	cap      pricing.Money // 0: no cap
+	spent    pricing.Money
+	reserved pricing.Money
+	inflight int
+	changed  chan struct{} // closed (and replaced) at every settle
+}
+
+func newBudget(limit pricing.Money) *budget {
+	return &budget{cap: limit, changed: make(chan struct{})}
+}
+
+func (b *budget) reserve(ctx context.Context, stop <-chan struct{}, x pricing.Money) error {
+	for {
+		b.mu.Lock()
+		if b.cap <= 0 || b.spent+b.reserved+x <= b.cap {
+			b.reserved += x
+			b.inflight++
+			b.mu.Unlock()
+			return nil
+		}
+		if b.inflight == 0 {
+			b.mu.Unlock()
+			return errBudget
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return errStopped
+		}
+	}
+}
+
+// settle ends a reservation with what the call actually cost.
+func (b *budget) settle(reserved, actual pricing.Money) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reserved -= reserved
+	b.spent += actual
+	b.inflight--
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
