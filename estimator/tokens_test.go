@@ -2,7 +2,6 @@ package estimator
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/costctl/costctl/pricing"
@@ -110,19 +109,6 @@ func TestParseChatShapes(t *testing.T) {
 	msgs, _, err := ParseChat([]byte(parts))
 	if err != nil || len(msgs) != 1 || msgs[0].Content != "Hello world" {
 		t.Fatalf("parts: %+v %v", msgs, err)
-	}
-	for in, want := range map[string]string{
-		``:                              "empty chat input",
-		`"hi"`:                          "expected a JSON message list",
-		`{"model":"gpt-4o"}`:            `no "messages" array`,
-		`[{"content":"x"}]`:             `messages[0]: missing "role"`,
-		`[{"role":"user","content":5}]`: "content: expected a string or a list of parts",
-		`[{"role":`:                     "chat input:",
-	} {
-		_, _, err := ParseChat([]byte(in))
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseChat(%q) err = %v, want %q", in, err, want)
-		}
 	}
 }
 
