@@ -153,6 +153,23 @@ func BenchmarkAdversarial(b *testing.B) {
 	}
 }
 
+// BenchmarkCount20MB counts 20 MB without whitespace (base64, like
+// minified data) and a 20 MB single pre-token (one letter repeated) on
+// o200k_base.
+func BenchmarkCount20MB(b *testing.B) {
+	inputs := adversarialInputs(20 << 20)
+	e := mustGet(b, "o200k_base")
+	for _, kind := range []string{"base64", "one-char"} {
+		s := inputs[kind]
+		b.Run("o200k_base/"+kind, func(b *testing.B) {
+			b.SetBytes(int64(len(s)))
+			for b.Loop() {
+				e.Count(s)
+			}
+		})
+	}
+}
+
 // BenchmarkCountReaderParallel streams a 32 MB input through CountReader
 // (all GOMAXPROCS cores).
 func BenchmarkCountReaderParallel(b *testing.B) {

@@ -3,13 +3,27 @@ package tokenizer
 import (
 	"math"
 	"strings"
-	"sync/atomic"
 )
 
-// mergeStats counts how long pieces were merged: by rounds alone, by the
-// heap after a round met a lower-ranked new pair, or by the heap after the
-// rounds' budget ran out. Tests read it to show each path is exercised.
-var mergeStats struct{ rounds, lowerPair, budget atomic.Int64 }
+// work counts the steps of the merge and the pre-tokenizer: the quantities that would grow faster than the input if
+// an algorithm went quadratic. Tests assert linear bounds on them instead
+// of timing anything. It lives in the per-goroutine scratch, so counting
+// is a few adds per piece or merge and needs no synchronisation.
+type work struct {
+	pretok  int64 // bytes the pre-tokenizer examined, its look-ahead included
+	scans   int64 // parts examined by mergeSmall's scans and merge rounds
+	merges  int64 // merges made (each costs up to two rank lookups)
+	heapOps int64 // heap pushes, pops and heapify steps (each O(log n))
+	// How long pieces were merged: by rounds alone, by the heap after a
+	// round met a lower-ranked new pair, or by the heap after the rounds'
+	// budget ran out. Tests read these to show each path is exercised.
+	rounds, lowerPair, budget int64
+}
+
+// total is the work a test bounds: every step above that costs time.
+func (w *work) total() int64 {
+	return w.pretok + w.scans + w.merges + w.heapOps
+}
 
 const noRank = math.MaxUint32
 
@@ -19,6 +33,7 @@ const smallPiece = 64
 
 // scratch holds per-goroutine buffers reused across calls (via sync.Pool).
 type scratch struct {
+	work  work
 	parts []part
 	// long-piece merge state (see mergeLarge)
 	pos, next, prev []int32
@@ -57,7 +72,8 @@ func (v *vocab) rankOf(s string, a, b int) uint32 {
 // mergeSmall runs tiktoken's byte_pair_merge literally on a short piece:
 // repeatedly merge the adjacent pair whose concatenation has the lowest
 // rank, leftmost first. It returns the part boundaries (last one = len).
-func (v *vocab) mergeSmall(piece string, parts []part) []part {
+func (v *vocab) mergeSmall(piece string, parts []part, w *work) []part {
+	w.scans += int64(len(piece))
 	parts = parts[:0]
 	minR, minI := uint32(noRank), -1
 	for i := 0; i < len(piece)-1; i++ {
@@ -81,6 +97,8 @@ func (v *vocab) mergeSmall(piece string, parts []part) []part {
 		}
 		parts[i].rank = getRank(i)
 		parts = append(parts[:i+1], parts[i+2:]...)
+		w.merges++
+		w.scans += int64(len(parts))
 		minR, minI = noRank, -1
 		for j := 0; j < len(parts)-1; j++ {
 			if parts[j].rank < minR {
@@ -157,20 +175,25 @@ func (v *vocab) mergeLarge(piece string, sc *scratch) []int32 {
 	// halve each round; inputs where rounds merge little (random text)
 	// spend at most this budget before the heap takes over.
 	budget := 4*n + 1024
+	w := &sc.work
+	w.scans += int64(n)
 	for minR != noRank {
 		if budget < m {
-			mergeStats.budget.Add(1)
+			w.budget++
 			return pos[:v.mergeHeap(piece, sc, m)+1]
 		}
 		budget -= m
+		w.scans += int64(m)
+		m0 := m
 		var ok bool
 		m, minR, ok = v.mergeRound(piece, pos, rk, m, minR)
+		w.merges += int64(m0 - m)
 		if !ok {
-			mergeStats.lowerPair.Add(1)
+			w.lowerPair++
 			return pos[:v.mergeHeap(piece, sc, m)+1]
 		}
 	}
-	mergeStats.rounds.Add(1)
+	w.rounds++
 	return pos[:m+1]
 }
 
@@ -259,6 +282,9 @@ func (v *vocab) mergeHeap(piece string, sc *scratch, m int) int {
 		}
 	}
 	next[m], prev[m] = int32(m), int32(m-1)
+	w := &sc.work
+	w.scans += int64(m)
+	w.heapOps += int64(len(h)) // heapify: O(len(h)) sift steps in all
 	if len(h) > 1 {
 		for i := (len(h) - 2) / 4; i >= 0; i-- {
 			heapDown(h, i)
@@ -281,11 +307,13 @@ func (v *vocab) mergeHeap(piece string, sc *scratch, m int) int {
 		if last > 0 {
 			heapDown(h, 0)
 		}
+		w.heapOps++
 		p := int32(uint32(top))
 		r := uint32(top >> 32)
 		if rk[p] != r {
 			continue // stale
 		}
+		w.merges++
 		// Merge p with its successor q.
 		q := next[p]
 		nq := next[q]
@@ -296,6 +324,7 @@ func (v *vocab) mergeHeap(piece string, sc *scratch, m int) int {
 			rk[p] = nr
 			h = append(h, uint64(nr)<<32|uint64(p))
 			heapUp(h, len(h)-1)
+			w.heapOps++
 		} else {
 			rk[p] = noRank
 		}
@@ -306,18 +335,19 @@ func (v *vocab) mergeHeap(piece string, sc *scratch, m int) int {
 				if nr != noRank {
 					h = append(h, uint64(nr)<<32|uint64(pp))
 					heapUp(h, len(h)-1)
+					w.heapOps++
 				}
 			}
 		}
 	}
 	sc.heap = h[:0]
-	w := 0
+	k := 0
 	for p := int32(0); p < end; p = next[p] {
-		pos[w] = pos[p]
-		w++
+		pos[k] = pos[p]
+		k++
 	}
-	pos[w] = pos[m]
-	return w
+	pos[k] = pos[m]
+	return k
 }
 
 // release drops buffers grown for a huge piece.
@@ -347,7 +377,7 @@ func (e *Encoding) countPiece(piece string, sc *scratch) int {
 	}
 	var n int
 	if len(piece) <= smallPiece {
-		sc.parts = e.v.mergeSmall(piece, sc.parts)
+		sc.parts = e.v.mergeSmall(piece, sc.parts, &sc.work)
 		n = len(sc.parts) - 1
 	} else {
 		n = len(e.v.mergeLarge(piece, sc)) - 1
@@ -367,7 +397,7 @@ func (e *Encoding) encodePiece(dst []int, piece string, sc *scratch) []int {
 		return append(dst, r)
 	}
 	if len(piece) <= smallPiece {
-		sc.parts = e.v.mergeSmall(piece, sc.parts)
+		sc.parts = e.v.mergeSmall(piece, sc.parts, &sc.work)
 		for i := 0; i+1 < len(sc.parts); i++ {
 			dst = append(dst, e.v.rank(piece[sc.parts[i].start:sc.parts[i+1].start]))
 		}

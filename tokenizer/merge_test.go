@@ -80,7 +80,7 @@ func refMergeHeap(v *vocab, piece string) []int32 {
 // smallBounds runs mergeSmall (tiktoken's loop, quadratic) on any piece.
 func smallBounds(v *vocab, piece string) []int32 {
 	var out []int32
-	for _, p := range v.mergeSmall(piece, nil) {
+	for _, p := range v.mergeSmall(piece, nil, new(work)) {
 		out = append(out, p.start)
 	}
 	return out
@@ -136,7 +136,6 @@ func TestMergeLargeRuns(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		maxLen = 600
 	}
-	before := mergeStats.rounds.Load()
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -150,13 +149,11 @@ func TestMergeLargeRuns(t *testing.T) {
 					}
 				}
 			}
+			if sc.work.rounds == 0 {
+				t.Error("no long piece was merged by rounds alone")
+			}
 		})
 	}
-	t.Cleanup(func() {
-		if mergeStats.rounds.Load() == before {
-			t.Error("no long piece was merged by rounds alone")
-		}
-	})
 }
 
 // Runs of every ASCII character and several multi-byte characters through
@@ -338,12 +335,11 @@ func TestMergeLowerRankedPairFallback(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(19, 19))
 	sc := new(scratch)
-	before := mergeStats.lowerPair.Load()
 	for i := 0; i < 300; i++ {
 		al := [][]string{{"a", "b", "c"}, {"a", "bc", "c"}, {"abc", "cc", "b"}, {"a", "b", "c", "x"}, {"bc", "b"}}[i%5]
 		checkMerge(t, "synthetic", v, sc, randomOver(r, al, 65+r.IntN(3000)))
 	}
-	if mergeStats.lowerPair.Load() == before {
+	if sc.work.lowerPair == 0 {
 		t.Fatal("no merge round handed over to the heap on a lower-ranked pair")
 	}
 }
@@ -353,12 +349,11 @@ func TestMergeLowerRankedPairFallback(t *testing.T) {
 func TestMergeBudgetFallback(t *testing.T) {
 	v := mustGet(t, "cl100k_base").v
 	r := rand.New(rand.NewPCG(23, 23))
-	before := mergeStats.budget.Load()
 	sc := new(scratch)
 	for _, n := range []int{100, 1000, 50 << 10} {
 		checkMerge(t, "cl100k_base", v, sc, randomOver(r, strings.Split("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", ""), n))
 	}
-	if mergeStats.budget.Load() == before {
+	if sc.work.budget == 0 {
 		t.Fatal("the rounds' budget never ran out")
 	}
 }

@@ -132,9 +132,17 @@ func contraction(s string, i int, ci bool) int {
 	return 0
 }
 
-// splitFunc returns the end of the pre-token (regex match) starting at i.
-// i < len(s); the result is > i.
-type splitFunc func(s string, i int) int
+// splitFunc returns the end of the pre-token (regex match) starting at i
+// (i < len(s); end > i) and the end of the bytes it examined to decide
+// (far >= end, not counting the one rune at which a run stops): the next
+// call starts at end, so far-end bytes are scanned again. The callers add
+// far-i to work.pretok; tests bound that sum by a small multiple of the
+// input length, which no backtracking that rescans a run per pre-token
+// could meet.
+type splitFunc func(s string, i int) (end, far int)
+
+// at is the result of a split that examined nothing beyond its end.
+func at(end int) (int, int) { return end, end }
 
 // runEnd returns the end of the run of runes starting at i whose class
 // intersects mask.
@@ -195,8 +203,9 @@ func newlineSlashRunEnd(s string, i int) int {
 //
 //	\s*[\r\n]+ | \s+(?!\S) | \s+
 //
-// s[i] is whitespace.
-func spaceTail(s string, i int) int {
+// s[i] is whitespace. It returns the end and how far it scanned (the
+// whole whitespace run).
+func spaceTail(s string, i int) (end, far int) {
 	// Scan the whitespace run, remembering the last newline and the
 	// start of the last rune.
 	j := i
@@ -223,15 +232,15 @@ func spaceTail(s string, i int) int {
 		j += w
 	}
 	if lastNL >= 0 {
-		return lastNL + 1 // \s*[\r\n]+ backtracks to the last newline
+		return lastNL + 1, j // \s*[\r\n]+ backtracks to the last newline
 	}
 	if j == len(s) {
-		return j // \s+(?!\S) at the end of the text
+		return j, j // \s+(?!\S) at the end of the text
 	}
 	if lastStart > i {
-		return lastStart // \s+(?!\S): leave the last space for the next word
+		return lastStart, j // \s+(?!\S): leave the last space for the next word
 	}
-	return j // \s+ (a single whitespace rune)
+	return j, j // \s+ (a single whitespace rune)
 }
 
 // splitCL100K implements
@@ -246,7 +255,7 @@ func spaceTail(s string, i int) int {
 // of whitespace contains a newline without ending in one (checked over the
 // whole vocabulary while writing this), so no token can span the cut and
 // the two produce the same tokens.)
-func splitCL100K(s string, i int) int {
+func splitCL100K(s string, i int) (end, far int) {
 	c0 := s[i]
 	var cl uint8
 	w0 := 1
@@ -254,29 +263,29 @@ func splitCL100K(s string, i int) int {
 		cl = asciiClass[c0]
 		if c0 == '\'' {
 			if n := contraction(s, i, true); n > 0 {
-				return i + n
+				return at(i + n)
 			}
 		}
 	} else {
 		cl, w0 = classAt(s, i)
 	}
 	if cl&cLetter != 0 {
-		return runEnd(s, i+w0, cLetter)
+		return at(runEnd(s, i+w0, cLetter))
 	}
 	if cl&(cNewline|cNumber) == 0 && i+w0 < len(s) {
 		if c1, w1 := classAt(s, i+w0); c1&cLetter != 0 {
-			return runEnd(s, i+w0+w1, cLetter)
+			return at(runEnd(s, i+w0+w1, cLetter))
 		}
 	}
 	if cl&cNumber != 0 {
-		return digitGroupEnd(s, i+w0)
+		return at(digitGroupEnd(s, i+w0))
 	}
 	if cl&(cSpace|cLetter|cNumber) == 0 {
-		return newlineRunEnd(s, punctRunEnd(s, i+w0))
+		return at(newlineRunEnd(s, punctRunEnd(s, i+w0)))
 	}
 	if c0 == ' ' && i+1 < len(s) {
 		if c1, w1 := classAt(s, i+1); c1&(cSpace|cLetter|cNumber) == 0 {
-			return newlineRunEnd(s, punctRunEnd(s, i+1+w1))
+			return at(newlineRunEnd(s, punctRunEnd(s, i+1+w1)))
 		}
 	}
 	return spaceTail(s, i)
@@ -287,8 +296,8 @@ func splitCL100K(s string, i int) int {
 //
 //	alt 1: [U]*[Lw]+     alt 2: [U]+[Lw]*
 //
-// It returns the match end or -1.
-func o200kWord(s string, p int, alt2 bool) int {
+// It returns the match end or -1, and how far it scanned.
+func o200kWord(s string, p int, alt2 bool) (end, far int) {
 	q := p
 	lastBothEnd := -1
 	for q < len(s) {
@@ -304,16 +313,16 @@ func o200kWord(s string, p int, alt2 bool) int {
 	if !alt2 {
 		if q < len(s) {
 			if c, w := classAt(s, q); c&cLower != 0 {
-				return runEnd(s, q+w, cLower)
+				return at(runEnd(s, q+w, cLower))
 			}
 		}
 		// Backtrack [U]* to the last rune that is also in [Lw].
-		return lastBothEnd
+		return lastBothEnd, q
 	}
 	if q == p {
-		return -1
+		return -1, q
 	}
-	return runEnd(s, q, cLower)
+	return at(runEnd(s, q, cLower))
 }
 
 // splitO200K implements
@@ -323,7 +332,7 @@ func o200kWord(s string, p int, alt2 bool) int {
 //	\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //
 // with the backtracking order of a Perl-style engine.
-func splitO200K(s string, i int) int {
+func splitO200K(s string, i int) (end, far int) {
 	cl, w0 := classAt(s, i)
 	// Candidate starts of the letter part: after the optional leading
 	// character first (greedy ?), then without it.
@@ -342,27 +351,31 @@ func splitO200K(s string, i int) int {
 		ps[np] = i
 		np++
 	}
+	far = i
 	for alt := 0; alt < 2; alt++ {
 		for k := 0; k < np; k++ {
-			if e := o200kWord(s, ps[k], alt == 1); e >= 0 {
+			e, f := o200kWord(s, ps[k], alt == 1)
+			far = max(far, f)
+			if e >= 0 {
 				if e < len(s) && s[e] == '\'' {
 					e += contraction(s, e, true)
 				}
-				return e
+				return e, max(far, e)
 			}
 		}
 	}
+	// (The failed attempts above scanned no further than i+w0.)
 	if cl&cNumber != 0 {
-		return digitGroupEnd(s, i+w0)
+		return at(digitGroupEnd(s, i+w0))
 	}
 	// [\r\n/]* after the punctuation run: after newlines, more slashes
 	// can follow ("///\n\n/x" -> "///\n\n/", "x").
 	if cl&(cSpace|cLetter|cNumber) == 0 {
-		return newlineSlashRunEnd(s, punctRunEnd(s, i+w0))
+		return at(newlineSlashRunEnd(s, punctRunEnd(s, i+w0)))
 	}
 	if s[i] == ' ' && i+1 < len(s) {
 		if c1, w1 := classAt(s, i+1); c1&(cSpace|cLetter|cNumber) == 0 {
-			return newlineSlashRunEnd(s, punctRunEnd(s, i+1+w1))
+			return at(newlineSlashRunEnd(s, punctRunEnd(s, i+1+w1)))
 		}
 	}
 	return spaceTail(s, i)
@@ -371,11 +384,11 @@ func splitO200K(s string, i int) int {
 // splitR50K implements the GPT-2 pattern shared by r50k_base and p50k_base:
 //
 //	's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-func splitR50K(s string, i int) int {
+func splitR50K(s string, i int) (end, far int) {
 	c0 := s[i]
 	if c0 == '\'' {
 		if n := contraction(s, i, false); n > 0 {
-			return i + n
+			return at(i + n)
 		}
 	}
 	cl, w0 := classAt(s, i)
@@ -386,11 +399,11 @@ func splitR50K(s string, i int) int {
 	}
 	switch {
 	case cl&cLetter != 0:
-		return runEnd(s, j+w0, cLetter)
+		return at(runEnd(s, j+w0, cLetter))
 	case cl&cNumber != 0:
-		return runEnd(s, j+w0, cNumber)
+		return at(runEnd(s, j+w0, cNumber))
 	case cl&cSpace == 0:
-		return punctRunEnd(s, j+w0)
+		return at(punctRunEnd(s, j+w0))
 	}
 	// Whitespace: \s+(?!\S) | \s+
 	k := i
@@ -404,12 +417,12 @@ func splitR50K(s string, i int) int {
 		k += w
 	}
 	if k == len(s) {
-		return k
+		return k, k
 	}
 	if lastStart > i {
-		return lastStart
+		return lastStart, k
 	}
-	return k
+	return k, k
 }
 
 // digitGroupEnd ends \p{N}{1,3} whose first digit ends at j: up to two

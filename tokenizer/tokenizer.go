@@ -9,6 +9,9 @@
 // (runs of one character halve per round) with an O(n log n) heap as the
 // exact fallback — and a compact hash table of the mergeable ranks
 // parsed directly from the embedded .tiktoken files.
+//
+// No test times anything: tests count the work done (see type work) and
+// bound it linearly; speed is measured by the benchmarks.
 package tokenizer
 
 import (
@@ -101,7 +104,8 @@ func (e *Encoding) Encode(s string) []int {
 	sc := e.pool.Get().(*scratch)
 	out := make([]int, 0, len(s)/4+1)
 	for i := 0; i < len(s); {
-		j := e.split(s, i)
+		j, far := e.split(s, i)
+		sc.work.pretok += int64(far - i)
 		out = e.encodePiece(out, s[i:j], sc)
 		i = j
 	}
@@ -122,8 +126,10 @@ func (e *Encoding) Count(s string) int {
 func (e *Encoding) countValid(s string, sc *scratch) int {
 	n := 0
 	split := e.split
+	scanned := 0 // bytes the pre-tokenizer examined (see splitFunc)
 	for i := 0; i < len(s); {
-		j := split(s, i)
+		j, far := split(s, i)
+		scanned += far - i
 		if j-i == 1 {
 			n++
 		} else {
@@ -131,6 +137,7 @@ func (e *Encoding) countValid(s string, sc *scratch) int {
 		}
 		i = j
 	}
+	sc.work.pretok += int64(scanned)
 	return n
 }
 
