@@ -11,8 +11,9 @@ import (
 // BPE tokenizer: single pre-tokens of one repeated character or unit
 // (one-char, spaces, braces, emoji, newlines, cjk), random text without
 // whitespace (base64; letters, which is one pre-token for cl100k_base,
-// p50k_base and r50k_base; lower, random a-z, one pre-token for all four)
-// and digits.
+// p50k_base and r50k_base; lower, random a-z, one pre-token for all four
+// and long stretches that no byte pair of the vocabulary cuts, so it is
+// merged by rounds and the heap) and digits.
 func adversarialInputs(n int) map[string]string {
 	r := rand.New(rand.NewPCG(5, 5))
 	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -64,7 +65,8 @@ func countWork(e *Encoding, s string) (int, work) {
 
 // Adversarial inputs cost linear work: the same input at n and 4n bytes
 // (256 KB and 1 MB; 16 and 64 KB with -short or -race) is counted with
-// the work counters of the merge and the pre-tokenizer, and the counts must scale linearly (checkLinear). Nothing
+// the work counters of the merge, the cutting of long pieces and the
+// pre-tokenizer, and the counts must scale linearly (checkLinear). Nothing
 // is timed: BenchmarkAdversarial measures the speed of the same inputs.
 func TestAdversarialWork(t *testing.T) {
 	n := 256 << 10

@@ -5,12 +5,14 @@ import (
 	"strings"
 )
 
-// work counts the steps of the merge and the pre-tokenizer: the quantities that would grow faster than the input if
+// work counts the steps of the merge, the cutting of long pieces and the
+// pre-tokenizer: the quantities that would grow faster than the input if
 // an algorithm went quadratic. Tests assert linear bounds on them instead
 // of timing anything. It lives in the per-goroutine scratch, so counting
 // is a few adds per piece or merge and needs no synchronisation.
 type work struct {
 	pretok  int64 // bytes the pre-tokenizer examined, its look-ahead included
+	cutScan int64 // bytes of long pieces scanned for cuts (see countLong)
 	scans   int64 // parts examined by mergeSmall's scans and merge rounds
 	merges  int64 // merges made (each costs up to two rank lookups)
 	heapOps int64 // heap pushes, pops and heapify steps (each O(log n))
@@ -22,7 +24,7 @@ type work struct {
 
 // total is the work a test bounds: every step above that costs time.
 func (w *work) total() int64 {
-	return w.pretok + w.scans + w.merges + w.heapOps
+	return w.pretok + w.cutScan + w.scans + w.merges + w.heapOps
 }
 
 const noRank = math.MaxUint32
@@ -365,7 +367,7 @@ func (e *Encoding) countPiece(piece string, sc *scratch) int {
 	if len(piece) == 1 {
 		return 1
 	}
-	if e.v.rank(piece) >= 0 {
+	if len(piece) <= e.v.maxLen && e.v.rank(piece) >= 0 {
 		return 1
 	}
 	var ce *cacheEntry
@@ -380,8 +382,7 @@ func (e *Encoding) countPiece(piece string, sc *scratch) int {
 		sc.parts = e.v.mergeSmall(piece, sc.parts, &sc.work)
 		n = len(sc.parts) - 1
 	} else {
-		n = len(e.v.mergeLarge(piece, sc)) - 1
-		sc.release()
+		n = e.countLong(piece, sc)
 	}
 	if ce != nil {
 		// The key must not alias the caller's buffer.
@@ -391,22 +392,98 @@ func (e *Encoding) countPiece(piece string, sc *scratch) int {
 	return n
 }
 
-// encodePiece appends the token ids of one pre-token.
-func (e *Encoding) encodePiece(dst []int, piece string, sc *scratch) []int {
-	if r := e.v.rank(piece); r >= 0 {
-		return append(dst, r)
+// countLong counts a long piece segment by segment. The piece is cut
+// wherever the merge can never join the two sides: between bytes a, b that
+// are adjacent in no token (vocab.cutTable). The segments between cuts are
+// merged on their own and their parts concatenated, which is exactly
+// tiktoken's result on the whole piece:
+//
+// The merge starts from single bytes, and every part it forms by merging is
+// a token. A part spanning a cut would contain the pair a, b, so none ever
+// does, and the pair of parts across a cut never has a rank. tiktoken's
+// next merge is the lowest-ranked pair of the whole piece (leftmost among
+// equals); it is therefore a pair inside one segment and the lowest
+// (leftmost) of that segment's pairs, i.e. the next merge that segment
+// would make on its own. By induction on the merges, the whole-piece merge
+// is an interleaving of the segments' own merges, and its final parts are
+// theirs, in order.
+//
+// A long piece of random text (e.g. cl100k's single pre-token for a run of
+// mixed-case letters) has a cut every few bytes, so it is merged as many
+// short segments, in cache, instead of by one heap over the whole piece.
+// Runs of one character, or of pairs that occur inside tokens, have no cut
+// and go to mergeLarge whole.
+func (e *Encoding) countLong(piece string, sc *scratch) int {
+	cut := e.v.cutTable()
+	sc.work.cutScan += int64(len(piece))
+	n, start := 0, 0
+	for i := 1; i < len(piece); i++ {
+		if isCut(cut, piece, i) {
+			n += e.countSegment(piece[start:i], sc)
+			start = i
+		}
 	}
+	n += e.countSegment(piece[start:], sc)
+	sc.release()
+	return n
+}
+
+// countSegment counts a piece between cuts (see countLong).
+func (e *Encoding) countSegment(seg string, sc *scratch) int {
+	switch {
+	case len(seg) == 1:
+		return 1
+	case len(seg) == 2:
+		if e.v.pair[uint16(seg[0])<<8|uint16(seg[1])] != noRank {
+			return 1
+		}
+		return 2
+	case len(seg) <= e.v.maxLen && e.v.rank(seg) >= 0:
+		return 1
+	case len(seg) <= smallPiece:
+		sc.parts = e.v.mergeSmall(seg, sc.parts, &sc.work)
+		return len(sc.parts) - 1
+	}
+	return len(e.v.mergeLarge(seg, sc)) - 1
+}
+
+// encodePiece appends the token ids of one pre-token, cutting long ones
+// as countLong does.
+func (e *Encoding) encodePiece(dst []int, piece string, sc *scratch) []int {
 	if len(piece) <= smallPiece {
-		sc.parts = e.v.mergeSmall(piece, sc.parts, &sc.work)
+		return e.encodeSegment(dst, piece, sc)
+	}
+	cut := e.v.cutTable()
+	sc.work.cutScan += int64(len(piece))
+	start := 0
+	for i := 1; i < len(piece); i++ {
+		if isCut(cut, piece, i) {
+			dst = e.encodeSegment(dst, piece[start:i], sc)
+			start = i
+		}
+	}
+	dst = e.encodeSegment(dst, piece[start:], sc)
+	sc.release()
+	return dst
+}
+
+// encodeSegment appends the token ids of a piece or of a segment of one.
+func (e *Encoding) encodeSegment(dst []int, seg string, sc *scratch) []int {
+	if len(seg) <= e.v.maxLen {
+		if r := e.v.rank(seg); r >= 0 {
+			return append(dst, r)
+		}
+	}
+	if len(seg) <= smallPiece {
+		sc.parts = e.v.mergeSmall(seg, sc.parts, &sc.work)
 		for i := 0; i+1 < len(sc.parts); i++ {
-			dst = append(dst, e.v.rank(piece[sc.parts[i].start:sc.parts[i+1].start]))
+			dst = append(dst, e.v.rank(seg[sc.parts[i].start:sc.parts[i+1].start]))
 		}
 		return dst
 	}
-	pos := e.v.mergeLarge(piece, sc)
+	pos := e.v.mergeLarge(seg, sc)
 	for i := 0; i+1 < len(pos); i++ {
-		dst = append(dst, e.v.rank(piece[pos[i]:pos[i+1]]))
+		dst = append(dst, e.v.rank(seg[pos[i]:pos[i+1]]))
 	}
-	sc.release()
 	return dst
 }

@@ -5,10 +5,12 @@
 // It uses a hand-written pre-tokenizer that reproduces the backtracking
 // semantics of each encoding's split regex, a BPE merge that makes exactly
 // tiktoken's choices (lowest rank first, leftmost among equal ranks) —
-// tiktoken's own loop on short pieces, linear merge rounds on long ones
-// (runs of one character halve per round) with an O(n log n) heap as the
-// exact fallback — and a compact hash table of the mergeable ranks
-// parsed directly from the embedded .tiktoken files.
+// tiktoken's own loop on short pieces; long pieces cut between byte pairs
+// that are adjacent in no token (no merge can cross such a cut, so random
+// text merges as short independent segments), and long segments merged by
+// linear merge rounds (runs of one character halve per round) with an
+// O(n log n) heap as the exact fallback — and a compact hash table of the
+// mergeable ranks parsed directly from the embedded .tiktoken files.
 //
 // No test times anything: tests count the work done (see type work) and
 // bound it linearly; speed is measured by the benchmarks.

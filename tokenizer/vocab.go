@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -23,6 +24,44 @@ type vocab struct {
 	maxLen int
 	// pair[a<<8|b] is the rank of the two-byte token ab, or noRank.
 	pair []uint32
+	// cut (built on first use, see cutTable) has bit a<<8|b set when the
+	// bytes a, b are adjacent in no token.
+	cutOnce sync.Once
+	cut     *pairSet
+}
+
+// pairSet is a set of byte pairs a, b (bit a<<8|b).
+type pairSet [1 << 16 / 64]uint64
+
+// cutTable returns the set of byte pairs a, b that occur next to each other
+// in no token: the merge never joins the two sides of such a pair (see
+// countLong). It is built on the first long piece (one pass over the token
+// bytes: 0.6 ms for r50k_base, 1.3 ms for cl100k_base, 2.3 ms for
+// o200k_base) so that loading an encoding does not pay for it.
+func (v *vocab) cutTable() *pairSet {
+	v.cutOnce.Do(func() {
+		in := make([]bool, 1<<16)
+		for r := 0; r+1 < len(v.off); r++ {
+			tok := v.blob[v.off[r]:v.off[r+1]]
+			for i := 1; i < len(tok); i++ {
+				in[uint16(tok[i-1])<<8|uint16(tok[i])] = true
+			}
+		}
+		cut := new(pairSet)
+		for k, x := range in {
+			if !x {
+				cut[k>>6] |= 1 << (k & 63)
+			}
+		}
+		v.cut = cut
+	})
+	return v.cut
+}
+
+// isCut reports whether the merge can never join s[i-1] and s[i].
+func isCut(cut *pairSet, s string, i int) bool {
+	k := uint16(s[i-1])<<8 | uint16(s[i])
+	return cut[k>>6]&(1<<(k&63)) != 0
 }
 
 // A slot packs rank+1 (18 bits: every encoding has < 2^18 ranks) with the
