@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +33,7 @@ type fake struct {
 	requests atomic.Int64
 	mu       sync.Mutex
 	bodies   []openai.ChatCompletionRequest
+	raw      [][]byte // the request bodies as sent
 	auth     []string
 	// reply decides the answer to request number n (1-based).
 	reply func(n int64, req openai.ChatCompletionRequest, w http.ResponseWriter, r *http.Request) bool
@@ -46,9 +48,11 @@ func newFake(t testing.TB, reply func(n int64, req openai.ChatCompletionRequest,
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := f.requests.Add(1)
 		var req openai.ChatCompletionRequest
-		_ = json.NewDecoder(r.Body).Decode(&req)
+		raw, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(raw, &req)
 		f.mu.Lock()
 		f.bodies = append(f.bodies, req)
+		f.raw = append(f.raw, raw)
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
 		f.mu.Unlock()
 		if f.reply != nil && f.reply(n, req, w, r) {

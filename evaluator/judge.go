@@ -273,9 +273,9 @@ func redactURL(s string) string {
 
 // secretRes match credentials a server may echo in an error message.
 var secretRes = []*regexp.Regexp{
-	regexp.MustCompile(`(?i)(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)[^"',}\s]+(\s+[^"',}\s]+)?`),
+	regexp.MustCompile(`(?i)(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',;&}]+`),
 	regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+`),
-	regexp.MustCompile(`(?i)(x-api-key|api[-_]?key|x-goog-api-key|access[-_]?token|secret|password)(["']?\s*[:=]\s*["']?)[^"'&,}\s]+`),
+	regexp.MustCompile(`(?i)(x-api-key|api[-_]?key|x-goog-api-key|access[-_]?token|secret|password)(["']?\s*[:=]\s*["']?)[^\s"',;&}]+`),
 	regexp.MustCompile(`\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}`),
 }
 

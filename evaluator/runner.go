@@ -119,9 +119,6 @@ const (
 
 var errBudget = errors.New("budget cap reached")
 
-// errOverbill stops a worker after its call was billed beyond the reservation.
-var errOverbill = errors.New("a call was billed beyond its reservation")
-
 // run is the state of one Run.
 type run struct {
 	opts     Options
@@ -291,7 +288,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	r.commit = newCommitter(opts.DB, opts.WriteRetryFor, opts.Now, func(err error) {
+	r.commit = newCommitter(opts.DB, opts.WriteRetryFor, func(err error) {
 		r.stop(StopFatal, fmt.Errorf("the ledger cannot be written (%v); stopped sending judge calls", err))
 	})
 
@@ -693,7 +690,7 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 			switch {
 			case errors.Is(err, errBudget):
 				r.stop(StopBudget, nil)
-			case errors.Is(err, errOverbill), errors.Is(err, errStopped), ctx.Err() != nil:
+			case errors.Is(err, errStopped), ctx.Err() != nil:
 			case errors.As(err, &fe):
 				r.stop(StopFatal, fe)
 			default:
@@ -917,13 +914,6 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		result = flightResult{errMsg: row.Error}
 		return nil
 	}
-	// stopAfter is the error when the call just made stopped the run.
-	stopAfter := func() error {
-		if r.stopWhy.Load() == StopOverbill {
-			return errOverbill
-		}
-		return nil
-	}
 	res, ev, err := doCall(msgs)
 	if err != nil {
 		return callFailed(err)
@@ -934,8 +924,9 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		if err := commit(ev, nil); err != nil {
 			return err
 		}
-		if err := stopAfter(); err != nil {
-			return err
+		if r.stopped() {
+			// The call overbilled (or the run stopped meanwhile): no repair.
+			return errStopped
 		}
 		r.retried(RetryRepair)
 		repair := []openai.ChatCompletionMessage{
@@ -957,7 +948,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			row.Status = StatusError
 			row.Error = Redact(fmt.Sprintf("unreadable judge reply after one repair retry: %v", perr), jc.key)
 			result = flightResult{errMsg: row.Error}
-			return stopAfter()
+			return nil
 		}
 	}
 	fill()
@@ -976,7 +967,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		return err
 	}
 	result = flightResult{ok: true, score: v.Score, reason: row.Reason, usage: total}
-	return stopAfter()
+	return nil
 }
 
 // write is the single writer of rows: it puts outcomes back in input order,

@@ -37,8 +37,7 @@ type commitReq struct {
 type committer struct {
 	store    Store
 	reqs     chan *commitReq
-	retryFor time.Duration // how long a busy database is retried
-	now      func() time.Time
+	retryFor time.Duration // how long a busy database is retried (wall clock)
 
 	failed     atomic.Bool
 	unrecorded atomic.Int64 // paid calls that could not be written
@@ -49,8 +48,8 @@ type committer struct {
 // maxGroup bounds the requests written in one transaction.
 const maxGroup = 256
 
-func newCommitter(store Store, retryFor time.Duration, now func() time.Time, onFail func(error)) *committer {
-	c := &committer{store: store, reqs: make(chan *commitReq, 64), retryFor: retryFor, now: now, onFail: onFail, done: make(chan struct{})}
+func newCommitter(store Store, retryFor time.Duration, onFail func(error)) *committer {
+	c := &committer{store: store, reqs: make(chan *commitReq, 64), retryFor: retryFor, onFail: onFail, done: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -125,7 +124,7 @@ func (c *committer) loop() {
 // retryFor (another process may hold a long write) and any other error a
 // few times. Once a write has failed for good, later groups get one try.
 func (c *committer) write(ctx context.Context, events []ledger.Event, judges []ledger.JudgeResult) error {
-	deadline := c.now().Add(c.retryFor)
+	deadline := time.Now().Add(c.retryFor)
 	wait := 20 * time.Millisecond
 	for n := 0; ; n++ {
 		_, err := c.store.Record(ctx, events, judges)
@@ -136,10 +135,10 @@ func (c *committer) write(ctx context.Context, events []ledger.Event, judges []l
 			return err
 		}
 		busy := ledger.IsBusy(err)
-		if (!busy && n >= 2) || (busy && !c.now().Before(deadline)) {
+		if (!busy && n >= 2) || (busy && !time.Now().Before(deadline)) {
 			return err
 		}
-		time.Sleep(wait)
+		time.Sleep(min(wait, time.Until(deadline)+time.Millisecond))
 		if wait < 2*time.Second {
 			wait *= 2
 		}
