@@ -703,7 +703,7 @@ func compareEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (string,
 	if o.Scenarios != "" {
 		f, err := os.Open(o.Scenarios)
 		if err != nil {
-			return "", fmt.Errorf("--scenarios: %v", err)
+			return "", &ExitErr{Code: ExitError, Err: fmt.Errorf("--scenarios %s: %s", o.Scenarios, describeFSError(err))}
 		}
 		scenarios, err = estimator.ParseScenarios(f, o.Scenarios, run.levers)
 		f.Close()

@@ -90,7 +90,7 @@ func TestEstimateE2EBadInput(t *testing.T) {
 		{append(base, "--sweep", "model=gpt-4o,gpt-9"), `model=gpt-9: unknown model "gpt-9"`, 2},
 		{append(base, "--sweep", "sample=1", "--scenarios", "bad.yaml"), `give either --sweep or --scenarios, not both`, 2},
 		{append(base, "--scenarios", "bad.yaml"), `bad.yaml:2: scenario "a", key "sampel": unknown key "sampel"`, 2},
-		{append(base, "--scenarios", "missing.yaml"), `--scenarios: open missing.yaml: no such file or directory`, 1},
+		{append(base, "--scenarios", "missing.yaml"), `--scenarios missing.yaml: no such file or directory`, 1},
 		{[]string{"estimate", "--requests", "1M", "--from", "empty.jsonl"}, `--from empty.jsonl: no usable records (2 skipped); each needs an input and an output`, 2},
 		{[]string{"estimate", "--requests", "1M", "--from", "noout.csv"}, `--from noout.csv:1: no output column "output" in the CSV header`, 2},
 		{[]string{"estimate", "--requests", "1M", "--from", "missing.jsonl"}, `--from missing.jsonl: no such file or directory`, 1},

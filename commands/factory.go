@@ -4,7 +4,10 @@ package commands
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"sync"
@@ -66,17 +69,29 @@ func (f *Factory) Pricing() (*pricing.Table, error) {
 		if f.tableErr != nil {
 			return
 		}
-		file := f.PricingFile
+		file, src, off := f.PricingFile, "--pricing "+f.PricingFile, "leave out --pricing"
 		if file == "" {
 			file = f.Getenv("COSTCTL_PRICING")
+			src, off = "COSTCTL_PRICING="+file, "unset COSTCTL_PRICING"
 		}
 		if file != "" {
 			if err := f.table.MergeFile(file); err != nil {
-				f.tableErr = usageError(err)
+				f.tableErr = pricingFileError(src, off, err)
 			}
 		}
 	})
 	return f.table, f.tableErr
+}
+
+// pricingFileError: a price file that cannot be read is an error (exit 1,
+// like any missing input); one that can be read but is wrong is a usage
+// error (exit 2) whose message names the file, line and key.
+func pricingFileError(src, off string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &ExitErr{Code: ExitError, Err: fmt.Errorf("%s: %s (fix the path, or %s to use the built-in prices)", src, describeFSError(err), off)}
+	}
+	return usageError(err)
 }
 
 // LedgerPath is --db, else COSTCTL_DB, else the user's state directory.

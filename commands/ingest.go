@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -118,13 +118,19 @@ func runIngest(opts *IngestOptions) error {
 		}
 		st, err := os.Stat(p)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("ingest: %s: no such file", p)
-			}
-			return fmt.Errorf("ingest: %w", err)
+			return fmt.Errorf("ingest: %s: %s", p, describeFSError(err))
 		}
 		if st.IsDir() {
 			return usageErrorf("ingest: %s is a directory; give the log files in it", p)
+		}
+		// An unreadable file fails here too, not after the others are in.
+		// (Not a pipe: opening one waits for its writer.)
+		if st.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return fmt.Errorf("ingest: %s: %s", p, describeFSError(err))
+			}
+			f.Close()
 		}
 	}
 	table, err := opts.Pricing()
@@ -186,18 +192,22 @@ func runIngest(opts *IngestOptions) error {
 		}
 	}
 	st := in.Stats()
-	writeIngestSummary(opts, st, table, db.Path())
-	if runErr != nil {
-		if errors.Is(runErr, context.Canceled) || ctx.Err() != nil {
-			return &ExitErr{Code: ExitInterrupted, Err: errors.New("ingest: interrupted; everything read so far is saved")}
-		}
+	interrupted := runErr != nil && (errors.Is(runErr, context.Canceled) || ctx.Err() != nil)
+	if runErr != nil && !interrupted {
+		// A failed run prints nothing on stdout; what was saved before
+		// the failure is still worth knowing, so the summary goes to stderr.
+		writeIngestSummary(opts.IO.ErrOut, st, table, db.Path())
 		return fmt.Errorf("ingest: %w", runErr)
+	}
+	// Interrupted is how --follow ends: the summary is its output.
+	writeIngestSummary(opts.IO.Out, st, table, db.Path())
+	if interrupted {
+		return &ExitErr{Code: ExitInterrupted, Err: errors.New("ingest: interrupted; everything read so far is saved")}
 	}
 	return nil
 }
 
-func writeIngestSummary(opts *IngestOptions, st ingest.Stats, table *pricing.Table, path string) {
-	w := opts.IO.Out
+func writeIngestSummary(w io.Writer, st ingest.Stats, table *pricing.Table, path string) {
 	bad := pricing.GroupInt(st.Bad)
 	if st.Bad > ingest.MaxBadReports {
 		bad += fmt.Sprintf(" (the first %d listed on stderr)", ingest.MaxBadReports)

@@ -109,7 +109,7 @@ func TestIngestStdinAndBadUsageE2E(t *testing.T) {
 		t.Fatalf("stdin ingest: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	r = runCostctl(t, dir, "", nil, "ingest", "--db", db, "nope.jsonl")
-	if r.Code != ExitError || r.Stderr != "costctl: ingest: nope.jsonl: no such file\n" {
+	if r.Code != ExitError || r.Stderr != "costctl: ingest: nope.jsonl: no such file or directory\n" {
 		t.Fatalf("missing file: %d %q", r.Code, r.Stderr)
 	}
 	r = runCostctl(t, dir, "", nil, "report", "--db", db, "--by", "planet")

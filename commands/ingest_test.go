@@ -3,9 +3,12 @@ package commands
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/costctl/costctl/ledger"
@@ -79,7 +82,7 @@ func TestIngestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"ingest"}, ExitUsage, "costctl: ingest: give one or more FILEs, or - for standard input\n"},
 		{[]string{"ingest", "-", "-"}, ExitUsage, "costctl: ingest: - (standard input) can be given only once\n"},
-		{[]string{"ingest", "testdata/ingest/usage.jsonl", "testdata/ingest/missing.jsonl"}, ExitError, "costctl: ingest: testdata/ingest/missing.jsonl: no such file\n"},
+		{[]string{"ingest", "testdata/ingest/usage.jsonl", "testdata/ingest/missing.jsonl"}, ExitError, "costctl: ingest: testdata/ingest/missing.jsonl: no such file or directory\n"},
 		{[]string{"ingest", "testdata"}, ExitUsage, "costctl: ingest: testdata is a directory; give the log files in it\n"},
 	} {
 		tio := newTestIO("")
@@ -90,5 +93,21 @@ func TestIngestUsageErrors(t *testing.T) {
 		if tio.out.Len() != 0 {
 			t.Errorf("%v: nothing must be ingested, got %q", tc.args, tio.out.String())
 		}
+	}
+}
+
+// A run that fails part-way prints nothing on stdout; the summary of what
+// was saved before the failure goes to stderr, above the error.
+func TestIngestFailurePrintsNothingOnStdout(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "ledger.db")
+	tio := newTestIO("")
+	tio.io.In = io.MultiReader(strings.NewReader(`{"id":"a","model":"gpt-4o","input_tokens":1000,"output_tokens":10}`+"\n"),
+		iotest.ErrReader(errors.New("input/output error")))
+	code := Run(context.Background(), testFactory(tio, db), []string{"ingest", "-"})
+	want := "ingested 1 · duplicates 0 · bad 0 · unpriced 0\n" +
+		"cost of ingested events $0.0026 (prices as of 2025-12-01) · ledger " + db + "\n" +
+		"costctl: ingest: read stdin: input/output error\n"
+	if code != ExitError || tio.out.Len() != 0 || tio.errOut.String() != want {
+		t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", code, tio.out.String(), tio.errOut.String(), want)
 	}
 }
