@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -227,6 +228,9 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(opts.ConfigFile); err != nil {
+		return &ExitErr{Code: ExitError, Err: fmt.Errorf("--config %s: %s; write a starter with: costctl eval init %s", opts.ConfigFile, fsReason(err), opts.ConfigFile)}
+	}
 	cfg, err := evaluator.LoadConfig(opts.ConfigFile, table)
 	if err != nil {
 		return usageError(err)
@@ -250,6 +254,23 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		if file == "-" && sample.Count > 0 {
 			return usageErrorf("--sample %s (a count) reads the input twice; give a file, not -, or use a percentage", opts.Sample)
 		}
+	}
+	for _, file := range opts.Files {
+		if file == "-" {
+			continue
+		}
+		if st, err := os.Stat(file); err != nil {
+			return &ExitErr{Code: ExitError, Err: fmt.Errorf("%s: %s", file, fsReason(err))}
+		} else if st.IsDir() {
+			return usageErrorf("%s is a directory; give the JSONL or CSV files in it", file)
+		}
+	}
+	ledgerPath, err := f.LedgerPath()
+	if err != nil {
+		return err
+	}
+	if err := checkEvalOutputs(opts, ledgerPath, f.PricingFile); err != nil {
+		return err
 	}
 	db, err := f.OpenLedger(ctx)
 	if err != nil {
@@ -281,14 +302,23 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		return writeDryRun(opts, table, dr)
 	}
 
-	var outFile *os.File
+	// Every output file is opened (created or truncated) before the first
+	// paid call, so a bad path fails before any money is spent.
+	var outFile, junitFile *os.File
 	if opts.Out != "" {
 		outFile, err = os.OpenFile(opts.Out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return fmt.Errorf("--out: %w", err)
+			return &ExitErr{Code: ExitError, Err: fmt.Errorf("--out %s: %s", opts.Out, fsReason(err))}
 		}
 		defer outFile.Close()
 		eo.Out = outFile
+	}
+	if opts.JUnit != "" {
+		junitFile, err = os.OpenFile(opts.JUnit, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return &ExitErr{Code: ExitError, Err: fmt.Errorf("--junit %s: %s", opts.JUnit, fsReason(err))}
+		}
+		defer junitFile.Close()
 	}
 	prog := newEvalProgress(opts.IO, f.Now)
 	eo.Progress = prog.update
@@ -302,39 +332,160 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 			runErr = fmt.Errorf("--out: %w", err)
 		}
 	}
-	if opts.JUnit != "" {
-		if err := writeJUnit(opts.JUnit, res); err != nil && runErr == nil {
-			runErr = err
+	if junitFile != nil {
+		if err := writeJUnit(junitFile, res); err != nil && runErr == nil {
+			runErr = fmt.Errorf("--junit %s: %w", opts.JUnit, err)
 		}
+	}
+	warnEval(opts.IO.ErrOut, res)
+	if runErr != nil {
+		// A failed run prints nothing on stdout: what was saved goes to
+		// stderr with the error.
+		fmt.Fprintf(opts.IO.ErrOut, "saved before the error: %s record(s), %s call(s), %s spent (on the ledger; a rerun resumes from the cache)\n",
+			render.Int(res.Sampled-res.LeftRecords), render.Int(res.Calls), res.Cost.Display())
+		if res.Unrecorded > 0 {
+			fmt.Fprintf(opts.IO.ErrOut, "%s billed call(s) could not be written to the ledger\n", render.Int(res.Unrecorded))
+		}
+		return evalErr(runErr)
 	}
 	if err := writeEvalSummary(opts, table, res); err != nil {
 		return err
-	}
-	if runErr != nil {
-		return evalErr(runErr)
 	}
 	switch res.Stop {
 	case evaluator.StopBudget:
 		return &ExitErr{Code: ExitBudget, Err: fmt.Errorf("budget cap %s reached: %s spent; %s sampled record(s) not started and %s record × metric evaluation(s) not run; rerun with a larger --max-cost to continue from the cache",
 			maxCost.Display(), res.Cost.Display(), render.Int(res.LeftRecords), render.Int(res.NotRun))}
+	case evaluator.StopOverbill:
+		over := ""
+		if maxCost > 0 && res.Cost > maxCost {
+			over = fmt.Sprintf(" (%s over the %s cap)", (res.Cost - maxCost).Display(), maxCost.Display())
+		}
+		return &ExitErr{Code: ExitBudget, Err: fmt.Errorf("stopped sending: %s; %s spent%s, every call recorded as billed; check that the judge's model and endpoint match its price",
+			res.StopDetail, res.Cost.Display(), over)}
 	case evaluator.StopInterrupted:
 		return &ExitErr{Code: ExitInterrupted, Err: fmt.Errorf("interrupted: %s record(s) finished and saved; rerun the same command to resume from the cache", render.Int(res.Sampled))}
 	}
+	if gates := evalGates(opts, res); len(gates) > 0 {
+		return gateError("gate failed: " + strings.Join(gates, "; "))
+	}
+	return nil
+}
+
+// evalGates are the gates a finished run fails. A gate cannot pass on
+// nothing: no records, or a metric with no scored row (every call errored),
+// fails it. A metric whose every row was skipped by its when is not gated.
+func evalGates(opts *EvalOptions, res *evaluator.Result) []string {
 	var gates []string
 	if opts.FailOnError && res.Errors > 0 {
 		gates = append(gates, fmt.Sprintf("%d error row(s) (--fail-on-error)", res.Errors))
 	}
-	if opts.MinPassRate > 0 {
-		for _, m := range res.Metrics {
-			if pr, ok := m.PassRate(); ok && pr < opts.MinPassRate {
-				gates = append(gates, fmt.Sprintf("%s pass rate %s < %s (--min-pass-rate)", m.Name, render.Pct(pr*100), render.Pct(opts.MinPassRate*100)))
-			}
+	if opts.MinPassRate <= 0 {
+		return gates
+	}
+	if res.Sampled == 0 {
+		return append(gates, fmt.Sprintf("no record was evaluated (%s read, %s bad line(s)); --min-pass-rate needs scored rows", render.Int(res.Records), render.Int(res.BadLines)))
+	}
+	for _, m := range res.Metrics {
+		pr, ok := m.PassRate()
+		switch {
+		case ok && pr < opts.MinPassRate:
+			gates = append(gates, fmt.Sprintf("%s pass rate %s < %s (--min-pass-rate)", m.Name, render.Pct(pr*100), render.Pct(opts.MinPassRate*100)))
+		case !ok && m.Errors > 0:
+			gates = append(gates, fmt.Sprintf("%s has no scored row: all %s evaluation(s) were errors (--min-pass-rate)", m.Name, render.Int(m.Errors)))
+		case !ok && m.Skipped == 0:
+			gates = append(gates, fmt.Sprintf("%s has no scored row (--min-pass-rate)", m.Name))
 		}
 	}
-	if len(gates) > 0 {
-		return gateError("gate failed: " + strings.Join(gates, "; "))
+	return gates
+}
+
+// warnEval says on stderr what a person must know even when the run
+// succeeded: error rows, estimated or unsettled costs, flagged usage.
+func warnEval(w io.Writer, res *evaluator.Result) {
+	if res.Errors > 0 {
+		var parts []string
+		for _, m := range res.Metrics {
+			if m.Errors > 0 {
+				parts = append(parts, fmt.Sprintf("%s %s", m.Name, render.Int(m.Errors)))
+			}
+		}
+		fmt.Fprintf(w, "warning: %s error row(s) (%s); first: %s; a rerun asks again (--fail-on-error makes them fail the run)\n", render.Int(res.Errors), strings.Join(parts, ", "), res.FirstError)
+	}
+	if res.Estimated > 0 {
+		fmt.Fprintf(w, "warning: %s call(s) came back without a usable usage block: billed from local counts (the prompt's bound and the reply's tokens) and marked estimated\n", render.Int(res.Estimated))
+	}
+	if res.Unsettled > 0 {
+		fmt.Fprintf(w, "warning: %s call(s) were sent and then cancelled or timed out: the provider may bill them, so they are recorded at their worst case (%s) and marked unsettled\n", render.Int(res.Unsettled), res.UnsettledCost.Display())
+	}
+	if res.Flagged > 0 {
+		fmt.Fprintf(w, "warning: %s usage block(s) were impossible for their request; first: %s\n", render.Int(res.Flagged), res.FlaggedWhy)
+	}
+}
+
+// fsReason is a file error in a person's words.
+func fsReason(err error) string {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, os.ErrPermission):
+		return "permission denied"
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// checkEvalOutputs refuses --out or --junit when it names an input (a
+// records file, the config, the price file), the ledger or its -wal/-shm
+// files, or the other output: opening it for writing would empty it.
+func checkEvalOutputs(opts *EvalOptions, ledgerPath, pricingFile string) error {
+	type named struct{ path, what string }
+	var protected []named
+	for _, f := range opts.Files {
+		if f != "-" {
+			protected = append(protected, named{f, "an input file"})
+		}
+	}
+	protected = append(protected, named{opts.ConfigFile, "the eval config"})
+	if pricingFile != "" {
+		protected = append(protected, named{pricingFile, "the --pricing file"})
+	}
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		protected = append(protected, named{ledgerPath + suffix, "the ledger (--db)"})
+	}
+	outs := []named{{opts.Out, "--out"}, {opts.JUnit, "--junit"}}
+	for i, o := range outs {
+		if o.path == "" {
+			continue
+		}
+		for _, p := range protected {
+			if samePath(o.path, p.path) {
+				return usageErrorf("%s %s is %s; writing results there would destroy it — choose another file", o.what, o.path, p.what)
+			}
+		}
+		if i == 1 && samePath(outs[0].path, o.path) {
+			return usageErrorf("--out and --junit name the same file %s; give each its own", o.path)
+		}
 	}
 	return nil
+}
+
+// samePath reports whether a and b name the same file: the same inode when
+// both exist (hard links, symlinks), else the same cleaned absolute path.
+func samePath(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(sa, sb)
+	}
+	absA, err1 := filepath.Abs(a)
+	absB, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && absA == absB
 }
 
 // evalErr maps evaluator errors to exit codes.
@@ -342,6 +493,8 @@ func evalErr(err error) error {
 	var ce *evaluator.ConfigError
 	var ie *evaluator.InputError
 	switch {
+	case errors.As(err, &ie) && ie.Unreadable:
+		return &ExitErr{Code: ExitError, Err: err}
 	case errors.As(err, &ce), errors.As(err, &ie):
 		return usageError(err)
 	case errors.Is(err, context.Canceled):
@@ -387,7 +540,24 @@ func writeEvalSummary(opts *EvalOptions, table *pricing.Table, res *evaluator.Re
 	if err := t.WriteText(w); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nrecords %s, sampled %s, bad lines %s\n", render.Int(res.Records), render.Int(res.Sampled), render.Int(res.BadLines))
+	fmt.Fprintf(w, "\nrecords %s, sampled %s, bad lines %s; %s passed every metric\n", render.Int(res.Records), render.Int(res.Sampled), render.Int(res.BadLines), render.Int(res.RecordsPassed))
+	if len(res.Retries) > 0 {
+		var parts []string
+		for _, c := range []string{evaluator.Retry429, evaluator.Retry5xx, evaluator.RetryTimeout, evaluator.RetryNetwork, evaluator.RetryRepair} {
+			if n := res.Retries[c]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %s", c, render.Int(n)))
+			}
+		}
+		fmt.Fprintf(w, "retries: %s\n", strings.Join(parts, ", "))
+	}
+	if res.Stop != evaluator.StopNone {
+		cap := "no cap"
+		if res.MaxCost > 0 {
+			cap = "cap " + res.MaxCost.Display()
+		}
+		fmt.Fprintf(w, "stopped (%s): %s spent, %s; %s sampled record(s) not started, %s evaluation(s) not run\n",
+			res.Stop, res.Cost.Display(), cap, render.Int(res.LeftRecords), render.Int(res.NotRun))
+	}
 	fmt.Fprintf(w, "cost %s; avoided %s (cache %s, cascade skips %s, sampling ≈%s); baseline %s\n",
 		res.Cost.Display(), res.Avoided().Display(), res.AvoidedCache.Display(), res.AvoidedSkip.Display(), res.AvoidedSamp.Display(), res.Baseline.Display())
 	fmt.Fprintf(w, "run %s · %s\n", res.RunID, table.AsOfLabel())
@@ -531,7 +701,7 @@ type junitMsg struct {
 	Message string `xml:"message,attr"`
 }
 
-func writeJUnit(path string, res *evaluator.Result) error {
+func writeJUnit(w *os.File, res *evaluator.Result) error {
 	suites := map[string]*junitSuite{}
 	var order []string
 	for _, m := range res.Metrics {
@@ -551,7 +721,7 @@ func writeJUnit(path string, res *evaluator.Result) error {
 		case evaluator.StatusError:
 			c.Error = &junitMsg{r.Error}
 			s.Errors++
-		case evaluator.StatusSkipped:
+		case evaluator.StatusSkipped, evaluator.StatusNotRun:
 			c.Skipped = &junitMsg{r.Reason}
 			s.Skipped++
 		}
@@ -567,8 +737,8 @@ func writeJUnit(path string, res *evaluator.Result) error {
 		return err
 	}
 	b = append([]byte(xml.Header), append(b, '\n')...)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		return fmt.Errorf("--junit: %w", err)
+	if _, err := w.Write(b); err != nil {
+		return err
 	}
-	return nil
+	return w.Close()
 }

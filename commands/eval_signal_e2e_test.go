@@ -58,7 +58,10 @@ func TestEvalInterruptAndResumeE2E(t *testing.T) {
 		t.Fatalf("interrupted run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	first, _ := os.ReadFile(filepath.Join(dir, "first.jsonl"))
-	judged := strings.Count(string(first), `"metric":"quality"`)
+	judged := strings.Count(string(first), `"metric":"quality","status":"pass"`)
+	if nr := strings.Count(string(first), `"metric":"quality","status":"not_run"`); judged+nr != strings.Count(string(first), `"metric":"quality"`) {
+		t.Fatalf("first run: rows other than pass and not_run:\n%s", first)
+	}
 	if judged == 0 || judged >= 60 {
 		t.Fatalf("first run wrote %d quality rows; want some but not all\n%s", judged, stderr.String())
 	}

@@ -486,7 +486,7 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 	for _, f := range o.Files {
 		rd, err := records.Open(f, records.Options{Map: o.Map})
 		if err != nil {
-			return &InputError{err.Error()}
+			return &InputError{Msg: err.Error(), Unreadable: true}
 		}
 		_, size := rd.Progress()
 		total += size
@@ -506,7 +506,7 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 				}
 				if o.Strict {
 					rd.Close()
-					return &InputError{le.Error() + " (--strict)"}
+					return &InputError{Msg: le.Error() + " (--strict)"}
 				}
 				if len(bad) > 0 {
 					*bad[0]++
@@ -533,8 +533,12 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 	return nil
 }
 
-// InputError is unusable input (a missing file, a bad line under --strict).
-type InputError struct{ Msg string }
+// InputError is unusable input: a file that cannot be read (Unreadable) or
+// a bad line under --strict.
+type InputError struct {
+	Msg        string
+	Unreadable bool
+}
 
 func (e *InputError) Error() string { return e.Msg }
 

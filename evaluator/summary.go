@@ -95,6 +95,7 @@ type Result struct {
 	Flagged       int64  // usage blocks that were invalid or over the request's bound
 	FlaggedWhy    string // the first of them
 	Unrecorded    int64  // paid calls that could not be written to the ledger
+	FirstError    string // "ID METRIC: error" of the first error row
 
 	Calls        int64
 	CacheHits    int64
@@ -179,6 +180,9 @@ func (res *Result) add(o *outcome) {
 		case StatusError:
 			ms.Errors++
 			res.errors++
+			if res.FirstError == "" {
+				res.FirstError = r.ID + " " + r.Metric + ": " + r.Error
+			}
 		case StatusNotRun:
 			ms.NotRun++
 		}
