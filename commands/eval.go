@@ -68,7 +68,8 @@ INPUT
 CONFIG (--config, default eval.yaml; "costctl eval init" writes a starter)
   judges name a model (priced in the price table), an optional base_url,
   api_key_env (default OPENAI_API_KEY), json_mode (default true) and
-  max_tokens (default 256). Metrics: regex, keyword, json, length (free) and
+  max_tokens (default 256; 4096 for reasoning models, which are gpt-5*, o1*,
+  o3*, o4* or any judge with reasoning: true). Metrics: regex, keyword, json, length (free) and
   judge. Metrics run cheapest first; "when: other.pass" (or .fail, or
   .score >= N; a list = all) runs a metric only when it holds; skipped judge
   calls cost nothing and count as savings.
@@ -92,8 +93,10 @@ WHAT A JUDGE SEES
   Empty sections are left out. A template may use {{id}}, {{input}},
   {{output}}, {{expected}} and {{context}}; the instruction is appended.
   Requests ask for response_format json_object (json_mode: false turns it
-  off), temperature 0 and max_tokens. A reply that does not parse gets one
-  repair retry, then the row is an error (never cached, never a score of 0).
+  off), "temperature": 0 and "max_tokens"; a reasoning model gets
+  "max_completion_tokens" and no temperature. A reply that does not parse
+  gets one repair retry, then the row is an error (never cached, never a
+  score of 0).
 
 CACHE
   Verdicts are cached in the ledger database (--db) under a SHA-256 of the
@@ -105,19 +108,38 @@ CACHE
   with --store-text; API keys never.
 
 BUDGET AND FAULTS
-  --max-cost USD reserves each call's worst case (prompt tokens counted
-  locally × input price + max_tokens × output price) before sending it, so
-  spend never exceeds the cap. When the cap stops the run, in-flight calls
-  finish, results so far are written and the exit status is 4; rerun with a
-  larger cap to continue from the cache. 429, 5xx and timeouts are retried
-  with exponential backoff and jitter, honouring Retry-After; a 429
-  insufficient_quota stops the run at once. Ctrl-C stops sending, writes what
-  is done and exits 130; a rerun resumes from the cache.
+  --max-cost USD reserves, before each call, a bound no honest server can
+  exceed: the prompt's UTF-8 bytes + 8 tokens a message + 64 at the input
+  price, plus max_tokens at the output price. Spent + reserved never exceeds
+  the cap. A call that does not fit waits for calls in flight; the run stops
+  (exit 4) only when none is in flight and the next still does not fit, so
+  it ends within one call's worst case of the cap. Rerun with a larger cap
+  to continue from the cache. A usage block that is invalid or missing is
+  billed from local counts and marked estimated; a call billed beyond its
+  reservation is recorded as billed, stops the run at once (exit 4) and is
+  explained. Each paid call is on the ledger before its worker moves on, so
+  kill -9 loses only calls in flight; a call sent and then cancelled or
+  timed out is recorded at its worst case (unsettled). Identical requests
+  in one run are sent once. 429, 5xx and timeouts are retried with
+  exponential backoff and jitter, honouring Retry-After; a 429
+  insufficient_quota or a request refused before sending stops the run at
+  once. Ctrl-C stops sending, writes what is done and exits 130; a rerun
+  resumes from the cache. API keys are redacted from server messages.
+
+GATES
+  --min-pass-rate R exits 3 when a metric's pass rate is below R, when a
+  metric has no scored row (every call errored) and when no record was
+  evaluated: a gate never passes on nothing. --fail-on-error exits 3 on any
+  error row; error rows are reported on stderr either way.
 
 OUTPUT
-  A summary table on stdout (--format json for a versioned report), one
-  JSONL row per record × metric with --out, JUnit XML with --junit, progress
-  on stderr. Costs are the usage the server reports × the price table.` + exitStatusSection
+  A summary table on stdout (--format json for a versioned report with the
+  stop reason, cap, spend and records left), one JSONL row per record ×
+  metric in input order with --out (not_run rows for metrics a stopped run
+  did not reach), JUnit XML with --junit, progress and warnings on stderr.
+  --out and --junit may not name an input, the config or the ledger. Costs
+  are the usage the server reports × the price table. A run that fails
+  prints nothing on stdout.` + exitStatusSection
 
 func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	opts := &EvalOptions{IO: f.IO, Factory: f}
