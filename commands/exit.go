@@ -80,13 +80,16 @@ const exitCodesHelp = `Every costctl command exits with one of these codes:
 
   0    ok
   1    error: a run failed (missing or unreadable file, database error, network error)
-  2    usage: a bad flag, argument, config or input value; nothing was done
+  2    usage: a bad flag, argument, config or input value (or a tokens gate whose
+       paths match no file); nothing was done
   3    a gate failed: --max/--max-total (tokens), --max-monthly (estimate),
        --min-pass-rate/--fail-on-error (eval), --fail-on-alert (top)
   4    a budget cap stopped the run (eval --max-cost); results so far are saved
   130  interrupted (Ctrl-C); work done so far is saved and a rerun resumes
 
-Errors and gate reasons are written to stderr as one line each; data goes to stdout.`
+Errors and gate reasons are written to stderr as one line each; data goes to stdout.
+A command that fails prints nothing on stdout; a failed gate (3) prints its
+whole result first.`
 
 const exitStatusSection = `
 

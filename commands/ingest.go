@@ -57,7 +57,9 @@ the table does not price is stored flagged unpriced and listed in the summary
 Ingest is idempotent: an event's id (or, without one, a hash of its line) is
 unique in the ledger, so ingesting the same file twice adds nothing. Bad lines
 are reported on stderr as FILE:LINE: reason (the first 100), skipped and
-counted. Events are written in batched transactions.
+counted. Events are written in batched transactions. A missing or unreadable
+FILE exits 1 before anything is ingested; a run that fails part-way prints
+its summary of what was saved on stderr, nothing on stdout.
 
 --follow keeps reading the files as they grow, like tail -F: truncation and
 rotation (rename + new file) are noticed, and nothing appended before a

@@ -45,7 +45,9 @@ costctl's format (YAML or JSON):
     gpt-4o:                      # an existing model keeps what you don't set
       input_per_1m: "2.00"
 
-or LiteLLM's model_prices_and_context_window.json (detected automatically).` + exitStatusSection,
+or LiteLLM's model_prices_and_context_window.json (detected automatically).
+A --pricing file (or COSTCTL_PRICING) that is missing or unreadable exits 1;
+one that is read but wrong exits 2, naming the file, line and key.` + exitStatusSection,
 		Example: `  costctl pricing list
   costctl pricing list --provider anthropic --format json
   costctl pricing show gpt-4o-2024-08-06`,

@@ -50,9 +50,9 @@ func newTokensCmd(f *Factory, runF func(*TokensOptions) error) *cobra.Command {
 argument), exactly as OpenAI's tiktoken does, and show what they cost as input
 at the model's price.
 
-Directories are walked recursively. Hidden files and folders and binary files
-(a NUL byte in the first 8 KiB) are skipped with a note on stderr; so are
-pipes, sockets and devices found in a folder, and broken symlinks. A symlink
+Directories are walked recursively. Hidden files and folders are skipped
+(folders with a note on stderr); so are, with a note, binary files (a NUL
+byte in the first 8 KiB), pipes, sockets, devices and broken symlinks. A symlink
 to a file is followed; a symlink to a directory is not (so a walk never loops
 or leaves the tree; ripgrep and fd do the same) and is named in a note - give
 it on the command line to count it. One file reached under two names (a
