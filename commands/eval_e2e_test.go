@@ -18,21 +18,13 @@ const e2eKey = "sk-e2e-SECRET-do-not-print-42"
 // fakeJudge is an OpenAI-compatible server on loopback: score 0.9 when the
 // output says "good", else 0.1; usage 1000 prompt (400 cached) + 20 completion.
 func fakeJudge(t *testing.T) (*httptest.Server, *atomic.Int64) {
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		var req struct {
-			Messages []struct{ Content string } `json:"messages"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
+	return judgeServer(t, func(w http.ResponseWriter, user string) {
 		score := "0.1"
-		if len(req.Messages) > 1 && strings.Contains(req.Messages[1].Content, "good") {
+		if strings.Contains(user, "good") {
 			score = "0.9"
 		}
 		fmt.Fprintf(w, `{"choices":[{"message":{"role":"assistant","content":"{\"score\": %s, \"reason\": \"r\"}"}}],"usage":{"prompt_tokens":1000,"completion_tokens":20,"prompt_tokens_details":{"cached_tokens":400}}}`, score)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
+	})
 }
 
 const e2eConfig = `judges:
