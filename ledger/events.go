@@ -47,6 +47,15 @@ type Event struct {
 	// or EstimateUnsettled (the call was sent, then cancelled or timed out:
 	// it may have been billed, so it is recorded at its worst case).
 	Estimate string
+	// Token kinds stored apart (all but reasoning are part of InputTokens /
+	// OutputTokens as above): prompt tokens written to a 5-minute or 1-hour
+	// cache, and reasoning tokens (informational, inside OutputTokens).
+	CacheWrite5mTokens int64
+	CacheWrite1hTokens int64
+	ReasoningTokens    int64
+	Batch              bool   // billed at Batch API rates
+	ServiceTier        string // "", "default", "flex" or "priority"
+	ContentHash        string // hash of what an ingested line says, to tell a duplicate from a conflict
 }
 
 // Estimate kinds of an Event.
@@ -176,13 +185,14 @@ func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, er
 
 // insertChunk is how many events go into one multi-row INSERT: one
 // statement per chunk instead of per event is what makes bulk ingest fast
-// (18 columns × 500 rows stays under SQLite's 32766 bound parameters).
+// (24 columns × 500 rows stays under SQLite's 32766 bound parameters).
 const insertChunk = 500
 
 const eventCols = `(event_key, ts_ms, source, run_id, tenant, user, endpoint, metric, model,
-	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate)`
+	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
+	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash)`
 
-const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 // eventInserter writes chunks of events inside one transaction.
 type eventInserter struct {
@@ -217,7 +227,8 @@ func (w *eventInserter) exec(s *sql.Stmt, chunk []Event) (int64, error) {
 	for i := range chunk {
 		e := &chunk[i]
 		w.args = append(w.args, e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
-			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate)
+			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
+			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash)
 	}
 	r, err := s.ExecContext(w.ctx, w.args...)
 	if err != nil {

@@ -238,6 +238,17 @@ CREATE TABLE runs (
 	`
 ALTER TABLE events ADD COLUMN estimate TEXT NOT NULL DEFAULT '';
 `,
+	// v3: each kind of token stored apart (cache writes, reasoning), how the
+	// call was billed (batch, service tier), and a hash of an ingested
+	// event's content so a reused id with other content is a conflict.
+	`
+ALTER TABLE events ADD COLUMN cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN service_tier TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the user_version this build writes.

@@ -36,7 +36,7 @@ func TestMigrateV1ToV2(t *testing.T) {
 	var est string
 	var cost int64
 	db.SQL().QueryRow(`PRAGMA user_version`).Scan(&v)
-	if err := db.SQL().QueryRow(`SELECT estimate, cost_nano FROM events WHERE event_key = 'old'`).Scan(&est, &cost); err != nil || v != 2 || est != "" || cost != 42 {
+	if err := db.SQL().QueryRow(`SELECT estimate, cost_nano FROM events WHERE event_key = 'old'`).Scan(&est, &cost); err != nil || v != SchemaVersion || est != "" || cost != 42 {
 		t.Fatalf("after migration: version %d estimate %q cost %d err %v", v, est, cost, err)
 	}
 	if _, err := db.Insert(ctx, []Event{{Key: "new", Time: time.Unix(60, 0), Source: SourceEval, Cost: 7, Estimate: EstimateNoUsage}}); err != nil {
