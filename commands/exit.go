@@ -84,7 +84,8 @@ const exitCodesHelp = `Every costctl command exits with one of these codes:
        paths match no file); nothing was done
   3    a gate failed: --max/--max-total (tokens), --max-monthly (estimate),
        --min-pass-rate/--fail-on-error (eval), --fail-on-alert (top)
-  4    a budget cap stopped the run (eval --max-cost); results so far are saved
+  4    a budget cap stopped the run (eval --max-cost), or a judge billed a call
+       beyond its reservation; results so far are saved
   130  interrupted (Ctrl-C); work done so far is saved and a rerun resumes
 
 Errors and gate reasons are written to stderr as one line each; data goes to stdout.
