@@ -103,6 +103,13 @@ var rateKeys = map[string]func(*rawRates) **Rate{
 	"output_per_1m":         func(r *rawRates) **Rate { return &r.output },
 	"batch_input_per_1m":    func(r *rawRates) **Rate { return &r.bin },
 	"batch_output_per_1m":   func(r *rawRates) **Rate { return &r.bout },
+
+	"flex_input_per_1m":            func(r *rawRates) **Rate { return &r.flex.input },
+	"flex_cached_input_per_1m":     func(r *rawRates) **Rate { return &r.flex.cached },
+	"flex_output_per_1m":           func(r *rawRates) **Rate { return &r.flex.output },
+	"priority_input_per_1m":        func(r *rawRates) **Rate { return &r.priority.input },
+	"priority_cached_input_per_1m": func(r *rawRates) **Rate { return &r.priority.cached },
+	"priority_output_per_1m":       func(r *rawRates) **Rate { return &r.priority.output },
 }
 
 var modelKeys = []string{"provider", "encoding", "exact_tokenizer", "context_window", "long_context", "aliases", "source"}
@@ -291,6 +298,12 @@ var liteLLMRates = map[string]func(*rawRates) **Rate{
 	"cache_creation_input_token_cost_above_1hr": func(r *rawRates) **Rate { return &r.w1 },
 	"input_cost_per_token_batches":              func(r *rawRates) **Rate { return &r.bin },
 	"output_cost_per_token_batches":             func(r *rawRates) **Rate { return &r.bout },
+	"input_cost_per_token_flex":                 func(r *rawRates) **Rate { return &r.flex.input },
+	"cache_read_input_token_cost_flex":          func(r *rawRates) **Rate { return &r.flex.cached },
+	"output_cost_per_token_flex":                func(r *rawRates) **Rate { return &r.flex.output },
+	"input_cost_per_token_priority":             func(r *rawRates) **Rate { return &r.priority.input },
+	"cache_read_input_token_cost_priority":      func(r *rawRates) **Rate { return &r.priority.cached },
+	"output_cost_per_token_priority":            func(r *rawRates) **Rate { return &r.priority.output },
 }
 
 var liteLLMLong = map[string]func(*rawRates) **Rate{
@@ -337,6 +350,13 @@ func parseLiteLLM(name string, doc *yaml.Node) (*rawFile, error) {
 			} else {
 				*lf(&long) = &r
 				hasLong = true
+			}
+		}
+		// LiteLLM lists some tiers in part (a flex input price alone); a
+		// tier without both prices is left out rather than failing the file.
+		for _, t := range []*rawTier{&rm.rates.flex, &rm.rates.priority} {
+			if t.input == nil || t.output == nil {
+				*t = rawTier{}
 			}
 		}
 		if hasLong {

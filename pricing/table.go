@@ -27,9 +27,25 @@ type Rates struct {
 	BatchInput   Rate // Batch API; 50% of Input when the provider lists none
 	BatchOutput  Rate // Batch API; 50% of Output when the provider lists none
 
+	// OpenAI's flex and priority processing (service_tier). Never derived:
+	// a tier the table does not list leaves a call at it unpriced.
+	Flex, Priority TierRates
+
 	// Which of the optional prices the table lists (the rest are derived).
 	HasCachedInput, HasCacheWrite5m, HasCacheWrite1h, HasBatchInput, HasBatchOutput bool
 }
+
+// TierRates are the prices of one processing tier (flex or priority).
+type TierRates struct {
+	Input       Rate
+	CachedInput Rate // equals Input when the provider lists none
+	Output      Rate
+
+	HasInput, HasCachedInput, HasOutput bool
+}
+
+// Listed reports whether the table prices this tier.
+func (t TierRates) Listed() bool { return t.HasInput && t.HasOutput }
 
 // LongContext is a tier that prices the whole request when its prompt is
 // above AboveTokens tokens (Anthropic's 1M-context Sonnet, Gemini 2.5 Pro).
@@ -74,12 +90,21 @@ func (m *Model) RatesFor(promptTokens int64) Rates {
 // write price, the rest of the prompt at the input price.
 func (m *Model) Cost(u Usage, batch bool) Money {
 	r := m.RatesFor(u.InputTokens)
-	plain := u.InputTokens - u.CachedInputTokens - u.CacheWrite5mTokens - u.CacheWrite1hTokens
-	if plain < 0 {
-		plain = 0
-	}
-	in, out, cached := r.Input, r.Output, r.CachedInput
-	w5, w1 := r.CacheWrite5m, r.CacheWrite1h
+	plain := u.plainInput()
+	in, cached, w5, w1, out := r.tokenRates(batch)
+	return in.Cost(plain) + cached.Cost(u.CachedInputTokens) + w5.Cost(u.CacheWrite5mTokens) +
+		w1.Cost(u.CacheWrite1hTokens) + out.Cost(u.OutputTokens)
+}
+
+// plainInput is the prompt tokens that are neither cache reads nor writes.
+func (u Usage) plainInput() int64 {
+	return max(u.InputTokens-u.CachedInputTokens-u.CacheWrite5mTokens-u.CacheWrite1hTokens, 0)
+}
+
+// tokenRates are the per-kind rates of r at list or Batch API prices.
+func (r Rates) tokenRates(batch bool) (in, cached, w5, w1, out Rate) {
+	in, out, cached = r.Input, r.Output, r.CachedInput
+	w5, w1 = r.CacheWrite5m, r.CacheWrite1h
 	if batch {
 		in, out = r.BatchInput, r.BatchOutput
 		if !r.HasCachedInput {
@@ -89,8 +114,7 @@ func (m *Model) Cost(u Usage, batch bool) Money {
 		}
 		w5, w1 = w5/2, w1/2
 	}
-	return in.Cost(plain) + cached.Cost(u.CachedInputTokens) + w5.Cost(u.CacheWrite5mTokens) +
-		w1.Cost(u.CacheWrite1hTokens) + out.Cost(u.OutputTokens)
+	return in, cached, w5, w1, out
 }
 
 // Table is a set of priced models with the date its prices were taken.
@@ -302,7 +326,10 @@ func levenshtein(a, b string) int {
 
 type rawRates struct {
 	input, cached, w5, w1, output, bin, bout *Rate
+	flex, priority                           rawTier
 }
+
+type rawTier struct{ input, cached, output *Rate }
 
 type rawModel struct {
 	name           string
@@ -402,6 +429,25 @@ func (rr rawRates) apply(r Rates, haveBase bool) (Rates, error) {
 	set(&r.CacheWrite1h, rr.w1, &r.HasCacheWrite1h)
 	set(&r.BatchInput, rr.bin, &r.HasBatchInput)
 	set(&r.BatchOutput, rr.bout, &r.HasBatchOutput)
+	for _, t := range []struct {
+		name string
+		raw  rawTier
+		dst  *TierRates
+	}{{"flex", rr.flex, &r.Flex}, {"priority", rr.priority, &r.Priority}} {
+		set(&t.dst.Input, t.raw.input, &t.dst.HasInput)
+		set(&t.dst.CachedInput, t.raw.cached, &t.dst.HasCachedInput)
+		set(&t.dst.Output, t.raw.output, &t.dst.HasOutput)
+		if t.dst.HasInput != t.dst.HasOutput || (t.dst.HasCachedInput && !t.dst.HasInput) {
+			missing := t.name + "_input_per_1m"
+			if t.dst.HasInput {
+				missing = t.name + "_output_per_1m"
+			}
+			return r, fmt.Errorf("%s: missing (%s prices need %s_input_per_1m and %s_output_per_1m)", missing, t.name, t.name, t.name)
+		}
+		if !t.dst.HasCachedInput {
+			t.dst.CachedInput = t.dst.Input
+		}
+	}
 	if !r.HasCachedInput {
 		r.CachedInput = r.Input
 	}
