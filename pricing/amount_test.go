@@ -1,0 +1,95 @@
+package pricing
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+// Ten 1-token events at $2.1875 per 1M tokens sum to exactly $0.000021875
+// (Money, in whole nano-dollars, would round each to $0.0000021875 → 2188
+// nano and sum to $0.00002188).
+func TestAmountSumsExactly(t *testing.T) {
+	r, err := ParseRatePer1M("2.1875")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum Amount
+	for i := 0; i < 10; i++ {
+		p, err := r.CostPico(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum = sum.AddPico(p)
+	}
+	if sum.String() != "0.000021875" || sum.Display() != "$0.000021875" || sum.DisplayRounded(2) != "$0.00" || sum.DisplayRounded(8) != "$0.00002188" {
+		t.Errorf("sum = %s / %s / %s / %s", sum.String(), sum.Display(), sum.DisplayRounded(2), sum.DisplayRounded(8))
+	}
+}
+
+func TestAmountArithmetic(t *testing.T) {
+	for _, tc := range []struct {
+		a    Amount
+		want string
+	}{
+		{AmountFromPico(1), "0.000000000001"},
+		{AmountFromPico(-1), "-0.000000000001"},
+		{AmountFromPico(-1_500_000_000_000), "-1.50"},
+		{AmountFromPico(123_456_789_012_345), "123.456789012345"},
+		{AmountFromMoney(Money(-2_500_000_001)), "-2.500000001"},
+		{AmountFromMoney(Dollars(57500)), "57500.00"},
+		{AmountFromPico(999_999_999_999).AddPico(1), "1.00"},
+		{AmountFromPico(5).Sub(AmountFromPico(7)), "-0.000000000002"},
+		{Amount{Dollars: 1 << 62}.Add(Amount{Dollars: 1 << 61}), "6917529027641081856.00"},
+	} {
+		if got := tc.a.String(); got != tc.want {
+			t.Errorf("%+v = %s, want %s", tc.a, got, tc.want)
+		}
+		if back := tc.a.Neg().Neg(); back != tc.a {
+			t.Errorf("neg neg %+v = %+v", tc.a, back)
+		}
+		if tc.a.Pico < 0 || tc.a.Pico >= PicoPerDollar {
+			t.Errorf("not normalized: %+v", tc.a)
+		}
+	}
+	// $10^12 of sums: a million events of $1,000,000 each, no wrap.
+	var big Amount
+	for i := 0; i < 1_000_000; i++ {
+		big = big.AddPico(1_000_000 * PicoPerDollar)
+	}
+	if big.DisplayRounded(2) != "$1,000,000,000,000.00" {
+		t.Errorf("10^12 = %s", big.DisplayRounded(2))
+	}
+	if got := AmountFromPico(-4_995_000_000).DisplayRounded(2); got != "$0.00" {
+		t.Errorf("tiny negative rounds to %s", got)
+	}
+	if got := AmountFromPico(-1_005_000_000_000).DisplayRounded(2); got != "-$1.01" {
+		t.Errorf("-1.005 = %s", got)
+	}
+	if got := AmountFromPico(1_999_995_000_000).DisplayRounded(2); got != "$2.00" {
+		t.Errorf("1.999995 = %s", got)
+	}
+}
+
+func TestCostPicoNeverWraps(t *testing.T) {
+	r, _ := ParseRatePer1M("600")
+	if p, err := r.CostPico(10_000_000_000); err != nil || p != 6_000_000_000_000_000_000 {
+		t.Errorf("10^10 tokens at $600/1M = %d %v", p, err)
+	}
+	if _, err := r.CostPico(math.MaxInt64 / 2); !errors.Is(err, ErrCostOverflow) {
+		t.Errorf("overflow not caught: %v", err)
+	}
+	if _, err := r.CostPico(-1); !errors.Is(err, ErrCostOverflow) {
+		t.Errorf("negative tokens not caught: %v", err)
+	}
+}
+
+func TestAmountDisplayRoundedTwelve(t *testing.T) {
+	a := AmountFromPico(1_234_567_890_123)
+	if got := a.DisplayRounded(12); got != "$1.234567890123" {
+		t.Errorf("12 places: %s", got)
+	}
+	if got := a.Neg().Display(); got != "-$1.234567890123" {
+		t.Errorf("negative display: %s", got)
+	}
+}
