@@ -15,6 +15,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/costctl/costctl/ledger"
@@ -31,10 +32,10 @@ type line struct {
 	Created    json.RawMessage `json:"created"`
 	CreatedAt  json.RawMessage `json:"created_at"`
 	CreateTime json.RawMessage `json:"createTime"`
-	Tenant     *string         `json:"tenant"`
-	User       *string         `json:"user"`
-	Endpoint   *string         `json:"endpoint"`
-	Model      *string         `json:"model"`
+	Tenant     string          `json:"tenant"` // pre-filled with the defaults: a line's own value replaces them
+	User       string          `json:"user"`
+	Endpoint   string          `json:"endpoint"`
+	Model      string          `json:"model"`
 	Latency    *float64        `json:"latency_ms"`
 	Tier       *string         `json:"service_tier"`
 
@@ -52,7 +53,7 @@ type line struct {
 
 	// Gemini.
 	UsageMetadata *geminiUsage `json:"usageMetadata"`
-	ModelVersion  *string      `json:"modelVersion"`
+	ModelVersion  string       `json:"modelVersion"`
 
 	// OpenAI Batch API output.
 	CustomID json.RawMessage `json:"custom_id"`
@@ -122,23 +123,20 @@ func parseLine(b []byte, d Defaults, now time.Time) (ledger.Event, error) {
 	return p.Event, err
 }
 
+// linePool recycles the (large) union a line is decoded into.
+var linePool = sync.Pool{New: func() any { return new(line) }}
+
 // parseShaped is parseLine that also says which shape the line is.
 func parseShaped(b []byte, d Defaults, now time.Time) (parsed, error) {
-	var l line
-	if err := json.Unmarshal(b, &l); err != nil {
+	// JSON leaves an absent (or null) field as it was: the defaults stay.
+	l := linePool.Get().(*line)
+	defer linePool.Put(l)
+	*l = line{Tenant: d.Tenant, User: d.User, Endpoint: d.Endpoint}
+	if err := json.Unmarshal(b, l); err != nil {
 		return parsed{}, jsonReason(err)
 	}
-	e := ledger.Event{Source: ledger.SourceIngest, Tenant: d.Tenant, User: d.User, Endpoint: d.Endpoint}
-	if l.Tenant != nil {
-		e.Tenant = *l.Tenant
-	}
-	if l.User != nil {
-		e.User = *l.User
-	}
-	if l.Endpoint != nil {
-		e.Endpoint = *l.Endpoint
-	}
-	shape, tsRaw, err := readShape(&l, &e)
+	e := ledger.Event{Source: ledger.SourceIngest, Tenant: l.Tenant, User: l.User, Endpoint: l.Endpoint}
+	shape, tsRaw, err := readShape(l, &e)
 	if err != nil {
 		return parsed{Shape: shape}, err
 	}

@@ -102,10 +102,10 @@ func firstTime(raws ...json.RawMessage) json.RawMessage {
 	return nil
 }
 
-func model(e *ledger.Event, field string, names ...*string) error {
+func model(e *ledger.Event, field string, names ...string) error {
 	for _, n := range names {
-		if n != nil && strings.TrimSpace(*n) != "" {
-			e.Model = strings.TrimSpace(*n)
+		if n = strings.TrimSpace(n); n != "" {
+			e.Model = n
 			return nil
 		}
 	}
