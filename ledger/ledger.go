@@ -40,6 +40,11 @@ func IsBusy(err error) bool {
 type DB struct {
 	sql  *sql.DB
 	path string
+	// ro is set when the ledger was opened with OpenReadOnly (readonly.go).
+	ro *roConnector
+	// noHitCols: the schema predates the rollups' cache-hit columns (v4)
+	// and has no cache hits, so they read as 0 (only with OpenReadOnly).
+	noHitCols bool
 }
 
 // DefaultPath is where the ledger lives when neither --db nor COSTCTL_DB is
@@ -94,7 +99,7 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	f.Close()
-	dsn := "file:" + path + fmt.Sprintf("?_pragma=busy_timeout(%d)&", o.BusyTimeout.Milliseconds()) + "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	dsn := "file:" + uriPath(path) + fmt.Sprintf("?_pragma=busy_timeout(%d)&", o.BusyTimeout.Milliseconds()) + "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
@@ -249,6 +254,9 @@ ALTER TABLE events ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN service_tier TEXT NOT NULL DEFAULT '';
 ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT '';
 `,
+	// v4: the rollups keep cache hits' tokens and avoided cost apart, so
+	// reads can count calls and tokens a provider billed (rollup_hits.go).
+	hitRollupsMigration,
 }
 
 // SchemaVersion is the user_version this build writes.
@@ -292,8 +300,11 @@ func (db *DB) migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
+// splitSQL cuts a migration into statements at ";\n", keeping a CREATE
+// TRIGGER whole (its body's statements end with ";\n" too, up to END).
 func splitSQL(s string) []string {
 	var out []string
+	inTrigger := false
 	for _, part := range strings.Split(s, ";\n") {
 		var lines []string
 		for _, l := range strings.Split(part, "\n") {
@@ -301,8 +312,18 @@ func splitSQL(s string) []string {
 				lines = append(lines, l)
 			}
 		}
-		if len(lines) > 0 {
-			out = append(out, strings.Join(lines, "\n"))
+		if len(lines) == 0 {
+			continue
+		}
+		stmt := strings.Join(lines, "\n")
+		if inTrigger {
+			out[len(out)-1] += ";\n" + stmt
+		} else {
+			out = append(out, stmt)
+			inTrigger = strings.HasPrefix(strings.ToUpper(strings.TrimSpace(stmt)), "CREATE TRIGGER")
+		}
+		if inTrigger && strings.EqualFold(strings.TrimSpace(lines[len(lines)-1]), "END") {
+			inTrigger = false
 		}
 	}
 	return out

@@ -33,7 +33,15 @@ func (db *DB) NewLiveCache() *LiveCache {
 }
 
 // GroupedSince is DB.GroupedSince, reusing what it can.
-func (c *LiveCache) GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]GroupRow, error) {
+func (c *LiveCache) GroupedSince(ctx context.Context, dim string, start, now time.Time) (rows []GroupRow, err error) {
+	err = c.db.read(func() (err error) {
+		rows, err = c.groupedSince(ctx, dim, start, now)
+		return err
+	})
+	return rows, err
+}
+
+func (c *LiveCache) groupedSince(ctx context.Context, dim string, start, now time.Time) ([]GroupRow, error) {
 	if !IsDimension(dim) {
 		return nil, fmt.Errorf("ledger: unknown dimension %q (expected %s)", dim, strings.Join(Dimensions, ", "))
 	}
@@ -112,7 +120,7 @@ func (c *LiveCache) GroupedSince(ctx context.Context, dim string, start, now tim
 	}
 	out := make([]GroupRow, 0, len(sums))
 	for k, t := range sums {
-		if t.Calls != 0 {
+		if !t.Empty() {
 			out = append(out, GroupRow{Key: k, Totals: *t})
 		}
 	}
@@ -133,7 +141,9 @@ func equalInts(a, b []int64) bool {
 
 func (t Totals) negate() Totals {
 	return Totals{Calls: -t.Calls, InputTokens: -t.InputTokens, CachedTokens: -t.CachedTokens, OutputTokens: -t.OutputTokens,
-		Cost: -t.Cost, UnpricedCalls: -t.UnpricedCalls, CacheHits: -t.CacheHits, LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls}
+		Cost: -t.Cost, UnpricedCalls: -t.UnpricedCalls, CacheHits: -t.CacheHits,
+		AvoidedInputTokens: -t.AvoidedInputTokens, AvoidedCachedTokens: -t.AvoidedCachedTokens, AvoidedOutputTokens: -t.AvoidedOutputTokens,
+		Avoided: -t.Avoided, LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls}
 }
 
 // epochs reads the write counters of UTC days [d0, d1].
@@ -156,7 +166,7 @@ func (db *DB) epochs(ctx context.Context, d0, d1 int64) (map[int64]int64, error)
 
 // partRows sums one part per key (unsigned).
 func (db *DB) partRows(ctx context.Context, dim string, p part) (map[string]Totals, error) {
-	q := `SELECT key, ` + sumCols + ` FROM ` + p.l.table + ` WHERE dim = ? AND ` + p.l.col + ` >= ? AND ` + p.l.col + ` < ? GROUP BY key`
+	q := `SELECT key, ` + db.sumExprs() + ` FROM ` + p.l.table + ` WHERE dim = ? AND ` + p.l.col + ` >= ? AND ` + p.l.col + ` < ? GROUP BY key`
 	rows, err := db.sql.QueryContext(ctx, q, dim, p.lo, p.hi)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)

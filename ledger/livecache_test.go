@@ -29,8 +29,12 @@ func TestLiveCacheAgreesAndInvalidates(t *testing.T) {
 		var evs []Event
 		for i := 0; i < k; i++ {
 			n++
-			evs = append(evs, Event{Key: fmt.Sprint(n), Time: now.Add(-time.Duration(rng.Int64N(int64(back)))), Source: SourceIngest,
-				User: fmt.Sprint("u", rng.IntN(40)), InputTokens: 1, Cost: pricing.Money(rng.Int64N(1e9))})
+			e := Event{Key: fmt.Sprint(n), Time: now.Add(-time.Duration(rng.Int64N(int64(back)))), Source: SourceIngest,
+				User: fmt.Sprint("u", rng.IntN(40)), InputTokens: 1, Cost: pricing.Money(rng.Int64N(1e9))}
+			if n%6 == 0 { // an eval cache hit
+				e.CacheHit, e.Avoided, e.Cost = true, e.Cost, 0
+			}
+			evs = append(evs, e)
 		}
 		if _, err := db.Insert(ctx, evs); err != nil {
 			t.Fatal(err)

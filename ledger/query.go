@@ -9,17 +9,32 @@ import (
 	"github.com/costctl/costctl/pricing"
 )
 
-// Totals are the sums of a set of events, as kept in the rollups.
+// Totals are the sums of a set of events as reads report them: calls and
+// tokens a provider billed, and cache hits apart. A cache hit (an eval
+// verdict served from costctl's judge cache) is not a call: it is counted
+// in CacheHits, and its tokens and what it would have cost are avoided,
+// not spent — so Calls, the tokens and Cost reconcile with a provider's
+// invoice.
+//
+// (Insert accumulates raw rollup rows in this struct too — events.go's
+// rollupVal — where Calls counts every event, cache hits included, and the
+// Avoided fields stay 0; rollup_hits.go says how reads tell them apart.)
 type Totals struct {
-	Calls         int64
-	InputTokens   int64 // all prompt tokens, cached included
-	CachedTokens  int64
+	Calls         int64 // requests a provider billed: cache hits are not calls
+	InputTokens   int64 // billed prompt tokens, cached included
+	CachedTokens  int64 // of InputTokens, read from the provider's prompt cache
 	OutputTokens  int64
 	Cost          pricing.Money // priced events only; see UnpricedCalls
 	UnpricedCalls int64         // events whose model had no price: their cost is unknown, not $0
-	CacheHits     int64
-	LatencyMSSum  int64
-	LatencyCalls  int64 // events with a known latency
+	CacheHits     int64         // answers served from costctl's cache: no provider call
+	// The cache hits' tokens and what the calls they stood in for would
+	// have cost: avoided, not spent.
+	AvoidedInputTokens  int64
+	AvoidedCachedTokens int64
+	AvoidedOutputTokens int64
+	Avoided             pricing.Money
+	LatencyMSSum        int64
+	LatencyCalls        int64 // events with a known latency
 }
 
 // Add adds o to t.
@@ -31,9 +46,16 @@ func (t *Totals) Add(o Totals) {
 	t.Cost += o.Cost
 	t.UnpricedCalls += o.UnpricedCalls
 	t.CacheHits += o.CacheHits
+	t.AvoidedInputTokens += o.AvoidedInputTokens
+	t.AvoidedCachedTokens += o.AvoidedCachedTokens
+	t.AvoidedOutputTokens += o.AvoidedOutputTokens
+	t.Avoided += o.Avoided
 	t.LatencyMSSum += o.LatencyMSSum
 	t.LatencyCalls += o.LatencyCalls
 }
+
+// Empty reports whether t counts no event at all (no call, no cache hit).
+func (t Totals) Empty() bool { return t.Calls == 0 && t.CacheHits == 0 }
 
 // AvgLatencyMS is the mean latency of the events that reported one (0 when none did).
 func (t Totals) AvgLatencyMS() int64 {
@@ -68,10 +90,81 @@ func IsDimension(dim string) bool {
 	return false
 }
 
-const rollupCols = `calls, input_tokens, cached_tokens, output_tokens, cost_nano, unpriced_calls, cache_hits, latency_ms_sum, latency_calls`
+// totalsExprs are the Totals fields read from one rollup row, in the
+// order of Totals (see scanDst): billed calls and tokens are the raw
+// columns less the cache hits' share (rollup_hits.go).
+var totalsExprs = []string{
+	"calls - cache_hits",
+	"input_tokens - hit_input_tokens",
+	"cached_tokens - hit_cached_tokens",
+	"output_tokens - hit_output_tokens",
+	"cost_nano",
+	"unpriced_calls",
+	"cache_hits",
+	"hit_input_tokens",
+	"hit_cached_tokens",
+	"hit_output_tokens",
+	"avoided_nano",
+	"latency_ms_sum",
+	"latency_calls",
+}
 
-const sumCols = `SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens), SUM(cost_nano),
-	SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)`
+// rollupExprs are totalsExprs for this ledger's schema: one read-only
+// opened before v4 (and holding no cache hits, see OpenReadOnly) has no
+// hit columns, which then read as 0.
+func (db *DB) rollupExprs() []string {
+	if !db.noHitCols {
+		return totalsExprs
+	}
+	out := make([]string, len(totalsExprs))
+	for i, e := range totalsExprs {
+		for _, c := range hitCols {
+			e = strings.ReplaceAll(e, c.col, "0")
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// selectCols is the rollup expressions as columns c0, c1, ... (negated).
+func (db *DB) selectCols(neg bool) string {
+	var parts []string
+	for i, e := range db.rollupExprs() {
+		if neg {
+			e = "-(" + e + ")"
+		}
+		parts = append(parts, fmt.Sprintf("%s AS c%d", e, i))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sumCols sums the columns selectCols names (COALESCE: 0 over no rows).
+func sumCols() string {
+	var parts []string
+	for i := range totalsExprs {
+		parts = append(parts, fmt.Sprintf("COALESCE(SUM(c%d), 0)", i))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sumExprs sums the rollup expressions of a table directly.
+func (db *DB) sumExprs() string {
+	var parts []string
+	for _, e := range db.rollupExprs() {
+		parts = append(parts, "SUM("+e+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// hasEvents is a HAVING clause over selectCols: some call or cache hit.
+const hasEvents = `SUM(c0) + SUM(c6) != 0`
+
+// scanDst are the scan destinations of t's fields, in totalsExprs order.
+func (t *Totals) scanDst() []any {
+	return []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, (*int64)(&t.Cost),
+		&t.UnpricedCalls, &t.CacheHits, &t.AvoidedInputTokens, &t.AvoidedCachedTokens, &t.AvoidedOutputTokens,
+		(*int64)(&t.Avoided), &t.LatencyMSSum, &t.LatencyCalls}
+}
 
 // minuteRange turns [start, end) into Unix minutes [sm, em): the minute
 // holding start up to and including the minute holding end-1ms. Rollups
@@ -92,14 +185,6 @@ type level struct {
 
 var levels = []level{{1440, "rollup_day", "day"}, {60, "rollup_hour", "hour"}, {1, "rollup_minute", "minute"}}
 
-var negCols = func() string {
-	var parts []string
-	for _, c := range strings.Split(rollupCols, ", ") {
-		parts = append(parts, "-"+c)
-	}
-	return strings.Join(parts, ", ")
-}()
-
 // part is one range of one rollup table, added (or, neg, subtracted).
 type part struct {
 	l      level
@@ -113,12 +198,8 @@ func (p part) days() (d0, d1 int64) {
 	return floorDiv(p.lo, per), ceilDiv(p.hi, per)
 }
 
-func (p part) sql() string {
-	cols := rollupCols
-	if p.neg {
-		cols = negCols
-	}
-	return `SELECT key, ` + cols + ` FROM ` + p.l.table + ` WHERE dim = ? AND ` + p.l.col + ` >= ? AND ` + p.l.col + ` < ?`
+func (p part) sql(db *DB) string {
+	return `SELECT key, ` + db.selectCols(p.neg) + ` FROM ` + p.l.table + ` WHERE dim = ? AND ` + p.l.col + ` >= ? AND ` + p.l.col + ` < ?`
 }
 
 // cover splits Unix minutes [sm, em) into as few rollup rows as it can:
@@ -169,15 +250,15 @@ func cover(sm, em int64, openEnd bool) []part {
 
 // rangeSource is the UNION ALL of a cover's parts for dim: a subquery of
 // key + rollup columns.
-func rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
+func (db *DB) rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
 	parts := cover(sm, em, openEnd)
 	if len(parts) == 0 {
-		return `SELECT key, ` + rollupCols + ` FROM rollup_minute WHERE 0`, nil
+		return `SELECT key, ` + db.selectCols(false) + ` FROM rollup_minute WHERE 0`, nil
 	}
 	var sqls []string
 	var args []any
 	for _, p := range parts {
-		sqls = append(sqls, p.sql())
+		sqls = append(sqls, p.sql(db))
 		args = append(args, dim, p.lo, p.hi)
 	}
 	return strings.Join(sqls, "\n\t\tUNION ALL "), args
@@ -192,63 +273,61 @@ type scanner interface{ Scan(...any) error }
 
 func scanTotals(s scanner, key *string) (Totals, error) {
 	var t Totals
-	var cost int64
-	dst := []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
-		&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls}
+	dst := t.scanDst()
 	if key != nil {
 		dst = append([]any{key}, dst...)
 	}
-	if err := s.Scan(dst...); err != nil {
-		return t, err
-	}
-	t.Cost = pricing.Money(cost)
-	return t, nil
+	err := s.Scan(dst...)
+	return t, err
 }
 
 // Totals sums every event in [start, end) (minute-granular) from the rollups.
-func (db *DB) Totals(ctx context.Context, start, end time.Time) (Totals, error) {
-	return db.totals(ctx, start, end, false)
+func (db *DB) Totals(ctx context.Context, start, end time.Time) (t Totals, err error) {
+	err = db.read(func() (err error) {
+		t, err = db.totals(ctx, start, end, false)
+		return err
+	})
+	return t, err
 }
 
 // TotalsSince sums every event from start on (minute-granular): a window
 // that ends now. It reads fewer rollup rows than Totals.
-func (db *DB) TotalsSince(ctx context.Context, start, now time.Time) (Totals, error) {
-	return db.totals(ctx, start, now, true)
+func (db *DB) TotalsSince(ctx context.Context, start, now time.Time) (t Totals, err error) {
+	err = db.read(func() (err error) {
+		t, err = db.totals(ctx, start, now, true)
+		return err
+	})
+	return t, err
 }
 
 func (db *DB) totals(ctx context.Context, start, end time.Time, open bool) (Totals, error) {
 	sm, em := minuteRange(start, end)
-	src, args := rangeSource("all", sm, em, open)
-	row := db.sql.QueryRowContext(ctx, `SELECT COUNT(*), `+coalesced()+` FROM (`+src+`)`, args...)
-	var n int64
-	var t Totals
-	var cost int64
-	if err := row.Scan(&n, &t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
-		&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls); err != nil {
+	src, args := db.rangeSource("all", sm, em, open)
+	t, err := scanTotals(db.sql.QueryRowContext(ctx, `SELECT `+sumCols()+` FROM (`+src+`)`, args...), nil)
+	if err != nil {
 		return t, fmt.Errorf("ledger: read totals: %w", err)
 	}
-	t.Cost = pricing.Money(cost)
 	return t, nil
-}
-
-func coalesced() string {
-	var parts []string
-	for _, c := range strings.Split(rollupCols, ", ") {
-		parts = append(parts, "COALESCE(SUM("+c+"), 0)")
-	}
-	return strings.Join(parts, ", ")
 }
 
 // Grouped returns the totals per key of dim (tenant, model, user, endpoint,
 // source or metric) over [start, end), from the rollups, in no set order.
-func (db *DB) Grouped(ctx context.Context, dim string, start, end time.Time) ([]GroupRow, error) {
-	return db.grouped(ctx, dim, start, end, false)
+func (db *DB) Grouped(ctx context.Context, dim string, start, end time.Time) (rows []GroupRow, err error) {
+	err = db.read(func() (err error) {
+		rows, err = db.grouped(ctx, dim, start, end, false)
+		return err
+	})
+	return rows, err
 }
 
 // GroupedSince is Grouped for a window that ends now (everything from
 // start on); it reads fewer rollup rows.
-func (db *DB) GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]GroupRow, error) {
-	return db.grouped(ctx, dim, start, now, true)
+func (db *DB) GroupedSince(ctx context.Context, dim string, start, now time.Time) (rows []GroupRow, err error) {
+	err = db.read(func() (err error) {
+		rows, err = db.grouped(ctx, dim, start, now, true)
+		return err
+	})
+	return rows, err
 }
 
 func (db *DB) grouped(ctx context.Context, dim string, start, end time.Time, open bool) ([]GroupRow, error) {
@@ -256,9 +335,9 @@ func (db *DB) grouped(ctx context.Context, dim string, start, end time.Time, ope
 		return nil, fmt.Errorf("ledger: unknown dimension %q (expected %s)", dim, strings.Join(Dimensions, ", "))
 	}
 	sm, em := minuteRange(start, end)
-	src, args := rangeSource(dim, sm, em, open)
-	// Keys whose only events were subtracted away sum to zero calls.
-	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols+` FROM (`+src+`) GROUP BY key HAVING SUM(calls) != 0`, args...)
+	src, args := db.rangeSource(dim, sm, em, open)
+	// Keys whose only events were subtracted away sum to no event.
+	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols()+` FROM (`+src+`) GROUP BY key HAVING `+hasEvents, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
 	}
@@ -281,11 +360,19 @@ func (db *DB) grouped(ctx context.Context, dim string, start, end time.Time, ope
 
 // MinuteSeries returns the totals of each of the n minutes ending with the
 // minute that holds end (oldest first), for sparklines.
-func (db *DB) MinuteSeries(ctx context.Context, end time.Time, n int) ([]Totals, error) {
+func (db *DB) MinuteSeries(ctx context.Context, end time.Time, n int) (out []Totals, err error) {
+	err = db.read(func() (err error) {
+		out, err = db.minuteSeries(ctx, end, n)
+		return err
+	})
+	return out, err
+}
+
+func (db *DB) minuteSeries(ctx context.Context, end time.Time, n int) ([]Totals, error) {
 	last := floorDiv(end.UnixMilli(), 60_000)
 	first := last - int64(n) + 1
 	out := make([]Totals, n)
-	rows, err := db.sql.QueryContext(ctx, `SELECT minute, `+rollupCols+` FROM rollup_minute
+	rows, err := db.sql.QueryContext(ctx, `SELECT minute, `+db.selectCols(false)+` FROM rollup_minute
 		WHERE dim = 'all' AND minute >= ? AND minute <= ?`, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read minute series: %w", err)
@@ -294,12 +381,9 @@ func (db *DB) MinuteSeries(ctx context.Context, end time.Time, n int) ([]Totals,
 	for rows.Next() {
 		var minute int64
 		var t Totals
-		var cost int64
-		if err := rows.Scan(&minute, &t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
-			&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls); err != nil {
+		if err := rows.Scan(append([]any{&minute}, t.scanDst()...)...); err != nil {
 			return nil, fmt.Errorf("ledger: read minute series: %w", err)
 		}
-		t.Cost = pricing.Money(cost)
 		out[minute-first].Add(t)
 	}
 	if err := rows.Err(); err != nil {

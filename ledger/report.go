@@ -6,8 +6,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/costctl/costctl/pricing"
 )
 
 // Time columns a report can group by, besides Dimensions.
@@ -73,12 +71,14 @@ func (db *DB) Report(ctx context.Context, q ReportQuery) ([]ReportRow, error) {
 		}
 	}
 	var out []ReportRow
-	var err error
-	if dims <= 1 && !q.fromEvents {
-		out, err = db.reportFromRollups(ctx, q, timeCol)
-	} else {
-		out, err = db.reportFromEvents(ctx, q)
-	}
+	err := db.read(func() (err error) {
+		if dims <= 1 && !q.fromEvents {
+			out, err = db.reportFromRollups(ctx, q, timeCol)
+		} else {
+			out, err = db.reportFromEvents(ctx, q)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (db *DB) reportFromRollups(ctx context.Context, q ReportQuery, timeCol int)
 			if err != nil {
 				return nil, err
 			}
-			if t.Calls != 0 {
+			if !t.Empty() {
 				groups = []GroupRow{{Totals: t}}
 			}
 		}
@@ -188,9 +188,14 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 		sel = append(sel, fmt.Sprintf("ts_ms / %d", quarterMS))
 		group = append(group, fmt.Sprintf("ts_ms / %d", quarterMS))
 	}
-	query := `SELECT ` + strings.Join(sel, ", ") + `, COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-		SUM(cost_nano), SUM(unpriced), SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END),
-		SUM(latency_ms > 0)
+	// The same sums the rollups give (query.go's totalsExprs): calls and
+	// tokens of billed calls, cache hits apart.
+	query := `SELECT ` + strings.Join(sel, ", ") + `, SUM(cache_hit = 0),
+		SUM(CASE WHEN cache_hit = 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit = 0 THEN cached_tokens ELSE 0 END),
+		SUM(CASE WHEN cache_hit = 0 THEN output_tokens ELSE 0 END), SUM(cost_nano), SUM(unpriced), SUM(cache_hit != 0),
+		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
+		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END),
+		SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(latency_ms > 0)
 		FROM events INDEXED BY events_ts WHERE ts_ms >= ? AND ts_ms < ?
 		GROUP BY ` + strings.Join(group, ", ")
 	rows, err := db.sql.QueryContext(ctx, query, q.Start.UnixMilli(), q.End.UnixMilli())
@@ -204,7 +209,7 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 	for rows.Next() {
 		keys := make([]string, nd)
 		var quarter int64
-		dst := make([]any, 0, nd+9)
+		dst := make([]any, 0, nd+len(totalsExprs))
 		for i := range keys {
 			if timeCol >= 0 && i == nd-1 {
 				dst = append(dst, &quarter)
@@ -213,13 +218,10 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 			}
 		}
 		var t Totals
-		var cost int64
-		dst = append(dst, &t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &cost,
-			&t.UnpricedCalls, &t.CacheHits, &t.LatencyMSSum, &t.LatencyCalls)
+		dst = append(dst, t.scanDst()...)
 		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("ledger: report: %w", err)
 		}
-		t.Cost = pricing.Money(cost)
 		// Put the columns back in the order asked for.
 		final := make([]string, len(q.By))
 		j := 0
