@@ -1,0 +1,295 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/costctl/costctl/pricing"
+)
+
+// PriceUsage prices what an event used with m, each kind of token at its own
+// rate (cache reads and writes, Batch API, flex and priority tiers, via
+// pricing.Model.CostAt). ok is false when the event cannot be priced: m is
+// nil (the model is not in the table), or the event used a kind of token or
+// a tier the table has no rate for — then its cost is unknown, never list
+// price and never $0.
+func PriceUsage(m *pricing.Model, e *Event) (cost pricing.Money, ok bool) {
+	if m == nil {
+		return 0, false
+	}
+	c, err := m.CostAt(pricing.Usage{
+		InputTokens:        e.InputTokens,
+		CachedInputTokens:  e.CachedTokens,
+		CacheWrite5mTokens: e.CacheWrite5mTokens,
+		CacheWrite1hTokens: e.CacheWrite1hTokens,
+		OutputTokens:       e.OutputTokens,
+	}, e.Batch, e.ServiceTier)
+	if err != nil {
+		return 0, false
+	}
+	return c, true
+}
+
+// RepriceOptions say which events Reprice prices again, and with what.
+type RepriceOptions struct {
+	Table      *pricing.Table
+	Start, End time.Time // events in [Start, End); a zero time leaves that side open
+	BatchSize  int       // events per transaction (default 5000)
+	DryRun     bool      // compute everything, write nothing
+}
+
+// RepriceSums are what the repriced events add up to, before or after.
+type RepriceSums struct {
+	Cost     pricing.Money // of the priced events
+	Unpriced int64         // events with no known cost
+	Avoided  pricing.Money // what the cache hits stood in for
+}
+
+// RepriceResult says what Reprice did.
+type RepriceResult struct {
+	Events   int64            // events in the window
+	Changed  int64            // events whose cost, unpriced flag or avoided cost changed
+	Old, New RepriceSums      // over every event in the window
+	Unpriced map[string]int64 // model → events left unpriced
+}
+
+// Reprice prices the stored events of a window again with o.Table (unpriced
+// ones included), in one transaction per batch of events that also moves
+// the rollups by the same amounts (old subtracted, new added), so they
+// always agree with the events. Running it again with the same table
+// changes nothing.
+//
+// A call event gets the cost PriceUsage gives, or becomes unpriced (cost 0,
+// unpriced = 1) when the table cannot price it: a model the table lacks
+// stays or becomes unpriced, never $0. A cache hit cost nothing and still
+// does; its avoided cost (what the call it stood in for would cost) is
+// priced again instead, and kept as recorded when the table cannot price it.
+func (db *DB) Reprice(ctx context.Context, o RepriceOptions) (RepriceResult, error) {
+	res := RepriceResult{Unpriced: map[string]int64{}}
+	if db.ro != nil {
+		return res, errors.New("ledger: reprice needs a ledger opened for writing")
+	}
+	if o.Table == nil {
+		return res, errors.New("ledger: reprice needs a price table")
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if !o.Start.IsZero() {
+		lo = o.Start.UnixMilli()
+	}
+	if !o.End.IsZero() {
+		hi = o.End.UnixMilli()
+	}
+	r := &repricer{db: db, table: o.Table, models: map[string]*pricing.Model{}, res: &res}
+	// Walk the window in (ts_ms, id) order through the ts index; each batch
+	// is read, priced and written in its own transaction.
+	curTS, curID := lo, int64(math.MinInt64)
+	for {
+		n, lastTS, lastID, err := r.batch(ctx, curTS, curID, hi, o.BatchSize, o.DryRun)
+		if err != nil {
+			return res, err
+		}
+		if n < o.BatchSize {
+			return res, nil
+		}
+		curTS, curID = lastTS, lastID
+	}
+}
+
+type repricer struct {
+	db     *DB
+	table  *pricing.Table
+	models map[string]*pricing.Model // lookup cache; nil = not in the table
+	res    *RepriceResult
+}
+
+func (r *repricer) model(name string) *pricing.Model {
+	m, ok := r.models[name]
+	if !ok {
+		m, _ = r.table.Lookup(name)
+		r.models[name] = m
+	}
+	return m
+}
+
+// storedEvent is an event as Reprice reads it.
+type storedEvent struct {
+	id int64
+	Event
+}
+
+// rollupDelta is how one rollup row moves.
+type rollupDelta struct {
+	cost, unpriced, avoided int64
+}
+
+// batch reprices up to n events after (ts, id) and before hi, in one
+// transaction. It returns how many it read and the last one's position.
+func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bool) (int, int64, int64, error) {
+	tx, err := r.db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("ledger: reprice: begin: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id, ts_ms, tenant, "user", endpoint, source, metric, model,
+		input_tokens, cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, batch, service_tier,
+		cost_nano, avoided_nano, unpriced, cache_hit
+		FROM events INDEXED BY events_ts
+		WHERE ts_ms >= ? AND (ts_ms > ? OR id > ?) AND ts_ms < ?
+		ORDER BY ts_ms, id LIMIT ?`, ts, ts, id, hi, n)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
+	}
+	var evs []storedEvent
+	for rows.Next() {
+		var e storedEvent
+		var tsMS, cost, avoided int64
+		if err := rows.Scan(&e.id, &tsMS, &e.Tenant, &e.User, &e.Endpoint, &e.Source, &e.Metric, &e.Model,
+			&e.InputTokens, &e.CachedTokens, &e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.OutputTokens, &e.Batch, &e.ServiceTier,
+			&cost, &avoided, &e.Unpriced, &e.CacheHit); err != nil {
+			rows.Close()
+			return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
+		}
+		e.Time, e.Cost, e.Avoided = time.UnixMilli(tsMS), pricing.Money(cost), pricing.Money(avoided)
+		evs = append(evs, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
+	}
+	if len(evs) == 0 {
+		return 0, 0, 0, nil
+	}
+	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = ?, unpriced = ?, avoided_nano = ? WHERE id = ?`)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("ledger: reprice: %w", err)
+	}
+	defer upd.Close()
+	deltas := map[rollupKey]*rollupDelta{}
+	res := r.res
+	for i := range evs {
+		e := &evs[i]
+		res.Events++
+		res.Old.add(&e.Event)
+		cost, unpriced, avoided := e.Cost, e.Unpriced, e.Avoided
+		c, ok := PriceUsage(r.model(e.Model), &e.Event)
+		switch {
+		case e.CacheHit && ok:
+			avoided = c
+		case e.CacheHit:
+			// What a hit avoided stays as recorded when the table cannot price it.
+		case ok:
+			cost, unpriced = c, false
+		default:
+			cost, unpriced = 0, true
+		}
+		d := rollupDelta{int64(cost - e.Cost), b2i(unpriced) - b2i(e.Unpriced), int64(avoided - e.Avoided)}
+		e.Cost, e.Unpriced, e.Avoided = cost, unpriced, avoided
+		res.New.add(&e.Event)
+		if unpriced && !e.CacheHit {
+			res.Unpriced[e.Model]++
+		}
+		if d == (rollupDelta{}) {
+			continue
+		}
+		res.Changed++
+		if _, err := upd.ExecContext(ctx, int64(cost), b2i(unpriced), int64(avoided), e.id); err != nil {
+			return 0, 0, 0, fmt.Errorf("ledger: reprice: update event: %w", err)
+		}
+		ms := e.Time.UnixMilli()
+		k := tupleKey{0, e.Tenant, e.Model, e.User, e.Endpoint, e.Source, e.Metric}
+		for _, l := range rollupLevels {
+			bucket := floorDiv(ms, l.ms)
+			for _, dim := range rollupDims {
+				rk := rollupKey{bucket, l.table + "\x00" + dim, k.dimKey(dim)}
+				v := deltas[rk]
+				if v == nil {
+					v = &rollupDelta{}
+					deltas[rk] = v
+				}
+				v.cost += d.cost
+				v.unpriced += d.unpriced
+				v.avoided += d.avoided
+			}
+		}
+	}
+	if err := applyDeltas(ctx, tx, deltas); err != nil {
+		return 0, 0, 0, err
+	}
+	last := evs[len(evs)-1]
+	if dryRun {
+		return len(evs), last.Time.UnixMilli(), last.id, nil
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, 0, fmt.Errorf("ledger: reprice: commit: %w", err)
+	}
+	return len(evs), last.Time.UnixMilli(), last.id, nil
+}
+
+// add counts e as the rollups do (cost_nano, unpriced_calls, avoided_nano).
+func (s *RepriceSums) add(e *Event) {
+	s.Cost += e.Cost
+	if e.Unpriced {
+		s.Unpriced++
+	}
+	if e.CacheHit {
+		s.Avoided += e.Avoided
+	}
+}
+
+// applyDeltas moves the rollup rows by deltas (keyed by bucket, table and
+// dimension, key) and bumps the write counters of the days touched, so a
+// LiveCache reads them again. Every row exists, since its events do: one
+// that does not is an error (the rollups would no longer agree).
+func applyDeltas(ctx context.Context, tx *sql.Tx, deltas map[rollupKey]*rollupDelta) error {
+	stmts := map[string]*sql.Stmt{}
+	defer func() {
+		for _, s := range stmts {
+			s.Close()
+		}
+	}()
+	days := map[int64]bool{}
+	for k, d := range deltas {
+		table, dim, _ := strings.Cut(k.dim, "\x00")
+		s := stmts[table]
+		if s == nil {
+			col := ""
+			for _, l := range rollupLevels {
+				if l.table == table {
+					col = l.col
+				}
+			}
+			var err error
+			s, err = tx.PrepareContext(ctx, `UPDATE `+table+` SET cost_nano = cost_nano + ?, unpriced_calls = unpriced_calls + ?,
+				avoided_nano = avoided_nano + ? WHERE dim = ? AND `+col+` = ? AND key = ?`)
+			if err != nil {
+				return fmt.Errorf("ledger: reprice: %w", err)
+			}
+			stmts[table] = s
+		}
+		r, err := s.ExecContext(ctx, d.cost, d.unpriced, d.avoided, dim, k.bucket, k.key)
+		if err != nil {
+			return fmt.Errorf("ledger: reprice: update %s: %w", table, err)
+		}
+		if n, err := r.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("ledger: reprice: %s has no row for %s %q at %d: the rollups do not match the events", table, dim, k.key, k.bucket)
+		}
+		if table == "rollup_day" {
+			days[k.bucket] = true
+		}
+	}
+	for d := range days {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rollup_epoch (day, writes) VALUES (?, 1)
+			ON CONFLICT(day) DO UPDATE SET writes = writes + 1`, d); err != nil {
+			return fmt.Errorf("ledger: reprice: update rollup epoch: %w", err)
+		}
+	}
+	return nil
+}
