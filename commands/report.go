@@ -39,6 +39,12 @@ func newReportCmd(f *Factory, runF func(*ReportOptions) error) *cobra.Command {
 endpoint, source, metric, and day or hour (local time): calls, tokens, cost,
 share of the cost, and a totals row.
 
+CALLS counts the requests a provider billed, and the token columns are their
+tokens, so a report reconciles with the provider's invoice. An eval verdict
+served from costctl's judge cache is a cache hit, not a call: CACHE HITS
+counts them, and what the calls they stood in for would have cost is
+AVOIDED (JSON also has their tokens, avoided_*_tokens).
+
 --since and --until take a duration back from now (30m, 24h, 7d, 2w), a date
 (2026-11-01, local midnight) or an RFC 3339 time; --until defaults to now.
 Both are rounded down to the minute (--until now: the end of this minute).
@@ -46,11 +52,14 @@ A report by at most one of tenant/model/user/endpoint/source/metric (with or
 without day/hour) is read from the ledger's rollups and is fast on any size
 of ledger; grouping by several reads the events in the window.
 
-Costs are those recorded when each event was written (ingest and eval price
-events with the price table of that time and say "prices as of DATE" then).
+Costs are those recorded in the ledger: priced when each event was written
+(ingest and eval say "prices as of DATE" then), or since by costctl reprice.
 Events for models without a price are counted in UNPRICED: their cost is
 unknown, so a row's cost is marked + (some unpriced) or "unpriced" (all),
-never shown as $0.` + exitStatusSection,
+never shown as $0.
+
+report only reads the ledger: it never changes the file (a read-only file or
+directory is fine) and warns when the file is open to other users.` + exitStatusSection,
 		Example: `  costctl report
   costctl report --by tenant,model,day --since 7d
   costctl report --by user --since 2026-11-01 --until 2026-11-08 --format csv > november.csv
@@ -138,13 +147,18 @@ type reportJSONRow struct {
 }
 
 type reportJSONTotals struct {
-	Calls         int64         `json:"calls"`
-	InputTokens   int64         `json:"input_tokens"`
-	CachedTokens  int64         `json:"cached_input_tokens"`
-	OutputTokens  int64         `json:"output_tokens"`
-	Cost          pricing.Money `json:"cost_usd"`
-	Share         float64       `json:"share_pct"`
-	UnpricedCalls int64         `json:"unpriced_calls"`
+	Calls               int64         `json:"calls"`
+	InputTokens         int64         `json:"input_tokens"`
+	CachedTokens        int64         `json:"cached_input_tokens"`
+	OutputTokens        int64         `json:"output_tokens"`
+	Cost                pricing.Money `json:"cost_usd"`
+	Share               float64       `json:"share_pct"`
+	UnpricedCalls       int64         `json:"unpriced_calls"`
+	CacheHits           int64         `json:"cache_hits"`
+	AvoidedInputTokens  int64         `json:"avoided_input_tokens"`
+	AvoidedCachedTokens int64         `json:"avoided_cached_input_tokens"`
+	AvoidedOutputTokens int64         `json:"avoided_output_tokens"`
+	Avoided             pricing.Money `json:"avoided_usd"`
 }
 
 type reportJSONDoc struct {
@@ -157,7 +171,8 @@ type reportJSONDoc struct {
 	Note    string           `json:"note"`
 }
 
-const reportNote = "costs as recorded in the ledger when each event was written; unpriced calls have no cost and are not counted in cost_usd"
+const reportNote = "calls and tokens are what providers billed; cache_hits were answered from costctl's cache (their tokens and cost are avoided_*); " +
+	"costs as recorded in the ledger (when each event was written, or by costctl reprice); unpriced calls have no cost and are not counted in cost_usd"
 
 func runReport(opts *ReportOptions) error {
 	ctx := opts.Ctx
@@ -206,7 +221,9 @@ func runReport(opts *ReportOptions) error {
 			By: opts.By, Rows: []reportJSONRow{}, Note: reportNote}
 		jt := func(t ledger.Totals) reportJSONTotals {
 			return reportJSONTotals{Calls: t.Calls, InputTokens: t.InputTokens, CachedTokens: t.CachedTokens, OutputTokens: t.OutputTokens,
-				Cost: t.Cost, Share: share(t.Cost), UnpricedCalls: t.UnpricedCalls}
+				Cost: t.Cost, Share: share(t.Cost), UnpricedCalls: t.UnpricedCalls, CacheHits: t.CacheHits,
+				AvoidedInputTokens: t.AvoidedInputTokens, AvoidedCachedTokens: t.AvoidedCachedTokens, AvoidedOutputTokens: t.AvoidedOutputTokens,
+				Avoided: t.Avoided}
 		}
 		for _, r := range rows {
 			g := map[string]string{}
@@ -225,11 +242,11 @@ func runReport(opts *ReportOptions) error {
 		t.Align = append(t.Align, render.Left)
 	}
 	if csv {
-		t.Headers = append(t.Headers, "CALLS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD", "SHARE PCT", "UNPRICED")
+		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD", "SHARE PCT", "UNPRICED", "AVOIDED USD")
 	} else {
-		t.Headers = append(t.Headers, "CALLS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED")
+		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED", "AVOIDED")
 	}
-	for range 7 {
+	for range 9 {
 		t.Align = append(t.Align, render.Right)
 	}
 	num := func(n int64) string {
@@ -254,8 +271,21 @@ func runReport(opts *ReportOptions) error {
 		if tt.UnpricedCalls > 0 {
 			unp = num(tt.UnpricedCalls)
 		}
+		hits, avoided := "", ""
+		if tt.CacheHits > 0 {
+			hits, avoided = num(tt.CacheHits), tt.Avoided.Display()
+			if csv {
+				avoided = tt.Avoided.String()
+			}
+		}
 		pct := render.Pct(share(tt.Cost))
 		switch {
+		case tt.Calls == 0 && tt.CacheHits > 0:
+			// Only cache hits: nothing billed, no share (cost $0 is exact).
+			pct = "-"
+			if csv {
+				pct = ""
+			}
 		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
 			pct = "-" // no known cost, no share
 			if csv {
@@ -264,7 +294,7 @@ func runReport(opts *ReportOptions) error {
 		case csv:
 			pct = strconv.FormatFloat(share(tt.Cost), 'f', 1, 64)
 		}
-		return []string{num(tt.Calls), num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp}
+		return []string{num(tt.Calls), hits, num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp, avoided}
 	}
 	for _, r := range rows {
 		keys := make([]string, len(r.Keys))
@@ -283,7 +313,10 @@ func runReport(opts *ReportOptions) error {
 		return err
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "%s to %s · %s", since.In(loc).Format(time.RFC3339), until.In(loc).Format(time.RFC3339),
-		"costs as recorded in the ledger when each event was written")
+		"costs as recorded in the ledger (when each event was written, or by costctl reprice)")
+	if total.CacheHits > 0 {
+		fmt.Fprintf(opts.IO.ErrOut, " · %s cache %s, not calls: %s avoided", render.Int(total.CacheHits), pluralS(total.CacheHits, "hit", "hits"), total.Avoided.Display())
+	}
 	if len(rows) == 0 {
 		fmt.Fprintf(opts.IO.ErrOut, " · no events in this window")
 	}

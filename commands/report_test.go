@@ -2,9 +2,43 @@ package commands
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/costctl/costctl/ledger"
 )
+
+// hitsFixture is the ingest fixture plus an eval run at 14:20: two judge
+// calls a provider billed and three verdicts served from the judge cache
+// (not calls: their tokens and cost are avoided).
+func hitsFixture(t *testing.T) string {
+	t.Helper()
+	path := ingestFixture(t)
+	db, err := ledger.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	at := testNow.Add(-10 * time.Minute)
+	var evs []ledger.Event
+	for i := 0; i < 5; i++ {
+		e := ledger.Event{Key: fmt.Sprintf("eval:r1:%d:faithful:call", i), Time: at, Source: ledger.SourceEval, RunID: "r1",
+			Tenant: "acme", Endpoint: "judge", Metric: "faithful", Model: "gpt-4o-mini", InputTokens: 2000, OutputTokens: 100,
+			Cost: 360_000, LatencyMS: 900} // 2,000 × $0.15/M + 100 × $0.60/M
+		if i >= 2 {
+			e.Key = fmt.Sprintf("eval:r1:%d:faithful:cache", i)
+			e.Cost, e.Avoided, e.CacheHit, e.LatencyMS = 0, 360_000, true, 0
+		}
+		evs = append(evs, e)
+	}
+	if _, err := db.Insert(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 func TestReport(t *testing.T) {
 	db := ingestFixture(t)
@@ -28,6 +62,64 @@ func TestReport(t *testing.T) {
 			}
 			assertGolden(t, tc.name, tio.out.String()+"-- stderr --\n"+tio.errOut.String())
 		})
+	}
+}
+
+// Cache hits are not calls: their own column, their tokens and cost
+// avoided, in every format.
+func TestReportCacheHits(t *testing.T) {
+	db := hitsFixture(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"report/cache_hits_by_source.txt", []string{"report", "--by", "source", "--since", "1h"}},
+		{"report/cache_hits_by_tenant_source.csv", []string{"report", "--by", "tenant,source", "--since", "1h", "--format", "csv"}},
+		{"report/cache_hits_by_metric.json", []string{"report", "--by", "metric", "--since", "1h", "--format", "json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tio := newTestIO("")
+			if code := Run(context.Background(), testFactory(tio, db), tc.args); code != 0 {
+				t.Fatalf("exit %d: %s", code, tio.errOut.String())
+			}
+			assertGolden(t, tc.name, tio.out.String()+"-- stderr --\n"+tio.errOut.String())
+		})
+	}
+}
+
+// report and top read without writing, and name a ledger others may read.
+func TestReadCommandsWarnOnLooseMode(t *testing.T) {
+	db := ingestFixture(t)
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o644, true}, {0o444, true}} {
+		for _, args := range [][]string{{"report", "--format", "json"}, {"top", "--once", "--format", "json"}} {
+			if err := os.Chmod(db, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			tio := newTestIO("")
+			if code := Run(context.Background(), testFactory(tio, db), args); code != 0 {
+				t.Fatalf("%v at %04o: exit %d: %s", args, tc.mode, code, tio.errOut.String())
+			}
+			want := fmt.Sprintf("costctl: warning: ledger %s has mode %04o, open to other users: chmod 600 %s\n", db, tc.mode, db)
+			first, _, _ := strings.Cut(tio.errOut.String(), "\n")
+			if got := first + "\n"; (got == want) != tc.warn {
+				t.Errorf("%v at %04o: stderr %q (warning wanted: %v)", args, tc.mode, tio.errOut.String(), tc.warn)
+			}
+		}
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/var/lib/costctl/costctl.db": "/var/lib/costctl/costctl.db",
+		"/tmp/my ledger.db":           "'/tmp/my ledger.db'",
+		"/tmp/it's.db":                `'/tmp/it'\''s.db'`,
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
 

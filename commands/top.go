@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -58,10 +60,16 @@ and unpriced calls (events for a model without a price: their cost is
 unknown, shown as "unpriced" or "+", never as $0). Keys: < > sort column,
 r reverse, / filter (esc clears), p or space pause, ? help, q quit.
 
-Costs are those recorded in the ledger when each event was written (priced
-then, with the price table of that time). Queries read per-minute, per-hour
-and per-day rollups only, never the events, so a refresh stays fast on a
-ledger of millions of events.
+Calls and tokens are those a provider billed. Eval verdicts served from
+costctl's judge cache are cache hits, not calls: a line under the header
+counts them and what they avoided (JSON: cache_hits, avoided_usd).
+
+Costs are those recorded in the ledger (priced when each event was written,
+or since by costctl reprice). Queries read per-minute, per-hour and per-day
+rollups only, never the events, so a refresh stays fast on a ledger of
+millions of events. top only reads: it never changes the ledger file (a
+read-only file or directory is fine), and it sees a writer (ingest --follow)
+that starts after it.
 
 With --once, or when stdout is not a terminal, top prints one snapshot (a
 table, or --format json) and exits; with --fail-on-alert it exits 3 when an
@@ -163,6 +171,7 @@ func runTop(opts *TopOptions) error {
 type topJSONRow struct {
 	Key          string        `json:"key"`
 	Calls        int64         `json:"calls"`
+	CacheHits    int64         `json:"cache_hits"`
 	InputTokens  int64         `json:"input_tokens"`
 	OutputTokens int64         `json:"output_tokens"`
 	Cost         pricing.Money `json:"cost_usd"`
@@ -181,6 +190,8 @@ type topJSONDoc struct {
 	Burn        pricing.Money `json:"burn_usd_per_hour"`
 	Projected   pricing.Money `json:"projected_day_usd"`
 	CacheHitPct float64       `json:"cache_hit_pct"`
+	CacheHits   int64         `json:"cache_hits"`
+	Avoided     pricing.Money `json:"avoided_usd"`
 	Rows        []topJSONRow  `json:"rows"`
 	Alerts      []tui.Alert   `json:"alerts"`
 }
@@ -195,9 +206,10 @@ func round1(p float64) float64 {
 func topJSON(s tui.Snapshot) topJSONDoc {
 	d := topJSONDoc{Version: 1, At: s.At.Format(time.RFC3339), Window: s.Config.Window, GroupBy: s.Config.GroupBy,
 		Spend: s.Spend.Cost, DailyBudget: s.Config.DailyBudget, Burn: s.Burn, Projected: s.Projected,
-		CacheHitPct: round1(s.Spend.CachedShare() * 100), Rows: []topJSONRow{}, Alerts: []tui.Alert{}}
+		CacheHitPct: round1(s.Spend.CachedShare() * 100), CacheHits: s.Spend.CacheHits, Avoided: s.Spend.Avoided,
+		Rows: []topJSONRow{}, Alerts: []tui.Alert{}}
 	for _, r := range s.Rows {
-		d.Rows = append(d.Rows, topJSONRow{Key: r.Key, Calls: r.Calls, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+		d.Rows = append(d.Rows, topJSONRow{Key: r.Key, Calls: r.Calls, CacheHits: r.CacheHits, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
 			Cost: r.Cost, Share: round1(r.Share), AvgLatencyMS: r.AvgLatencyMS(), Unpriced: r.UnpricedCalls > 0})
 	}
 	d.Alerts = append(d.Alerts, s.Alerts...)
@@ -221,6 +233,9 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		tui.WithMark(cents(s.Burn), s.Recent.Calls, s.Recent.UnpricedCalls),
 		tui.WithMark(cents(s.Projected), s.Today.Calls+s.Recent.Calls, s.Today.UnpricedCalls+s.Recent.UnpricedCalls),
 		render.Pct(s.Spend.CachedShare()*100))
+	if s.Spend.CacheHits > 0 {
+		fmt.Fprintln(w, "cache: "+tui.CacheHitsLine(s.Spend))
+	}
 	if len(s.Alerts) == 0 {
 		fmt.Fprintln(w, "alerts: none")
 	}
@@ -260,7 +275,7 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 	if err := t.WriteText(w); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written); + marks figures that leave out unpriced calls")
+	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written, or by costctl reprice); + marks figures that leave out unpriced calls")
 	return nil
 }
 
@@ -279,8 +294,11 @@ func pluralS(n int64, one, many string) string {
 	return many
 }
 
-// openExistingLedger opens the ledger for a command that only reads it:
-// a missing file is an error (not a new empty ledger at a mistyped path).
+// openExistingLedger opens the ledger for a command that only reads it
+// (report, top): read-only, so reading never changes the file, creates
+// tables or leaves -wal/-shm files behind; a missing file is an error (not
+// a new empty ledger at a mistyped path). A ledger others may read is named
+// in a warning on stderr.
 func openExistingLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
 	return func(ctx context.Context) (*ledger.DB, error) {
 		p, err := f.LedgerPath()
@@ -290,6 +308,34 @@ func openExistingLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
 		}
-		return ledger.Open(ctx, p)
+		db, err := ledger.OpenReadOnly(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		warnLooseMode(f.IO.ErrOut, p)
+		return db, nil
 	}
+}
+
+// warnLooseMode warns, on one line, when the ledger at p may be read (or
+// written) by others: costctl creates it 0600, and it holds who spent what.
+func warnLooseMode(w io.Writer, p string) {
+	if runtime.GOOS == "windows" {
+		return // no Unix modes
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	fmt.Fprintf(w, "costctl: warning: ledger %s has mode %04o, open to other users: chmod 600 %s\n", p, st.Mode().Perm(), shellQuote(p))
+}
+
+// shellQuote quotes p for a command line a user may paste.
+func shellQuote(p string) string {
+	if p != "" && strings.IndexFunc(p, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,@", r))
+	}) < 0 {
+		return p
+	}
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }

@@ -41,6 +41,26 @@ func TestTopOnce(t *testing.T) {
 	}
 }
 
+// top counts calls a provider billed; cache hits are a line of their own.
+func TestTopCacheHits(t *testing.T) {
+	db := hitsFixture(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"top/cache_hits_by_source.txt", []string{"top", "--group-by", "source"}},
+		{"top/cache_hits_by_metric.json", []string{"top", "--group-by", "metric", "--window", "1h", "--format", "json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tio := newTestIO("")
+			if code := Run(context.Background(), testFactory(tio, db), tc.args); code != 0 || tio.errOut.Len() != 0 {
+				t.Fatalf("exit %d: %s", code, tio.errOut.String())
+			}
+			assertGolden(t, tc.name, tio.out.String())
+		})
+	}
+}
+
 func TestTopFlags(t *testing.T) {
 	var got *TopOptions
 	tio := newTestIO("")
@@ -91,10 +111,13 @@ func TestTopJSONKeys(t *testing.T) {
   "burn_usd_per_hour": "0.00",
   "projected_day_usd": "0.00",
   "cache_hit_pct": 0,
+  "cache_hits": 0,
+  "avoided_usd": "0.00",
   "rows": [
     {
       "key": "a",
       "calls": 0,
+      "cache_hits": 0,
       "input_tokens": 0,
       "output_tokens": 0,
       "cost_usd": "0.00",

@@ -258,6 +258,9 @@ func (m Model) render() string {
 	n := min(len(s.Series), m.width-lipgloss.Width("Last 60m ")-lipgloss.Width(peakS))
 	series := s.Series[len(s.Series)-max(n, 0):]
 	add(fmt.Sprintf("Last %dm %s%s", len(series), st.spark.Render(sparkline(series)), peakS))
+	if s.Spend.CacheHits > 0 {
+		add("Cache   " + CacheHitsLine(s.Spend))
+	}
 	if s.Spend.UnpricedCalls > 0 {
 		add(st.warn.Render("⚠ UNPRICED") + fmt.Sprintf(": %s %s for models without a price (cost unknown, not $0)", compact(s.Spend.UnpricedCalls), plural(s.Spend.UnpricedCalls, "call", "calls")))
 	}

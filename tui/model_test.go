@@ -226,3 +226,22 @@ func TestFetchFigures(t *testing.T) {
 		t.Fatalf("1h spend %s", s.Spend.Cost)
 	}
 }
+
+// Cache hits are not calls: the view counts them on a line of their own
+// and leaves them out of CALLS, tokens and spend.
+func TestCacheHitsView(t *testing.T) {
+	db := fixture(t, false)
+	var evs []ledger.Event
+	for i := 0; i < 4; i++ {
+		evs = append(evs, ledger.Event{Key: fmt.Sprintf("eval:r:%d:q:cache", i), Time: now.Add(-20 * time.Minute), Source: ledger.SourceEval,
+			Tenant: "hooli", Metric: "q", Model: "gpt-4o-mini", InputTokens: 5000, OutputTokens: 100, CacheHit: true, Avoided: pricing.Dollars(3)})
+	}
+	if _, err := db.Insert(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	m := newModel(t, db, 100, 24)
+	golden(t, "cache_hits", m)
+	if s := m.snap.Spend; s.Calls != 62 || s.CacheHits != 4 || s.Avoided != pricing.Dollars(12) || s.AvoidedInputTokens != 20000 {
+		t.Fatalf("spend %+v", s)
+	}
+}

@@ -82,6 +82,14 @@ func WithMark(s string, calls, unpriced int64) string {
 	return s
 }
 
+// CacheHitsLine says how many answers came from costctl's cache (eval
+// verdicts) instead of a provider — not calls, not billed — and what they
+// avoided: "12 hits from costctl's cache (not calls, not billed) · $0.42 avoided".
+func CacheHitsLine(t ledger.Totals) string {
+	return fmt.Sprintf("%s %s from costctl's cache (not calls, not billed) · %s avoided",
+		pricing.GroupInt(t.CacheHits), plural(t.CacheHits, "hit", "hits"), money(t.Avoided))
+}
+
 // Alert is an active alert; Kind is stable (over_budget,
 // projected_over_budget, latency), Message is for people.
 type Alert struct {
