@@ -38,7 +38,7 @@ func benchParse(b *testing.B, lines [][]byte) {
 		for _, l := range lines {
 			e, err := parseLine(l, Defaults{}, now)
 			if err != nil {
-				b.Fatal(err)
+				b.Fatalf("%s: %v", l, err)
 			}
 			in.price(&e)
 			sinkEvent = e
@@ -56,14 +56,17 @@ func BenchmarkParseFlat(b *testing.B) { benchParse(b, flatLines(10000)) }
 // BenchmarkParseShapes is parsing and pricing over the six shapes' example
 // lines (testdata/shapes), in turn.
 func BenchmarkParseShapes(b *testing.B) {
-	var lines [][]byte
-	for i := 0; i < 10000; i++ {
-		shape := Shapes[i%len(Shapes)]
+	var examples [][]byte
+	for _, shape := range Shapes {
 		l, err := os.ReadFile(filepath.Join("testdata", "shapes", string(shape)+".jsonl"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		lines = append(lines, bytes.TrimSpace(l))
+		examples = append(examples, bytes.TrimSpace(l))
+	}
+	lines := make([][]byte, 10000)
+	for i := range lines {
+		lines[i] = examples[i%len(examples)]
 	}
 	benchParse(b, lines)
 }
