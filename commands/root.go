@@ -96,6 +96,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 		newIngestCmd(f, nil),
 		newTopCmd(f, nil),
 		newReportCmd(f, nil),
+		newRepriceCmd(f, nil),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "What costctl's exit codes mean",
