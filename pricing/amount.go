@@ -181,6 +181,24 @@ func (a Amount) MarshalJSON() ([]byte, error) { return []byte(`"` + a.String() +
 // (a token count or price far beyond any real bill).
 var ErrCostOverflow = errors.New("cost out of range")
 
+// CostAmount is tokens × r exactly, as an Amount: 128-bit arithmetic, so
+// any token count costctl accepts (≤ 10^10) at any rate fits; it fails
+// only beyond 9.2×10^18 dollars.
+func (r Rate) CostAmount(tokens int64) (Amount, error) {
+	if tokens < 0 || r < 0 {
+		return Amount{}, fmt.Errorf("%w: %d tokens at $%s/1M", ErrCostOverflow, tokens, r.Per1M())
+	}
+	hi, lo := bits.Mul64(uint64(tokens), uint64(r))
+	if hi >= PicoPerDollar {
+		return Amount{}, fmt.Errorf("%w: %d tokens at $%s/1M", ErrCostOverflow, tokens, r.Per1M())
+	}
+	q, rem := bits.Div64(hi, lo, PicoPerDollar)
+	if q > 1<<62 {
+		return Amount{}, fmt.Errorf("%w: %d tokens at $%s/1M", ErrCostOverflow, tokens, r.Per1M())
+	}
+	return Amount{Dollars: int64(q), Pico: int64(rem)}, nil
+}
+
 // CostPico is tokens × r in pico-dollars, exact; it fails instead of
 // wrapping when the product does not fit an int64 (about $9.2 million for
 // one token kind of one event).

@@ -93,3 +93,24 @@ func TestAmountDisplayRoundedTwelve(t *testing.T) {
 		t.Errorf("negative display: %s", got)
 	}
 }
+
+func TestCostAmountWideAndExact(t *testing.T) {
+	r, _ := ParseRatePer1M("1000")
+	a, err := r.CostAmount(10_000_000_000) // 10^10 tokens at $1,000/1M = $10,000,000
+	if err != nil || a.String() != "10000000.00" {
+		t.Errorf("%s %v", a, err)
+	}
+	r2, _ := ParseRatePer1M("2.1875")
+	b, _ := r2.CostAmount(3)
+	if b.String() != "0.0000065625" {
+		t.Errorf("3 × $2.1875/1M = %s", b)
+	}
+	m := &Model{Name: "x", Rates: Rates{Input: r2, Output: r2}}
+	e, err := m.CostAtExact(Usage{InputTokens: 1}, false, "")
+	if err != nil || e.String() != "0.0000021875" {
+		t.Errorf("CostAtExact = %s %v", e, err)
+	}
+	if c, _ := m.CostAt(Usage{InputTokens: 1}, false, ""); c != 2188 {
+		t.Errorf("CostAt rounds to %d nano, want 2188", c)
+	}
+}
