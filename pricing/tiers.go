@@ -97,5 +97,3 @@ func (m *Model) CostAt(u Usage, batch bool, tier string) (Money, error) {
 	}
 	return c, nil
 }
-
-
