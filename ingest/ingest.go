@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,21 +25,36 @@ import (
 type Config struct {
 	Table    *pricing.Table
 	Defaults Defaults
-	Now      func() time.Time // for lines without a timestamp
+	// Source is the namespace of the logs' ids (see Key); "" is each
+	// line's shape (flat, openai_chat, anthropic, ...: see Shapes). Check
+	// a user's value with CheckSource.
+	Source string
+	Now    func() time.Time // for lines without a timestamp
 	// BatchSize is how many events go into one ledger transaction
 	// (default 20000).
 	BatchSize int
 	// PollInterval is how often Follow checks a file for growth,
 	// truncation and rotation (default 250ms).
 	PollInterval time.Duration
-	// BadLine receives each bad line as "FILE:LINE: reason" (nil: dropped).
-	// At most MaxBadReports are reported; all are counted.
+	// Poll, when set, replaces Follow's wait of PollInterval between two
+	// checks: Follow calls it once everything read so far is written, and
+	// checks its file again when it returns (tests drive Follow with it).
+	// It must return when ctx is done.
+	Poll func(ctx context.Context)
+	// BusyRetry is how long a write that finds the ledger locked by
+	// another writer is retried, with jittered backoff, before the ingest
+	// fails (default 2 minutes; negative: not retried). Each try itself
+	// waits up to the ledger's busy timeout.
+	BusyRetry time.Duration
+	// BadLine receives each bad line as "FILE:LINE: reason", and each
+	// conflict as "FILE:LINE: conflict: ..." (nil: dropped). At most
+	// MaxBadReports are reported; all are counted.
 	BadLine func(string)
 	// Flushed, when set, is called after each batch is committed.
 	Flushed func(Stats)
 }
 
-// MaxBadReports caps how many bad lines are reported one by one.
+// MaxBadReports caps how many bad lines and conflicts are reported one by one.
 const MaxBadReports = 100
 
 // MaxLineBytes is the longest line accepted (longer ones are bad lines).
@@ -42,9 +62,12 @@ const MaxLineBytes = 64 << 20
 
 // Stats count what an ingest did.
 type Stats struct {
-	Lines          int64
-	Ingested       int64
-	Duplicates     int64
+	Lines      int64
+	Ingested   int64
+	Duplicates int64 // already in the ledger with the same content (or repeated in the input)
+	// Conflicts are events whose key is already in the ledger with other
+	// content: reported, counted, not stored.
+	Conflicts      int64
 	Bad            int64
 	Cost           pricing.Money    // of the ingested (new, priced) events
 	Unpriced       int64            // ingested events whose model has no price
@@ -67,6 +90,94 @@ func (s Stats) UnpricedList() []string {
 	return names
 }
 
+// CheckSource says whether name can be a Source: 1 to 64 letters, digits,
+// '.', '_' or '-', starting with a letter or digit; not "id" or "sha256",
+// the namespaces of keys written before sources existed.
+func CheckSource(name string) error {
+	bad := name == "" || len(name) > 64 || name == "id" || name == "sha256"
+	for i, c := range []byte(name) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')
+		bad = bad || !ok
+	}
+	if bad {
+		return fmt.Errorf("invalid source %q: want 1 to 64 letters, digits, '.', '_' or '-' (not \"id\" or \"sha256\")", name)
+	}
+	return nil
+}
+
+// Key is the idempotency key of an ingested event:
+//
+//	ingest:SOURCE:TENANT:id:ID          a line with an "id"
+//	ingest:SOURCE:TENANT:sha256:HASH    a line without one (HASH: of the line)
+//
+// SOURCE is --source, else the line's shape (the same id in two shapes is
+// two calls). TENANT is the event's tenant (from the line or --tenant) with
+// '%' and ':' percent-escaped, so two tenants' logs that both number their
+// events 1, 2, 3 are six events, and two systems' logs kept apart by
+// --source never collide. rest is the part parseLine gives after "ingest:" (id:ID or
+// sha256:HASH), which is also the whole key older versions wrote (see
+// legacyPrefixes).
+func Key(source, tenant, rest string) string {
+	if strings.ContainsAny(tenant, "%:") {
+		tenant = strings.NewReplacer("%", "%25", ":", "%3A").Replace(tenant)
+	}
+	return "ingest:" + source + ":" + tenant + ":" + rest
+}
+
+// legacyPrefixes are the keys ingest wrote before sources and tenants were
+// part of them ("ingest:id:ID", "ingest:sha256:HASH"). A ledger that holds
+// any is checked for them too, so logs ingested by an older costctl are not
+// counted again.
+var legacyPrefixes = []string{"ingest:id:", "ingest:sha256:"}
+
+// ContentHash is the hex of the first 8 bytes of the SHA-256 of what an
+// event bills: its time (to the millisecond, as stored; left out when the
+// line had none and the ingest time stood in), tenant, user, endpoint,
+// model, every token count, batch and service tier. Zero counts and empty
+// strings are left out, so an event hashes the same after a new kind of
+// token is added. Latency and cost are not content: a re-ingest with new
+// prices is a duplicate, not a conflict.
+func ContentHash(e *ledger.Event, withTime bool) string {
+	var buf [256]byte
+	b := buf[:0]
+	if withTime {
+		b = hashInt(b, 't', e.Time.UnixMilli())
+	}
+	b = hashStr(b, 'T', e.Tenant)
+	b = hashStr(b, 'u', e.User)
+	b = hashStr(b, 'e', e.Endpoint)
+	b = hashStr(b, 'm', e.Model)
+	b = hashInt(b, 'i', e.InputTokens)
+	b = hashInt(b, 'c', e.CachedTokens)
+	b = hashInt(b, '5', e.CacheWrite5mTokens)
+	b = hashInt(b, '1', e.CacheWrite1hTokens)
+	b = hashInt(b, 'o', e.OutputTokens)
+	b = hashInt(b, 'r', e.ReasoningTokens)
+	if e.Batch {
+		b = append(b, 'b')
+	}
+	b = hashStr(b, 's', e.ServiceTier)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// The hashed fields are a tag byte and a varint, or a tag byte, a length
+// and the bytes: no value can pass for another.
+
+func hashInt(b []byte, tag byte, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return binary.AppendVarint(append(b, tag), v)
+}
+
+func hashStr(b []byte, tag byte, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return append(binary.AppendUvarint(append(b, tag), uint64(len(v))), v...)
+}
+
 // Ingester prices events and writes them to the ledger in batches. It is
 // safe for concurrent use by several readers (one per followed file); the
 // writes are serialised.
@@ -76,15 +187,29 @@ type Ingester struct {
 
 	mu       sync.Mutex // guards the batch being filled
 	batch    []ledger.Event
+	from     []origin                  // where each event of batch came from
 	pending  map[string]int64          // unpriced models in the batch
 	models   map[string]*pricing.Model // lookup cache; nil value = unpriced
 	inflight chan struct{}             // closed when the batch being written is committed
 	lines    int64
 	bad      int64
+	reported int64 // bad lines and conflicts passed to BadLine
 
-	smu   sync.Mutex // guards what the writer updates
-	stats Stats
-	werr  error
+	smu     sync.Mutex // guards what the writer updates
+	stats   Stats
+	werr    error
+	reports []string // conflicts found by the writer, not yet passed to BadLine
+
+	legacyOnce sync.Once
+	legacy     bool // the ledger holds keys in the old format
+	legacyErr  error
+}
+
+// origin is where an event was read, for reports.
+type origin struct {
+	name string
+	line int64
+	rest string // parseLine's key without "ingest:": the key older versions wrote, after that prefix
 }
 
 // New returns an Ingester writing to db.
@@ -97,6 +222,9 @@ func New(db *ledger.DB, cfg Config) *Ingester {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.BusyRetry == 0 {
+		cfg.BusyRetry = 2 * time.Minute
 	}
 	return &Ingester{db: db, cfg: cfg, models: map[string]*pricing.Model{},
 		pending: map[string]int64{}, stats: Stats{UnpricedModels: map[string]int64{}}}
@@ -118,6 +246,8 @@ func (in *Ingester) Stats() Stats {
 	return s
 }
 
+// price sets e's cost with priceEvent (each kind of token at its rate),
+// looking each model up once.
 func (in *Ingester) price(e *ledger.Event) {
 	m, ok := in.models[e.Model]
 	if !ok {
@@ -128,11 +258,16 @@ func (in *Ingester) price(e *ledger.Event) {
 		}
 		in.models[e.Model] = m
 	}
-	if m == nil {
-		e.Unpriced = true
-		return
+	priceEvent(m, e)
+}
+
+// report passes a bad line or a conflict to BadLine (the first
+// MaxBadReports of them). The caller holds mu.
+func (in *Ingester) report(s string) {
+	in.reported++
+	if in.cfg.BadLine != nil && in.reported <= MaxBadReports {
+		in.cfg.BadLine(s)
 	}
-	e.Cost = m.Cost(pricing.Usage{InputTokens: e.InputTokens, CachedInputTokens: e.CachedTokens, OutputTokens: e.OutputTokens}, false)
 }
 
 // handle parses, prices and queues one line; a full batch is written.
@@ -144,25 +279,33 @@ func (in *Ingester) handle(ctx context.Context, name string, lineNo int64, b []b
 		return nil
 	}
 	in.lines++
-	var e ledger.Event
+	var p parsed
 	var err error
+	now := in.cfg.Now()
 	if len(b) > MaxLineBytes {
 		err = fmt.Errorf("line longer than %d MiB", MaxLineBytes>>20)
 	} else {
-		e, err = parseLine(b, in.cfg.Defaults, in.cfg.Now())
+		p, err = parseShaped(b, in.cfg.Defaults, now)
 	}
 	if err != nil {
 		in.bad++
-		if in.cfg.BadLine != nil && in.bad <= MaxBadReports {
-			in.cfg.BadLine(fmt.Sprintf("%s:%d: %v", name, lineNo, err))
-		}
+		in.report(fmt.Sprintf("%s:%d: %v", name, lineNo, err))
 		return nil
 	}
+	e := p.Event
 	in.price(&e)
 	if e.Unpriced {
 		in.pending[e.Model]++
 	}
+	source := in.cfg.Source
+	if source == "" {
+		source = string(p.Shape)
+	}
+	rest := strings.TrimPrefix(e.Key, "ingest:")
+	e.Key = Key(source, e.Tenant, rest)
+	e.ContentHash = ContentHash(&e, !e.Time.Equal(now))
 	in.batch = append(in.batch, e)
+	in.from = append(in.from, origin{name: name, line: lineNo, rest: rest})
 	if len(in.batch) >= in.cfg.BatchSize {
 		return in.flushLocked(ctx)
 	}
@@ -180,11 +323,14 @@ func (in *Ingester) flushLocked(ctx context.Context) error { return in.dispatchL
 
 // dispatchLocked hands the batch to a writer goroutine so the next batch
 // is parsed while this one is written (at most one write in flight; one
-// writer at a time). wait: return only when it is committed.
+// writer at a time). wait: return only when it is committed. Conflicts the
+// writer found are reported here, under mu, so reports come in a fixed
+// order for a given input and batch size.
 func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
 	if in.inflight != nil {
 		<-in.inflight
 		in.inflight = nil
+		in.reportConflictsLocked()
 	}
 	if err := in.writeErr(); err != nil {
 		return err
@@ -192,21 +338,33 @@ func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
 	if len(in.batch) == 0 {
 		return nil
 	}
-	batch, pending := in.batch, in.pending
+	w := &write{events: in.batch, from: in.from, unpriced: in.pending}
 	in.batch = make([]ledger.Event, 0, in.cfg.BatchSize)
+	in.from = make([]origin, 0, in.cfg.BatchSize)
 	in.pending = map[string]int64{}
 	done := make(chan struct{})
 	in.inflight = done
 	go func() {
 		defer close(done)
-		in.write(ctx, batch, pending)
+		in.write(ctx, w)
 	}()
 	if !wait {
 		return nil
 	}
 	<-done
 	in.inflight = nil
+	in.reportConflictsLocked()
 	return in.writeErr()
+}
+
+func (in *Ingester) reportConflictsLocked() {
+	in.smu.Lock()
+	reports := in.reports
+	in.reports = nil
+	in.smu.Unlock()
+	for _, r := range reports {
+		in.report(r)
+	}
 }
 
 func (in *Ingester) writeErr() error {
@@ -215,32 +373,93 @@ func (in *Ingester) writeErr() error {
 	return in.werr
 }
 
-func (in *Ingester) write(ctx context.Context, batch []ledger.Event, pending map[string]int64) {
+// write is one batch on its way to the ledger.
+type write struct {
+	events   []ledger.Event
+	from     []origin
+	unpriced map[string]int64 // model → unpriced events in events
+}
+
+// drop removes the events whose keep is false.
+func (w *write) drop(keep func(i int) bool) {
+	n := 0
+	for i := range w.events {
+		if keep(i) {
+			w.events[n], w.from[n] = w.events[i], w.from[i]
+			n++
+		} else if e := &w.events[i]; e.Unpriced {
+			w.unpriced[e.Model]--
+		}
+	}
+	w.events, w.from = w.events[:n], w.from[:n]
+}
+
+// write stores a batch: events already in the ledger under an old-format
+// key are dropped first (see legacyPrefixes), then the rest go in one
+// transaction (retried while another writer holds the lock), and each event
+// the ledger skipped is classified by the content hash stored under its key:
+// the same (or none) is a duplicate, another is a conflict.
+func (in *Ingester) write(ctx context.Context, w *write) {
 	// The write is not cut short by the caller's cancellation: what was
 	// read is saved.
-	res, err := in.db.Insert(context.WithoutCancel(ctx), batch)
+	ctx = context.WithoutCancel(ctx)
+	var dups, conflicts int64
+	var reports []string
+	err := in.dropLegacy(ctx, w, &dups)
+	var res ledger.InsertResult
+	if err == nil {
+		err = in.retryBusy(func() error {
+			var err error
+			res, err = in.db.Insert(ctx, w.events)
+			return err
+		})
+	}
+	skipped := make([]bool, len(w.events))
+	if err == nil && len(res.Skipped) > 0 {
+		keys := make([]string, len(res.Skipped))
+		for j, i := range res.Skipped {
+			keys[j] = w.events[i].Key
+			skipped[i] = true
+		}
+		var stored map[string]ledger.StoredKey
+		if err = in.retryBusy(func() error {
+			var err error
+			stored, err = in.db.LookupKeys(ctx, keys)
+			return err
+		}); err == nil {
+			for _, i := range res.Skipped {
+				e := &w.events[i]
+				if s, ok := stored[e.Key]; !ok || s.ContentHash == "" || s.ContentHash == e.ContentHash {
+					dups++
+					continue
+				}
+				conflicts++
+				reports = append(reports, fmt.Sprintf("%s:%d: conflict: %s is already in the ledger with other content (time, tenant, user, endpoint, model or tokens); not stored (a reused id? give this log its own --source)",
+					w.from[i].name, w.from[i].line, e.Key))
+			}
+		}
+	}
 	in.smu.Lock()
 	defer in.smu.Unlock()
 	if err != nil {
 		in.werr = err
-		return
-	}
-	in.stats.Ingested += int64(res.Inserted)
-	in.stats.Duplicates += int64(res.Duplicates)
-	// Only events that were new count.
-	var cost pricing.Money
-	for i := range batch {
-		cost += batch[i].Cost
-	}
-	for _, i := range res.Skipped {
-		e := &batch[i]
-		cost -= e.Cost
-		if e.Unpriced {
-			pending[e.Model]--
+		if res.Inserted == 0 {
+			return
 		}
 	}
-	in.stats.Cost += cost
-	for m, n := range pending {
+	in.stats.Ingested += int64(res.Inserted)
+	in.stats.Duplicates += dups
+	in.stats.Conflicts += conflicts
+	in.reports = append(in.reports, reports...)
+	// Only events that were new count.
+	for i := range w.events {
+		if e := &w.events[i]; !skipped[i] {
+			in.stats.Cost += e.Cost
+		} else if e.Unpriced {
+			w.unpriced[e.Model]--
+		}
+	}
+	for m, n := range w.unpriced {
 		if n > 0 {
 			in.stats.UnpricedModels[m] += n
 			in.stats.Unpriced += n
@@ -248,6 +467,71 @@ func (in *Ingester) write(ctx context.Context, batch []ledger.Event, pending map
 	}
 	if in.cfg.Flushed != nil {
 		in.cfg.Flushed(in.stats)
+	}
+}
+
+// dropLegacy drops from w the events an older costctl already stored under
+// its key format for the same tenant (counted in dups). Only a ledger that
+// holds such keys is asked.
+func (in *Ingester) dropLegacy(ctx context.Context, w *write, dups *int64) error {
+	in.legacyOnce.Do(func() {
+		for _, p := range legacyPrefixes {
+			var has bool
+			in.legacyErr = in.retryBusy(func() error {
+				var err error
+				has, err = in.db.HasKeyPrefix(ctx, p)
+				return err
+			})
+			if in.legacyErr != nil || has {
+				in.legacy = has
+				return
+			}
+		}
+	})
+	if in.legacyErr != nil || !in.legacy {
+		return in.legacyErr
+	}
+	keys := make([]string, len(w.events))
+	for i := range w.from {
+		keys[i] = "ingest:" + w.from[i].rest
+	}
+	var stored map[string]ledger.StoredKey
+	if err := in.retryBusy(func() error {
+		var err error
+		stored, err = in.db.LookupKeys(ctx, keys)
+		return err
+	}); err != nil || len(stored) == 0 {
+		return err
+	}
+	w.drop(func(i int) bool {
+		s, ok := stored[keys[i]]
+		if ok && s.Tenant == w.events[i].Tenant {
+			*dups++
+			return false
+		}
+		return true
+	})
+	return nil
+}
+
+// retryBusy runs op until it succeeds, fails with something other than a
+// locked ledger, or the ledger has stayed locked for BusyRetry: another
+// writer (ingest, eval, a proxy) holds the write lock for a while, and
+// waiting with jittered, doubling pauses (10 ms to 1 s) lets every writer
+// through in turn.
+func (in *Ingester) retryBusy(op func() error) error {
+	start := time.Now()
+	pause := 10 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || !ledger.IsBusy(err) || in.cfg.BusyRetry < 0 {
+			return err
+		}
+		if waited := time.Since(start); waited >= in.cfg.BusyRetry {
+			return fmt.Errorf("%w (another writer held the ledger for %s; try again when it is done)", err, waited.Round(time.Second))
+		}
+		time.Sleep(pause/2 + rand.N(pause))
+		pause = min(2*pause, time.Second)
 	}
 }
 
