@@ -4,6 +4,7 @@ package commands
 // read the same ledger, with real files and exit codes and no terminal.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -28,23 +29,36 @@ func liveLog(now time.Time) string {
 	return b.String()
 }
 
+// badReason is the reason ingest gives for line, in its parser's words.
+func badReason(t *testing.T, line string) string {
+	t.Helper()
+	tio := newTestIO(line + "\n")
+	Run(context.Background(), testFactory(tio, filepath.Join(t.TempDir(), "l.db")), []string{"ingest", "-"})
+	first, _, _ := strings.Cut(tio.errOut.String(), "\n")
+	if !strings.HasPrefix(first, "stdin:1: ") {
+		t.Fatalf("no reason for %s: %q", line, tio.errOut.String())
+	}
+	return strings.TrimPrefix(first, "stdin:1: ")
+}
+
 func TestIngestTopReportE2E(t *testing.T) {
 	dir := t.TempDir()
 	log := writeFile(t, dir, "usage.jsonl", liveLog(time.Now()))
 	db := filepath.Join(dir, "ledger.db")
 
+	// A bad line: the good ones are stored, the summary goes to stderr, exit 1.
 	r := runCostctl(t, dir, "", nil, "ingest", "--db", db, log)
-	if r.Code != 0 {
-		t.Fatalf("ingest exit %d: %s", r.Code, r.Stderr)
-	}
-	wantOut := "ingested 6 · duplicates 0 · bad 1 · unpriced 1\n" +
+	summary := "ingested 6 · duplicates 0 · bad 1 · unpriced 1 · conflicts 0\n" +
 		"cost of ingested events $0.21575 (prices as of 2025-12-01) · ledger " + db + "\n" +
 		"unpriced models: mystery-llm (1); their spend is shown as unpriced, not $0 (add prices with --pricing FILE before ingesting)\n"
-	if r.Stdout != wantOut || r.Stderr != log+`:7: missing "input_tokens" (or an OpenAI "usage" object)`+"\n" {
-		t.Fatalf("ingest:\nstdout %q\nstderr %q", r.Stdout, r.Stderr)
+	badLine := log + ":7: " + badReason(t, `{"model":"gpt-4o"}`) + "\n"
+	if r.Code != ExitError || r.Stdout != "" || r.Stderr != badLine+summary+
+		"costctl: ingest: 1 bad line, more than --max-bad 0; the rest is saved: fix the lines listed above and ingest again (what is in is skipped as a duplicate), or pass --max-bad 1 to accept them\n" {
+		t.Fatalf("ingest: exit %d\nstdout %q\nstderr %q", r.Code, r.Stdout, r.Stderr)
 	}
-	// Twice: nothing new.
-	if r := runCostctl(t, dir, "", nil, "ingest", "--db", db, log); r.Code != 0 || !strings.HasPrefix(r.Stdout, "ingested 0 · duplicates 6 · bad 1 · unpriced 0\n") {
+	// Twice, accepting the bad line: nothing new, exit 0.
+	if r := runCostctl(t, dir, "", nil, "ingest", "--db", db, "--max-bad", "1", log); r.Code != 0 || r.Stderr != badLine ||
+		!strings.HasPrefix(r.Stdout, "ingested 0 · duplicates 6 · bad 1 · unpriced 0 · conflicts 0\n") {
 		t.Fatalf("re-ingest: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 
@@ -103,9 +117,9 @@ func TestIngestTopReportE2E(t *testing.T) {
 func TestIngestStdinAndBadUsageE2E(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "ledger.db")
-	r := runCostctl(t, dir, liveLog(time.Now()), nil, "ingest", "--db", db, "--tenant", "fallback", "-")
-	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "ingested 6 · duplicates 0 · bad 1 · unpriced 1\n") ||
-		r.Stderr != `stdin:7: missing "input_tokens" (or an OpenAI "usage" object)`+"\n" {
+	r := runCostctl(t, dir, liveLog(time.Now()), nil, "ingest", "--db", db, "--tenant", "fallback", "--max-bad", "1", "-")
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "ingested 6 · duplicates 0 · bad 1 · unpriced 1 · conflicts 0\n") ||
+		r.Stderr != "stdin:7: "+badReason(t, `{"model":"gpt-4o"}`)+"\n" {
 		t.Fatalf("stdin ingest: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	r = runCostctl(t, dir, "", nil, "ingest", "--db", db, "nope.jsonl")

@@ -57,7 +57,7 @@ func TestIngestFollowE2E(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("ingest --follow did not stop on SIGINT")
 	}
-	if !strings.HasPrefix(out.String(), "ingested 4 · duplicates 0 · bad 0 · unpriced 0\n") {
+	if !strings.HasPrefix(out.String(), "ingested 4 · duplicates 0 · bad 0 · unpriced 0 · conflicts 0\n") {
 		t.Fatalf("summary %q", out.String())
 	}
 	if errb.String() != "costctl: ingest: interrupted; everything read so far is saved\n" {
