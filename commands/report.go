@@ -27,6 +27,7 @@ type ReportOptions struct {
 	By           []string
 	Since, Until string
 	Format       string
+	Precision    int // decimals of money in table and Markdown output (JSON and CSV are exact)
 }
 
 func newReportCmd(f *Factory, runF func(*ReportOptions) error) *cobra.Command {
@@ -52,6 +53,10 @@ A report by at most one of tenant/model/user/endpoint/source/metric (with or
 without day/hour) is read from the ledger's rollups and is fast on any size
 of ledger; grouping by several reads the events in the window.
 
+Money is exact in the ledger (each event to the pico-dollar, sums that
+cannot wrap) and rounded once, when printed: tables and Markdown show cents
+(--precision N for up to 12 decimals); JSON and CSV write the exact sum.
+
 Costs are those recorded in the ledger: priced when each event was written
 (ingest and eval say "prices as of DATE" then), or since by costctl reprice.
 Events for models without a price are counted in UNPRICED: their cost is
@@ -68,6 +73,9 @@ directory is fine) and warns when the file is open to other users.` + exitStatus
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatCSV, render.FormatJSON, render.FormatMD); err != nil {
 				return usageError(err)
+			}
+			if opts.Precision < 0 || opts.Precision > 12 {
+				return usageErrorf("--precision %d: want 0 to 12 decimals (2 shows cents)", opts.Precision)
 			}
 			opts.By = nil
 			seen := map[string]bool{}
@@ -107,6 +115,7 @@ directory is fine) and warns when the file is open to other users.` + exitStatus
 	fl.StringVar(&opts.Since, "since", "7d", "start: a duration back from now (24h, 7d), a date (2026-11-01) or an RFC 3339 time")
 	fl.StringVar(&opts.Until, "until", "now", "end (exclusive): now, a duration back from now, a date or an RFC 3339 time")
 	fl.StringVar(&opts.Format, "format", "table", "output format: table, csv, json or md")
+	fl.IntVar(&opts.Precision, "precision", 2, "decimals of money in table and md output, 0 to 12 (JSON and CSV are exact)")
 	return cmd
 }
 
@@ -147,18 +156,18 @@ type reportJSONRow struct {
 }
 
 type reportJSONTotals struct {
-	Calls               int64         `json:"calls"`
-	InputTokens         int64         `json:"input_tokens"`
-	CachedTokens        int64         `json:"cached_input_tokens"`
-	OutputTokens        int64         `json:"output_tokens"`
-	Cost                pricing.Money `json:"cost_usd"`
-	Share               float64       `json:"share_pct"`
-	UnpricedCalls       int64         `json:"unpriced_calls"`
-	CacheHits           int64         `json:"cache_hits"`
-	AvoidedInputTokens  int64         `json:"avoided_input_tokens"`
-	AvoidedCachedTokens int64         `json:"avoided_cached_input_tokens"`
-	AvoidedOutputTokens int64         `json:"avoided_output_tokens"`
-	Avoided             pricing.Money `json:"avoided_usd"`
+	Calls               int64          `json:"calls"`
+	InputTokens         int64          `json:"input_tokens"`
+	CachedTokens        int64          `json:"cached_input_tokens"`
+	OutputTokens        int64          `json:"output_tokens"`
+	Cost                pricing.Amount `json:"cost_usd"`
+	Share               float64        `json:"share_pct"`
+	UnpricedCalls       int64          `json:"unpriced_calls"`
+	CacheHits           int64          `json:"cache_hits"`
+	AvoidedInputTokens  int64          `json:"avoided_input_tokens"`
+	AvoidedCachedTokens int64          `json:"avoided_cached_input_tokens"`
+	AvoidedOutputTokens int64          `json:"avoided_output_tokens"`
+	Avoided             pricing.Amount `json:"avoided_usd"`
 }
 
 type reportJSONDoc struct {
@@ -210,12 +219,13 @@ func runReport(opts *ReportOptions) error {
 	for _, r := range rows {
 		total.Add(r.Totals)
 	}
-	share := func(c pricing.Money) float64 {
-		if total.Cost <= 0 {
+	share := func(c pricing.Amount) float64 {
+		if total.Cost.Sign() <= 0 {
 			return 0
 		}
-		return round1(float64(c) / float64(total.Cost) * 100)
+		return round1(c.Float64() / total.Cost.Float64() * 100)
 	}
+	precision := opts.Precision
 	if opts.Format == render.FormatJSON {
 		doc := reportJSONDoc{Version: 1, Since: since.In(loc).Format(time.RFC3339Nano), Until: until.In(loc).Format(time.RFC3339Nano),
 			By: opts.By, Rows: []reportJSONRow{}, Note: reportNote}
@@ -256,7 +266,7 @@ func runReport(opts *ReportOptions) error {
 		return render.Int(n)
 	}
 	cells := func(tt ledger.Totals) []string {
-		cost := tt.Cost.Display()
+		cost := roundedMoney(tt.Cost, precision)
 		switch {
 		case csv && tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
 			cost = "" // unknown; the UNPRICED column says why
@@ -273,7 +283,7 @@ func runReport(opts *ReportOptions) error {
 		}
 		hits, avoided := "", ""
 		if tt.CacheHits > 0 {
-			hits, avoided = num(tt.CacheHits), tt.Avoided.Display()
+			hits, avoided = num(tt.CacheHits), roundedMoney(tt.Avoided, precision)
 			if csv {
 				avoided = tt.Avoided.String()
 			}
@@ -315,7 +325,7 @@ func runReport(opts *ReportOptions) error {
 	fmt.Fprintf(opts.IO.ErrOut, "%s to %s · %s", since.In(loc).Format(time.RFC3339), until.In(loc).Format(time.RFC3339),
 		"costs as recorded in the ledger (when each event was written, or by costctl reprice)")
 	if total.CacheHits > 0 {
-		fmt.Fprintf(opts.IO.ErrOut, " · %s cache %s, not calls: %s avoided", render.Int(total.CacheHits), pluralS(total.CacheHits, "hit", "hits"), total.Avoided.Display())
+		fmt.Fprintf(opts.IO.ErrOut, " · %s cache %s, not calls: %s avoided", render.Int(total.CacheHits), pluralS(total.CacheHits, "hit", "hits"), roundedMoney(total.Avoided, precision))
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(opts.IO.ErrOut, " · no events in this window")
@@ -325,4 +335,19 @@ func runReport(opts *ReportOptions) error {
 	}
 	fmt.Fprintln(opts.IO.ErrOut)
 	return nil
+}
+
+// roundedMoney is a rounded to places decimals for a table, and "<$0.01"
+// (at two places) for a positive amount that would round to $0.00: never a
+// $0 that is not.
+func roundedMoney(a pricing.Amount, places int) string {
+	s := a.DisplayRounded(places)
+	if a.Sign() > 0 && strings.Trim(s, "$0.,") == "" {
+		unit := "1"
+		if places > 0 {
+			unit = "0." + strings.Repeat("0", places-1) + "1"
+		}
+		return "<$" + unit
+	}
+	return s
 }

@@ -116,9 +116,9 @@ func openLedgerToWrite(f *Factory) func(context.Context) (*ledger.DB, error) {
 }
 
 type repriceJSONSums struct {
-	Cost     pricing.Money `json:"cost_usd"`
-	Unpriced int64         `json:"unpriced_events"`
-	Avoided  pricing.Money `json:"avoided_usd"`
+	Cost     pricing.Amount `json:"cost_usd"`
+	Unpriced int64          `json:"unpriced_events"`
+	Avoided  pricing.Money  `json:"avoided_usd"`
 }
 
 type repriceJSONDoc struct {
@@ -132,7 +132,7 @@ type repriceJSONDoc struct {
 	Changed        int64            `json:"changed"`
 	Old            repriceJSONSums  `json:"old"`
 	New            repriceJSONSums  `json:"new"`
-	Delta          pricing.Money    `json:"delta_usd"`
+	Delta          pricing.Amount   `json:"delta_usd"`
 	UnpricedModels map[string]int64 `json:"unpriced_models"`
 }
 
@@ -200,8 +200,8 @@ func runReprice(opts *RepriceOptions) error {
 	}
 	if opts.Format == render.FormatJSON {
 		doc := repriceJSONDoc{Version: 1, DryRun: opts.DryRun, PricesAsOf: table.AsOf, PriceOverrides: append([]string{}, table.Overrides...),
-			Events: res.Events, Changed: res.Changed, Delta: res.New.Cost - res.Old.Cost, UnpricedModels: res.Unpriced,
-			Old: repriceJSONSums(res.Old), New: repriceJSONSums(res.New)}
+			Events: res.Events, Changed: res.Changed, Delta: res.New.Cost.Sub(res.Old.Cost), UnpricedModels: res.Unpriced,
+			Old: repriceJSONSums{res.Old.Cost, res.Old.Unpriced, res.Old.Avoided}, New: repriceJSONSums{res.New.Cost, res.New.Unpriced, res.New.Avoided}}
 		if !since.IsZero() {
 			doc.Since = since.In(loc).Format(time.RFC3339Nano)
 		}
@@ -242,7 +242,7 @@ func writeRepriceText(w io.Writer, res ledger.RepriceResult, window string, tabl
 		return s.Cost.Display()
 	}
 	fmt.Fprintf(w, "cost %s → %s (delta %s) · unpriced events %s → %s\n", mark(res.Old), mark(res.New),
-		signedMoney(res.New.Cost-res.Old.Cost), render.Int(res.Old.Unpriced), render.Int(res.New.Unpriced))
+		signedAmount(res.New.Cost.Sub(res.Old.Cost)), render.Int(res.Old.Unpriced), render.Int(res.New.Unpriced))
 	if res.Old.Avoided != 0 || res.New.Avoided != 0 {
 		fmt.Fprintf(w, "avoided by cache hits %s → %s (delta %s)\n", res.Old.Avoided.Display(), res.New.Avoided.Display(), signedMoney(res.New.Avoided-res.Old.Avoided))
 	}
@@ -271,6 +271,16 @@ func writeRepriceText(w io.Writer, res ledger.RepriceResult, window string, tabl
 }
 
 // signedMoney is "+$1.25", "-$0.50" or "$0.00".
+func signedAmount(a pricing.Amount) string {
+	switch a.Sign() {
+	case 1:
+		return "+" + a.Display()
+	case -1:
+		return "-" + a.Neg().Display()
+	}
+	return a.Display()
+}
+
 func signedMoney(m pricing.Money) string {
 	switch {
 	case m > 0:

@@ -103,14 +103,14 @@ func assertRollupsMatchEvents(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var calls, unpriced, cost int64
-	if err := db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(unpriced), 0), COALESCE(SUM(cost_nano), 0) FROM events`).Scan(&calls, &unpriced, &cost); err != nil {
+	var calls, unpriced, dollars, cost int64
+	if err := db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(unpriced), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM events`).Scan(&calls, &unpriced, &dollars, &cost); err != nil {
 		t.Fatal(err)
 	}
 	start, end := time.Unix(0, 0), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 	tot, err := db.Totals(ctx, start, end)
-	if err != nil || tot.Calls != calls || tot.UnpricedCalls != unpriced || tot.Cost != pricing.Money(cost) {
-		t.Fatalf("rollups %+v (%v), events: %d calls, %d unpriced, %d nano", tot, err, calls, unpriced, cost)
+	if err != nil || tot.Calls != calls || tot.UnpricedCalls != unpriced || tot.Cost != (pricing.Amount{Dollars: dollars}).AddPico(cost) {
+		t.Fatalf("rollups %+v (%v), events: %d calls, %d unpriced, %d pico", tot, err, calls, unpriced, cost)
 	}
 	for _, dim := range ledger.Dimensions {
 		rows, err := db.Grouped(ctx, dim, start, end)
@@ -119,23 +119,23 @@ func assertRollupsMatchEvents(t *testing.T, path string) {
 		}
 		var got []string
 		for _, r := range rows {
-			got = append(got, fmt.Sprintf("%s %d %d %d", r.Key, r.Calls, r.UnpricedCalls, r.Cost))
+			got = append(got, fmt.Sprintf("%s %d %d %s", r.Key, r.Calls, r.UnpricedCalls, r.Cost))
 		}
 		sort.Strings(got)
 		col := dim
 		if dim == "user" {
 			col = `"user"`
 		}
-		q, err := db.SQL().Query(`SELECT ` + col + `, COUNT(*), SUM(unpriced), SUM(cost_nano) FROM events GROUP BY 1`)
+		q, err := db.SQL().Query(`SELECT ` + col + `, COUNT(*), SUM(unpriced), SUM(cost_dollars), SUM(cost_pico) FROM events GROUP BY 1`)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var want []string
 		for q.Next() {
 			var k string
-			var c, u, n int64
-			q.Scan(&k, &c, &u, &n)
-			want = append(want, fmt.Sprintf("%s %d %d %d", k, c, u, n))
+			var c, u, d, p int64
+			q.Scan(&k, &c, &u, &d, &p)
+			want = append(want, fmt.Sprintf("%s %d %d %s", k, c, u, pricing.Amount{Dollars: d}.AddPico(p)))
 		}
 		q.Close()
 		sort.Strings(want)

@@ -169,31 +169,31 @@ func runTop(opts *TopOptions) error {
 }
 
 type topJSONRow struct {
-	Key          string        `json:"key"`
-	Calls        int64         `json:"calls"`
-	CacheHits    int64         `json:"cache_hits"`
-	InputTokens  int64         `json:"input_tokens"`
-	OutputTokens int64         `json:"output_tokens"`
-	Cost         pricing.Money `json:"cost_usd"`
-	Share        float64       `json:"share_pct"`
-	AvgLatencyMS int64         `json:"avg_latency_ms"`
-	Unpriced     bool          `json:"unpriced"`
+	Key          string         `json:"key"`
+	Calls        int64          `json:"calls"`
+	CacheHits    int64          `json:"cache_hits"`
+	InputTokens  int64          `json:"input_tokens"`
+	OutputTokens int64          `json:"output_tokens"`
+	Cost         pricing.Amount `json:"cost_usd"`
+	Share        float64        `json:"share_pct"`
+	AvgLatencyMS int64          `json:"avg_latency_ms"`
+	Unpriced     bool           `json:"unpriced"`
 }
 
 type topJSONDoc struct {
-	Version     int           `json:"version"`
-	At          string        `json:"at"`
-	Window      string        `json:"window"`
-	GroupBy     string        `json:"group_by"`
-	Spend       pricing.Money `json:"spend_usd"`
-	DailyBudget pricing.Money `json:"daily_budget_usd"`
-	Burn        pricing.Money `json:"burn_usd_per_hour"`
-	Projected   pricing.Money `json:"projected_day_usd"`
-	CacheHitPct float64       `json:"cache_hit_pct"`
-	CacheHits   int64         `json:"cache_hits"`
-	Avoided     pricing.Money `json:"avoided_usd"`
-	Rows        []topJSONRow  `json:"rows"`
-	Alerts      []tui.Alert   `json:"alerts"`
+	Version     int            `json:"version"`
+	At          string         `json:"at"`
+	Window      string         `json:"window"`
+	GroupBy     string         `json:"group_by"`
+	Spend       pricing.Amount `json:"spend_usd"`
+	DailyBudget pricing.Money  `json:"daily_budget_usd"`
+	Burn        pricing.Amount `json:"burn_usd_per_hour"`
+	Projected   pricing.Amount `json:"projected_day_usd"`
+	CacheHitPct float64        `json:"cache_hit_pct"`
+	CacheHits   int64          `json:"cache_hits"`
+	Avoided     pricing.Amount `json:"avoided_usd"`
+	Rows        []topJSONRow   `json:"rows"`
+	Alerts      []tui.Alert    `json:"alerts"`
 }
 
 func round1(p float64) float64 {
@@ -222,7 +222,7 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 	if s.Config.Window != "today" {
 		window = "last " + s.Config.Window
 	}
-	pct := float64(s.Spend.Cost) / float64(s.Config.DailyBudget) * 100
+	pct := s.Spend.Cost.Float64() / pricing.AmountFromMoney(s.Config.DailyBudget).Float64() * 100
 	spend := tui.WithMark(cents(s.Spend.Cost), s.Spend.Calls, s.Spend.UnpricedCalls)
 	if s.Spend.UnpricedCalls > 0 {
 		spend += fmt.Sprintf(" (%s unpriced %s not counted: cost unknown)", render.Int(s.Spend.UnpricedCalls), pluralS(s.Spend.UnpricedCalls, "call", "calls"))
@@ -280,8 +280,8 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 }
 
 // cents is money for a table: rounded to cents, "<$0.01" for dust.
-func cents(m pricing.Money) string {
-	if m > 0 && m < pricing.Money(pricing.NanoPerDollar/200) {
+func cents(m pricing.Amount) string {
+	if m.Sign() > 0 && m.Cmp(pricing.AmountFromPico(pricing.PicoPerDollar/200)) < 0 {
 		return "<$0.01"
 	}
 	return m.DisplayRounded(2)

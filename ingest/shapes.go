@@ -398,11 +398,11 @@ func readFlat(l *line, e *ledger.Event) error {
 // has no rate for leaves the event unpriced (cost unknown), never at list
 // price; so does a nil m (an unknown model).
 func priceEvent(m *pricing.Model, e *ledger.Event) {
-	e.Cost, e.Unpriced = 0, true
+	e.Cost, e.CostExact, e.Unpriced = 0, pricing.Amount{}, true
 	if m == nil {
 		return
 	}
-	c, err := m.CostAt(pricing.Usage{
+	c, err := m.CostAtExact(pricing.Usage{
 		InputTokens:        e.InputTokens,
 		CachedInputTokens:  e.CachedTokens,
 		CacheWrite5mTokens: e.CacheWrite5mTokens,
@@ -412,5 +412,10 @@ func priceEvent(m *pricing.Model, e *ledger.Event) {
 	if err != nil {
 		return
 	}
-	e.Cost, e.Unpriced = c, false
+	nano, ok := c.Money()
+	if !ok {
+		return
+	}
+	// The ledger keeps the exact cost; Cost is it to the nano-dollar.
+	e.Cost, e.CostExact, e.Unpriced = nano, c, false
 }

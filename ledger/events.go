@@ -36,11 +36,12 @@ type Event struct {
 	InputTokens  int64 // all prompt tokens, cached included
 	CachedTokens int64
 	OutputTokens int64
-	Cost         pricing.Money // what the call cost (0 for a cache hit)
-	Avoided      pricing.Money // what a cache hit or a skip saved
-	Unpriced     bool          // the model has no price: Cost is unknown, not $0
-	CacheHit     bool
-	LatencyMS    int64
+	Cost         pricing.Money // what the call cost, to the nano-dollar (0 for a cache hit)
+	// CostExact is the exact cost (exact.go); when zero, Cost is taken as exact.
+	Avoided   pricing.Money // what a cache hit or a skip saved
+	Unpriced  bool          // the model has no price: Cost is unknown, not $0
+	CacheHit  bool
+	LatencyMS int64
 	// Estimate says why the cost is not the server's own usage × price:
 	// "" (it is), EstimateNoUsage (the reply had no usage block: billed from
 	// local counts), EstimateBadUsage (the usage block was invalid: likewise)
@@ -56,6 +57,7 @@ type Event struct {
 	Batch              bool   // billed at Batch API rates
 	ServiceTier        string // "", "default", "flex" or "priority"
 	ContentHash        string // hash of what an ingested line says, to tell a duplicate from a conflict
+	CostExact          pricing.Amount
 }
 
 // Estimate kinds of an Event.
@@ -185,14 +187,14 @@ func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, er
 
 // insertChunk is how many events go into one multi-row INSERT: one
 // statement per chunk instead of per event is what makes bulk ingest fast
-// (24 columns × 500 rows stays under SQLite's 32766 bound parameters).
+// (26 columns × 500 rows stays under SQLite's 32766 bound parameters).
 const insertChunk = 500
 
 const eventCols = `(event_key, ts_ms, source, run_id, tenant, user, endpoint, metric, model,
 	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
-	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash)`
+	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico)`
 
-const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 // eventInserter writes chunks of events inside one transaction.
 type eventInserter struct {
@@ -226,9 +228,11 @@ func (w *eventInserter) exec(s *sql.Stmt, chunk []Event) (int64, error) {
 	w.args = w.args[:0]
 	for i := range chunk {
 		e := &chunk[i]
+		exact := eventCost(e)
 		w.args = append(w.args, e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
 			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
-			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash)
+			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash,
+			exact.Dollars, exact.Pico)
 	}
 	r, err := s.ExecContext(w.ctx, w.args...)
 	if err != nil {
@@ -315,10 +319,17 @@ func mergeRollup(m map[rollupKey]*rollupVal, k rollupKey, o *rollupVal) {
 	v.Add(*o)
 }
 
-// addEvent counts one event into t.
+// addEvent counts one event into t as a rollup row keeps it: calls and
+// tokens of every event (cache hits included; reads subtract the hits'
+// share, rollup_hits.go), the hits' tokens and avoided cost apart.
 func (t *Totals) addEvent(e *Event) {
-	t.Add(Totals{Calls: 1, InputTokens: e.InputTokens, CachedTokens: e.CachedTokens, OutputTokens: e.OutputTokens,
-		Cost: e.Cost, UnpricedCalls: b2i(e.Unpriced), CacheHits: b2i(e.CacheHit)})
+	o := Totals{Calls: 1, InputTokens: e.InputTokens, CachedTokens: e.CachedTokens, OutputTokens: e.OutputTokens,
+		Cost: eventCost(e), UnpricedCalls: b2i(e.Unpriced), CacheHits: b2i(e.CacheHit)}
+	if e.CacheHit {
+		o.AvoidedInputTokens, o.AvoidedCachedTokens, o.AvoidedOutputTokens = e.InputTokens, e.CachedTokens, e.OutputTokens
+		o.Avoided = pricing.AmountFromMoney(e.Avoided)
+	}
+	t.Add(o)
 	if e.LatencyMS > 0 {
 		t.LatencyMSSum += e.LatencyMS
 		t.LatencyCalls++
@@ -326,16 +337,25 @@ func (t *Totals) addEvent(e *Event) {
 }
 
 func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[rollupKey]*rollupVal) error {
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, dim, key, calls, input_tokens, cached_tokens, output_tokens, cost_nano, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+	// cost_pico stays in [0, 10^12): the carry goes to cost_dollars (every
+	// expression reads the row's old values).
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, dim, key, calls, input_tokens, cached_tokens, output_tokens,
+		cost_dollars, cost_pico, unpriced_calls, cache_hits, hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano,
+		latency_ms_sum, latency_calls)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(dim, `+col+`, key) DO UPDATE SET
 		calls = calls + excluded.calls,
 		input_tokens = input_tokens + excluded.input_tokens,
 		cached_tokens = cached_tokens + excluded.cached_tokens,
 		output_tokens = output_tokens + excluded.output_tokens,
-		cost_nano = cost_nano + excluded.cost_nano,
+		cost_dollars = cost_dollars + excluded.cost_dollars + (cost_pico + excluded.cost_pico) / 1000000000000,
+		cost_pico = (cost_pico + excluded.cost_pico) % 1000000000000,
 		unpriced_calls = unpriced_calls + excluded.unpriced_calls,
 		cache_hits = cache_hits + excluded.cache_hits,
+		hit_input_tokens = hit_input_tokens + excluded.hit_input_tokens,
+		hit_cached_tokens = hit_cached_tokens + excluded.hit_cached_tokens,
+		hit_output_tokens = hit_output_tokens + excluded.hit_output_tokens,
+		avoided_nano = avoided_nano + excluded.avoided_nano,
 		latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
 		latency_calls = latency_calls + excluded.latency_calls`)
 	if err != nil {
@@ -343,7 +363,13 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 	}
 	defer stmt.Close()
 	for k, v := range m {
-		if _, err := stmt.ExecContext(ctx, k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens, int64(v.Cost), v.UnpricedCalls, v.CacheHits, v.LatencyMSSum, v.LatencyCalls); err != nil {
+		avoided, ok := v.Avoided.Money()
+		if !ok {
+			return fmt.Errorf("ledger: update %s: avoided cost %s out of range", table, v.Avoided)
+		}
+		if _, err := stmt.ExecContext(ctx, k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens,
+			v.Cost.Dollars, v.Cost.Pico, v.UnpricedCalls, v.CacheHits, v.AvoidedInputTokens, v.AvoidedCachedTokens, v.AvoidedOutputTokens,
+			int64(avoided), v.LatencyMSSum, v.LatencyCalls); err != nil {
 			return fmt.Errorf("ledger: update %s: %w", table, err)
 		}
 	}

@@ -45,6 +45,9 @@ type DB struct {
 	// noHitCols: the schema predates the rollups' cache-hit columns (v4)
 	// and has no cache hits, so they read as 0 (only with OpenReadOnly).
 	noHitCols bool
+	// nanoCost: the schema predates exact costs (v5): rollups keep
+	// cost_nano (only with OpenReadOnly).
+	nanoCost bool
 }
 
 // DefaultPath is where the ledger lives when neither --db nor COSTCTL_DB is
@@ -257,6 +260,9 @@ ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT '';
 	// v4: the rollups keep cache hits' tokens and avoided cost apart, so
 	// reads can count calls and tokens a provider billed (rollup_hits.go).
 	hitRollupsMigration,
+	// v5: exact costs (whole dollars + pico-dollars) in events and rollups;
+	// the cache-hit rollup columns are kept by Insert (exact.go).
+	costMigration,
 }
 
 // SchemaVersion is the user_version this build writes.

@@ -141,9 +141,9 @@ func equalInts(a, b []int64) bool {
 
 func (t Totals) negate() Totals {
 	return Totals{Calls: -t.Calls, InputTokens: -t.InputTokens, CachedTokens: -t.CachedTokens, OutputTokens: -t.OutputTokens,
-		Cost: -t.Cost, UnpricedCalls: -t.UnpricedCalls, CacheHits: -t.CacheHits,
+		Cost: t.Cost.Neg(), UnpricedCalls: -t.UnpricedCalls, CacheHits: -t.CacheHits,
 		AvoidedInputTokens: -t.AvoidedInputTokens, AvoidedCachedTokens: -t.AvoidedCachedTokens, AvoidedOutputTokens: -t.AvoidedOutputTokens,
-		Avoided: -t.Avoided, LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls}
+		Avoided: t.Avoided.Neg(), LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls}
 }
 
 // epochs reads the write counters of UTC days [d0, d1].

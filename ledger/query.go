@@ -24,15 +24,15 @@ type Totals struct {
 	InputTokens   int64 // billed prompt tokens, cached included
 	CachedTokens  int64 // of InputTokens, read from the provider's prompt cache
 	OutputTokens  int64
-	Cost          pricing.Money // priced events only; see UnpricedCalls
-	UnpricedCalls int64         // events whose model had no price: their cost is unknown, not $0
-	CacheHits     int64         // answers served from costctl's cache: no provider call
+	Cost          pricing.Amount // priced events only, exact; see UnpricedCalls
+	UnpricedCalls int64          // events whose model had no price: their cost is unknown, not $0
+	CacheHits     int64          // answers served from costctl's cache: no provider call
 	// The cache hits' tokens and what the calls they stood in for would
 	// have cost: avoided, not spent.
 	AvoidedInputTokens  int64
 	AvoidedCachedTokens int64
 	AvoidedOutputTokens int64
-	Avoided             pricing.Money
+	Avoided             pricing.Amount
 	LatencyMSSum        int64
 	LatencyCalls        int64 // events with a known latency
 }
@@ -43,13 +43,13 @@ func (t *Totals) Add(o Totals) {
 	t.InputTokens += o.InputTokens
 	t.CachedTokens += o.CachedTokens
 	t.OutputTokens += o.OutputTokens
-	t.Cost += o.Cost
+	t.Cost = t.Cost.Add(o.Cost)
 	t.UnpricedCalls += o.UnpricedCalls
 	t.CacheHits += o.CacheHits
 	t.AvoidedInputTokens += o.AvoidedInputTokens
 	t.AvoidedCachedTokens += o.AvoidedCachedTokens
 	t.AvoidedOutputTokens += o.AvoidedOutputTokens
-	t.Avoided += o.Avoided
+	t.Avoided = t.Avoided.Add(o.Avoided)
 	t.LatencyMSSum += o.LatencyMSSum
 	t.LatencyCalls += o.LatencyCalls
 }
@@ -98,7 +98,8 @@ var totalsExprs = []string{
 	"input_tokens - hit_input_tokens",
 	"cached_tokens - hit_cached_tokens",
 	"output_tokens - hit_output_tokens",
-	"cost_nano",
+	"cost_dollars",
+	"cost_pico",
 	"unpriced_calls",
 	"cache_hits",
 	"hit_input_tokens",
@@ -113,13 +114,24 @@ var totalsExprs = []string{
 // opened before v4 (and holding no cache hits, see OpenReadOnly) has no
 // hit columns, which then read as 0.
 func (db *DB) rollupExprs() []string {
-	if !db.noHitCols {
+	if !db.noHitCols && !db.nanoCost {
 		return totalsExprs
 	}
 	out := make([]string, len(totalsExprs))
 	for i, e := range totalsExprs {
-		for _, c := range hitCols {
-			e = strings.ReplaceAll(e, c.col, "0")
+		if db.noHitCols {
+			for _, c := range hitCols {
+				e = strings.ReplaceAll(e, c.col, "0")
+			}
+		}
+		if db.nanoCost {
+			// Before v5 the rollups kept nano-dollars (exact.go).
+			switch e {
+			case "cost_dollars":
+				e = "cost_nano / 1000000000"
+			case "cost_pico":
+				e = "(cost_nano % 1000000000) * 1000"
+			}
 		}
 		out[i] = e
 	}
@@ -157,13 +169,25 @@ func (db *DB) sumExprs() string {
 }
 
 // hasEvents is a HAVING clause over selectCols: some call or cache hit.
-const hasEvents = `SUM(c0) + SUM(c6) != 0`
+const hasEvents = `SUM(c0) + SUM(c7) != 0`
 
-// scanDst are the scan destinations of t's fields, in totalsExprs order.
-func (t *Totals) scanDst() []any {
-	return []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, (*int64)(&t.Cost),
+// totalsScan receives one row of totalsExprs; done turns it into Totals.
+type totalsScan struct {
+	Totals
+	costDollars, costPico, avoidedNano int64
+}
+
+// scanDst are the scan destinations, in totalsExprs order.
+func (t *totalsScan) scanDst() []any {
+	return []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &t.costDollars, &t.costPico,
 		&t.UnpricedCalls, &t.CacheHits, &t.AvoidedInputTokens, &t.AvoidedCachedTokens, &t.AvoidedOutputTokens,
-		(*int64)(&t.Avoided), &t.LatencyMSSum, &t.LatencyCalls}
+		&t.avoidedNano, &t.LatencyMSSum, &t.LatencyCalls}
+}
+
+func (t *totalsScan) done() Totals {
+	t.Cost = amountOf(t.costDollars, t.costPico)
+	t.Avoided = pricing.AmountFromMoney(pricing.Money(t.avoidedNano))
+	return t.Totals
 }
 
 // minuteRange turns [start, end) into Unix minutes [sm, em): the minute
@@ -272,13 +296,13 @@ func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 type scanner interface{ Scan(...any) error }
 
 func scanTotals(s scanner, key *string) (Totals, error) {
-	var t Totals
+	var t totalsScan
 	dst := t.scanDst()
 	if key != nil {
 		dst = append([]any{key}, dst...)
 	}
 	err := s.Scan(dst...)
-	return t, err
+	return t.done(), err
 }
 
 // Totals sums every event in [start, end) (minute-granular) from the rollups.
@@ -380,11 +404,11 @@ func (db *DB) minuteSeries(ctx context.Context, end time.Time, n int) ([]Totals,
 	defer rows.Close()
 	for rows.Next() {
 		var minute int64
-		var t Totals
+		var t totalsScan
 		if err := rows.Scan(append([]any{&minute}, t.scanDst()...)...); err != nil {
 			return nil, fmt.Errorf("ledger: read minute series: %w", err)
 		}
-		out[minute-first].Add(t)
+		out[minute-first].Add(t.done())
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("ledger: read minute series: %w", err)
@@ -403,6 +427,6 @@ func BurnStart(now time.Time) time.Time {
 }
 
 // PerHour converts spend over BurnWindow into a rate per hour (exact: ×12).
-func PerHour(spentInBurnWindow pricing.Money) pricing.Money {
-	return spentInBurnWindow * pricing.Money(time.Hour/BurnWindow)
+func PerHour(spentInBurnWindow pricing.Amount) pricing.Amount {
+	return spentInBurnWindow.MulInt64(int64(time.Hour / BurnWindow))
 }

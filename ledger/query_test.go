@@ -59,7 +59,7 @@ func TestInsertIdempotentAndTotals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Totals{Calls: 3, InputTokens: 300, CachedTokens: 120, OutputTokens: 30, Cost: pricing.Dollars(5),
+	want := Totals{Calls: 3, InputTokens: 300, CachedTokens: 120, OutputTokens: 30, Cost: usd(pricing.Dollars(5)),
 		UnpricedCalls: 1, LatencyMSSum: 400, LatencyCalls: 2}
 	if tot != want {
 		t.Fatalf("1h totals = %+v, want %+v", tot, want)
@@ -69,7 +69,7 @@ func TestInsertIdempotentAndTotals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tot.Calls != 4 || tot.Cost != pricing.Dollars(6) {
+	if tot.Calls != 4 || tot.Cost != usd(pricing.Dollars(6)) {
 		t.Fatalf("wide totals = %+v", tot)
 	}
 	if got := tot.AvgLatencyMS(); got != 200 {
@@ -183,36 +183,36 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 		start := base.Add(time.Duration(rng.Int64N(int64(9 * 24 * time.Hour))))
 		end := start.Add(time.Duration(rng.Int64N(int64([]time.Duration{time.Hour, 30 * time.Hour, 8 * 24 * time.Hour}[i%3]))))
 		sm, em := minuteRange(start, end)
-		var calls, cost, hits, in, avoidedIn, avoided int64
-		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(cache_hit = 0), 0), COALESCE(SUM(cost_nano), 0), COALESCE(SUM(cache_hit), 0),
+		var calls, dollars, cost, hits, in, avoidedIn, avoided int64
+		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(cache_hit = 0), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0), COALESCE(SUM(cache_hit), 0),
 			COALESCE(SUM(CASE WHEN cache_hit = 0 THEN input_tokens END), 0), COALESCE(SUM(CASE WHEN cache_hit != 0 THEN input_tokens END), 0),
 			COALESCE(SUM(CASE WHEN cache_hit != 0 THEN avoided_nano END), 0)
 			FROM events WHERE ts_ms >= ? AND ts_ms < ?`,
-			sm*60_000, em*60_000).Scan(&calls, &cost, &hits, &in, &avoidedIn, &avoided); err != nil {
+			sm*60_000, em*60_000).Scan(&calls, &dollars, &cost, &hits, &in, &avoidedIn, &avoided); err != nil {
 			t.Fatal(err)
 		}
 		tot, err := db.Totals(ctx, start, end)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tot.Calls != calls || int64(tot.Cost) != cost || tot.CacheHits != hits || tot.InputTokens != in ||
-			tot.AvoidedInputTokens != avoidedIn || int64(tot.Avoided) != avoided {
+		if tot.Calls != calls || tot.Cost != amountOf(dollars, cost) || tot.CacheHits != hits || tot.InputTokens != in ||
+			tot.AvoidedInputTokens != avoidedIn || tot.Avoided != usd(pricing.Money(avoided)) {
 			t.Fatalf("window %s..%s: rollups %+v, events calls %d cost %d hits %d in %d avoided in %d avoided %d",
 				start, end, tot, calls, cost, hits, in, avoidedIn, avoided)
 		}
 		// Open-ended (the window ends now, after every event): everything from start on.
 		now := base.Add(9*24*time.Hour + time.Duration(rng.Int64N(int64(time.Hour))))
-		var ocalls, ocost int64
-		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(cache_hit = 0), 0), COALESCE(SUM(cost_nano), 0) FROM events WHERE ts_ms >= ?`,
-			sm*60_000).Scan(&ocalls, &ocost); err != nil {
+		var ocalls, odollars, ocost int64
+		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(cache_hit = 0), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM events WHERE ts_ms >= ?`,
+			sm*60_000).Scan(&ocalls, &odollars, &ocost); err != nil {
 			t.Fatal(err)
 		}
 		otot, err := db.TotalsSince(ctx, start, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if otot.Calls != ocalls || int64(otot.Cost) != ocost {
-			t.Fatalf("since %s: rollups %d/%d, events %d/%d", start, otot.Calls, otot.Cost, ocalls, ocost)
+		if otot.Calls != ocalls || otot.Cost != amountOf(odollars, ocost) {
+			t.Fatalf("since %s: rollups %d/%s, events %d/%d", start, otot.Calls, otot.Cost, ocalls, ocost)
 		}
 		orows, err := db.GroupedSince(ctx, "tenant", start, now)
 		if err != nil {
@@ -283,3 +283,6 @@ func TestReportRollupsAgreeWithEvents(t *testing.T) {
 		}
 	}
 }
+
+// usd is m as an exact Amount.
+func usd(m pricing.Money) pricing.Amount { return pricing.AmountFromMoney(m) }

@@ -118,6 +118,12 @@ func (db *DB) checkSchema(ctx context.Context) error {
 			return fmt.Errorf("%s is not a costctl ledger (%s): point --db or COSTCTL_DB at the ledger that ingest or eval writes", path, why)
 		}
 	}
+	// Before v5 costs are nano-dollars (exact.go): read them as such.
+	var exact int
+	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('rollup_day') WHERE name = 'cost_dollars'`).Scan(&exact); err != nil {
+		return db.openError(err)
+	}
+	db.nanoCost = exact == 0
 	// Before v4 the rollups have no cache-hit columns (rollup_hits.go).
 	// Without any cache hit in the ledger they are all 0, and the ledger
 	// reads exactly as a migrated one; with some, calls and tokens cannot

@@ -294,7 +294,7 @@ func TestOpenReadOnlyRefuses(t *testing.T) {
 	}
 	defer db.Close()
 	tot, err := db.TotalsSince(ctx, t0.Add(-time.Hour), t0)
-	if err != nil || tot.Calls != 0 || tot.CacheHits != 1 || tot.InputTokens != 0 || tot.AvoidedInputTokens != 100 || tot.Avoided != pricing.Dollars(1) {
+	if err != nil || tot.Calls != 0 || tot.CacheHits != 1 || tot.InputTokens != 0 || tot.AvoidedInputTokens != 100 || tot.Avoided != usd(pricing.Dollars(1)) {
 		t.Fatalf("after upgrading: %+v %v", tot, err)
 	}
 }
@@ -307,7 +307,14 @@ func downgradeToV3(t *testing.T, db *DB) { downgrade(t, db, 3) }
 // downgrade turns a ledger into what a build of schema version v wrote.
 func downgrade(t *testing.T, db *DB, v int) {
 	t.Helper()
-	stmts := []string{"DROP TRIGGER events_cache_hit_rollups"}
+	// v5 → v4: nano-dollar costs in the rollups, no exact cost columns.
+	var stmts []string
+	for _, l := range rollupLevels {
+		stmts = append(stmts, "ALTER TABLE "+l.table+" ADD COLUMN cost_nano INTEGER NOT NULL DEFAULT 0",
+			"UPDATE "+l.table+" SET cost_nano = cost_dollars * 1000000000 + cost_pico / 1000",
+			"ALTER TABLE "+l.table+" DROP COLUMN cost_dollars", "ALTER TABLE "+l.table+" DROP COLUMN cost_pico")
+	}
+	stmts = append(stmts, "ALTER TABLE events DROP COLUMN cost_dollars", "ALTER TABLE events DROP COLUMN cost_pico")
 	for _, l := range rollupLevels {
 		for _, c := range hitCols {
 			stmts = append(stmts, "ALTER TABLE "+l.table+" DROP COLUMN "+c.col)

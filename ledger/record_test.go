@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/costctl/costctl/pricing"
 )
 
 // A v1 ledger (before events.estimate) opens and migrates in place, keeping
@@ -111,4 +114,53 @@ func TestIsBusy(t *testing.T) {
 func nan() float64 {
 	var zero float64
 	return zero / zero
+}
+
+// Costs are exact to the pico-dollar in every sum, and sums far beyond an
+// int64 of nano-dollars ($9.2 billion) neither wrap nor round.
+func TestExactSums(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "l.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rate, _ := pricing.ParseRatePer1M("2.1875")
+	one, err := rate.CostAmount(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var evs []Event
+	for i := 0; i < 10; i++ {
+		evs = append(evs, Event{Key: fmt.Sprint("tiny", i), Time: t0, Source: SourceIngest, Tenant: "acme", Model: "m", InputTokens: 1, CostExact: one})
+	}
+	// $10^12 in 1,000 events of $10^9 each, for another tenant.
+	for i := 0; i < 1000; i++ {
+		evs = append(evs, Event{Key: fmt.Sprint("huge", i), Time: t0, Source: SourceIngest, Tenant: "whale", Model: "m", InputTokens: 1,
+			CostExact: pricing.Amount{Dollars: 1_000_000_000}})
+	}
+	if _, err := db.Insert(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Grouped(ctx, "tenant", t0.Add(-time.Hour), t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Key] = r.Cost.String()
+	}
+	if got["acme"] != "0.000021875" || got["whale"] != "1000000000000.00" {
+		t.Errorf("grouped = %v", got)
+	}
+	tot, err := db.Totals(ctx, t0.Add(-time.Hour), t0.Add(time.Hour))
+	if err != nil || tot.Cost.String() != "1000000000000.000021875" {
+		t.Errorf("totals %s %v", tot.Cost, err)
+	}
+	// Grouping by two dimensions reads the events: the same exact sums.
+	rep, err := db.Report(ctx, ReportQuery{By: []string{"tenant", "model"}, Start: t0.Add(-time.Hour), End: t0.Add(time.Hour), Loc: time.UTC})
+	if err != nil || len(rep) != 2 || rep[0].Cost.String() != "1000000000000.00" || rep[1].Cost.String() != "0.000021875" {
+		t.Errorf("report %+v %v", rep, err)
+	}
 }

@@ -192,12 +192,15 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 	// tokens of billed calls, cache hits apart.
 	query := `SELECT ` + strings.Join(sel, ", ") + `, SUM(cache_hit = 0),
 		SUM(CASE WHEN cache_hit = 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit = 0 THEN cached_tokens ELSE 0 END),
-		SUM(CASE WHEN cache_hit = 0 THEN output_tokens ELSE 0 END), SUM(cost_nano), SUM(unpriced), SUM(cache_hit != 0),
+		SUM(CASE WHEN cache_hit = 0 THEN output_tokens ELSE 0 END), SUM(cost_dollars), SUM(cost_pico), SUM(unpriced), SUM(cache_hit != 0),
 		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
 		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END),
 		SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(latency_ms > 0)
 		FROM events INDEXED BY events_ts WHERE ts_ms >= ? AND ts_ms < ?
 		GROUP BY ` + strings.Join(group, ", ")
+	if db.nanoCost {
+		query = strings.Replace(query, "SUM(cost_dollars), SUM(cost_pico)", "SUM(cost_nano / 1000000000), SUM((cost_nano % 1000000000) * 1000)", 1)
+	}
 	rows, err := db.sql.QueryContext(ctx, query, q.Start.UnixMilli(), q.End.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("ledger: report: %w", err)
@@ -217,11 +220,12 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 				dst = append(dst, &keys[i])
 			}
 		}
-		var t Totals
-		dst = append(dst, t.scanDst()...)
+		var ts totalsScan
+		dst = append(dst, ts.scanDst()...)
 		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("ledger: report: %w", err)
 		}
+		t := ts.done()
 		// Put the columns back in the order asked for.
 		final := make([]string, len(q.By))
 		j := 0
@@ -260,8 +264,8 @@ func sortReport(out []ReportRow, timeCol int) {
 		if timeCol >= 0 && ra.Keys[timeCol] != rb.Keys[timeCol] {
 			return ra.Keys[timeCol] < rb.Keys[timeCol]
 		}
-		if ra.Cost != rb.Cost {
-			return ra.Cost > rb.Cost
+		if c := ra.Cost.Cmp(rb.Cost); c != 0 {
+			return c > 0
 		}
 		if ra.UnpricedCalls != rb.UnpricedCalls {
 			return ra.UnpricedCalls > rb.UnpricedCalls

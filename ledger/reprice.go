@@ -18,11 +18,11 @@ import (
 // nil (the model is not in the table), or the event used a kind of token or
 // a tier the table has no rate for — then its cost is unknown, never list
 // price and never $0.
-func PriceUsage(m *pricing.Model, e *Event) (cost pricing.Money, ok bool) {
+func PriceUsage(m *pricing.Model, e *Event) (cost pricing.Amount, ok bool) {
 	if m == nil {
-		return 0, false
+		return pricing.Amount{}, false
 	}
-	c, err := m.CostAt(pricing.Usage{
+	c, err := m.CostAtExact(pricing.Usage{
 		InputTokens:        e.InputTokens,
 		CachedInputTokens:  e.CachedTokens,
 		CacheWrite5mTokens: e.CacheWrite5mTokens,
@@ -30,7 +30,7 @@ func PriceUsage(m *pricing.Model, e *Event) (cost pricing.Money, ok bool) {
 		OutputTokens:       e.OutputTokens,
 	}, e.Batch, e.ServiceTier)
 	if err != nil {
-		return 0, false
+		return pricing.Amount{}, false
 	}
 	return c, true
 }
@@ -45,9 +45,9 @@ type RepriceOptions struct {
 
 // RepriceSums are what the repriced events add up to, before or after.
 type RepriceSums struct {
-	Cost     pricing.Money // of the priced events
-	Unpriced int64         // events with no known cost
-	Avoided  pricing.Money // what the cache hits stood in for
+	Cost     pricing.Amount // of the priced events, exact
+	Unpriced int64          // events with no known cost
+	Avoided  pricing.Money  // what the cache hits stood in for
 }
 
 // RepriceResult says what Reprice did.
@@ -127,7 +127,8 @@ type storedEvent struct {
 
 // rollupDelta is how one rollup row moves.
 type rollupDelta struct {
-	cost, unpriced, avoided int64
+	cost              pricing.Amount
+	unpriced, avoided int64
 }
 
 // batch reprices up to n events after (ts, id) and before hi, in one
@@ -140,7 +141,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `SELECT id, ts_ms, tenant, "user", endpoint, source, metric, model,
 		input_tokens, cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, batch, service_tier,
-		cost_nano, avoided_nano, unpriced, cache_hit
+		cost_dollars, cost_pico, avoided_nano, unpriced, cache_hit
 		FROM events INDEXED BY events_ts
 		WHERE ts_ms >= ? AND (ts_ms > ? OR id > ?) AND ts_ms < ?
 		ORDER BY ts_ms, id LIMIT ?`, ts, ts, id, hi, n)
@@ -150,14 +151,14 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	var evs []storedEvent
 	for rows.Next() {
 		var e storedEvent
-		var tsMS, cost, avoided int64
+		var tsMS, dollars, pico, avoided int64
 		if err := rows.Scan(&e.id, &tsMS, &e.Tenant, &e.User, &e.Endpoint, &e.Source, &e.Metric, &e.Model,
 			&e.InputTokens, &e.CachedTokens, &e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.OutputTokens, &e.Batch, &e.ServiceTier,
-			&cost, &avoided, &e.Unpriced, &e.CacheHit); err != nil {
+			&dollars, &pico, &avoided, &e.Unpriced, &e.CacheHit); err != nil {
 			rows.Close()
 			return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
 		}
-		e.Time, e.Cost, e.Avoided = time.UnixMilli(tsMS), pricing.Money(cost), pricing.Money(avoided)
+		e.Time, e.CostExact, e.Avoided = time.UnixMilli(tsMS), amountOf(dollars, pico), pricing.Money(avoided)
 		evs = append(evs, e)
 	}
 	rows.Close()
@@ -167,7 +168,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	if len(evs) == 0 {
 		return 0, 0, 0, nil
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = ?, unpriced = ?, avoided_nano = ? WHERE id = ?`)
+	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = ?, cost_dollars = ?, cost_pico = ?, unpriced = ?, avoided_nano = ? WHERE id = ?`)
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: %w", err)
 	}
@@ -178,20 +179,22 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 		e := &evs[i]
 		res.Events++
 		res.Old.add(&e.Event)
-		cost, unpriced, avoided := e.Cost, e.Unpriced, e.Avoided
+		cost, unpriced, avoided := e.CostExact, e.Unpriced, e.Avoided
 		c, ok := PriceUsage(r.model(e.Model), &e.Event)
 		switch {
 		case e.CacheHit && ok:
-			avoided = c
+			if m, fits := c.Money(); fits {
+				avoided = m
+			}
 		case e.CacheHit:
 			// What a hit avoided stays as recorded when the table cannot price it.
 		case ok:
 			cost, unpriced = c, false
 		default:
-			cost, unpriced = 0, true
+			cost, unpriced = pricing.Amount{}, true
 		}
-		d := rollupDelta{int64(cost - e.Cost), b2i(unpriced) - b2i(e.Unpriced), int64(avoided - e.Avoided)}
-		e.Cost, e.Unpriced, e.Avoided = cost, unpriced, avoided
+		d := rollupDelta{cost.Sub(e.CostExact), b2i(unpriced) - b2i(e.Unpriced), int64(avoided - e.Avoided)}
+		e.CostExact, e.Unpriced, e.Avoided = cost, unpriced, avoided
 		res.New.add(&e.Event)
 		if unpriced && !e.CacheHit {
 			res.Unpriced[e.Model]++
@@ -200,7 +203,8 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 			continue
 		}
 		res.Changed++
-		if _, err := upd.ExecContext(ctx, int64(cost), b2i(unpriced), int64(avoided), e.id); err != nil {
+		nano, _ := cost.Money()
+		if _, err := upd.ExecContext(ctx, int64(nano), cost.Dollars, cost.Pico, b2i(unpriced), int64(avoided), e.id); err != nil {
 			return 0, 0, 0, fmt.Errorf("ledger: reprice: update event: %w", err)
 		}
 		ms := e.Time.UnixMilli()
@@ -214,7 +218,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 					v = &rollupDelta{}
 					deltas[rk] = v
 				}
-				v.cost += d.cost
+				v.cost = v.cost.Add(d.cost)
 				v.unpriced += d.unpriced
 				v.avoided += d.avoided
 			}
@@ -233,9 +237,9 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	return len(evs), last.Time.UnixMilli(), last.id, nil
 }
 
-// add counts e as the rollups do (cost_nano, unpriced_calls, avoided_nano).
+// add counts e as the rollups do (cost, unpriced_calls, avoided_nano).
 func (s *RepriceSums) add(e *Event) {
-	s.Cost += e.Cost
+	s.Cost = s.Cost.Add(eventCost(e))
 	if e.Unpriced {
 		s.Unpriced++
 	}
@@ -267,14 +271,15 @@ func applyDeltas(ctx context.Context, tx *sql.Tx, deltas map[rollupKey]*rollupDe
 				}
 			}
 			var err error
-			s, err = tx.PrepareContext(ctx, `UPDATE `+table+` SET cost_nano = cost_nano + ?, unpriced_calls = unpriced_calls + ?,
-				avoided_nano = avoided_nano + ? WHERE dim = ? AND `+col+` = ? AND key = ?`)
+			s, err = tx.PrepareContext(ctx, `UPDATE `+table+` SET
+				cost_dollars = cost_dollars + ?1 + (cost_pico + ?2) / 1000000000000, cost_pico = (cost_pico + ?2) % 1000000000000,
+				unpriced_calls = unpriced_calls + ?3, avoided_nano = avoided_nano + ?4 WHERE dim = ?5 AND `+col+` = ?6 AND key = ?7`)
 			if err != nil {
 				return fmt.Errorf("ledger: reprice: %w", err)
 			}
 			stmts[table] = s
 		}
-		r, err := s.ExecContext(ctx, d.cost, d.unpriced, d.avoided, dim, k.bucket, k.key)
+		r, err := s.ExecContext(ctx, d.cost.Dollars, d.cost.Pico, d.unpriced, d.avoided, dim, k.bucket, k.key)
 		if err != nil {
 			return fmt.Errorf("ledger: reprice: update %s: %w", table, err)
 		}

@@ -48,7 +48,7 @@ func TestPriceUsage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cost, ok := PriceUsage(tc.model, tc.e)
-			if cost != tc.cost || ok != tc.ok {
+			if cost != usd(tc.cost) || ok != tc.ok {
 				t.Fatalf("PriceUsage = %d, %v; want %d, %v", cost, ok, tc.cost, tc.ok)
 			}
 		})
@@ -59,7 +59,9 @@ func TestPriceUsage(t *testing.T) {
 // every level and dimension: reprice must keep them in step.
 func checkRollups(t *testing.T, db *DB) {
 	t.Helper()
-	sums := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens), SUM(cost_nano), SUM(unpriced), SUM(cache_hit),
+	// Each events row's exact cost, summed as dollars and normalised pico-dollars.
+	sums := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+		SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced), SUM(cache_hit),
 		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
 		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END)`
 	dump := func(q string) []string {
@@ -70,7 +72,7 @@ func checkRollups(t *testing.T, db *DB) {
 		defer rows.Close()
 		var out []string
 		for rows.Next() {
-			v := make([]any, 13)
+			v := make([]any, 14)
 			for i := range v {
 				v[i] = new(any)
 			}
@@ -89,7 +91,7 @@ func checkRollups(t *testing.T, db *DB) {
 	for _, l := range rollupLevels {
 		for _, dim := range rollupDims {
 			want := dump(fmt.Sprintf(`SELECT %s, %s, %s FROM events GROUP BY 1, 2`, floorSQL("ts_ms", l.ms), dimColumn(dim), sums))
-			got := dump(fmt.Sprintf(`SELECT %s, key, calls, input_tokens, cached_tokens, output_tokens, cost_nano, unpriced_calls, cache_hits,
+			got := dump(fmt.Sprintf(`SELECT %s, key, calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits,
 				hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano FROM %s WHERE dim = '%s'`, l.col, l.table, dim))
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s by %s:\nrollups %q\nevents  %q", l.table, dim, got, want)
@@ -168,8 +170,8 @@ func TestReprice(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := RepriceResult{Events: 8, Changed: 5,
-		Old:      RepriceSums{Cost: 7_003_000_000, Unpriced: 2, Avoided: pricing.Dollars(11)},
-		New:      RepriceSums{Cost: 9_000_000, Unpriced: 3, Avoided: 2_003_000_000},
+		Old:      RepriceSums{Cost: usd(7_003_000_000), Unpriced: 2, Avoided: pricing.Dollars(11)},
+		New:      RepriceSums{Cost: usd(9_000_000), Unpriced: 3, Avoided: 2_003_000_000},
 		Unpriced: map[string]int64{"mystery-llm": 2, "gpt-4o": 1}}
 	if !reflect.DeepEqual(res, want) {
 		t.Fatalf("reprice\n%+v\nwant\n%+v", res, want)
@@ -204,7 +206,7 @@ func TestReprice(t *testing.T) {
 	}
 	// Everything: the event outside the window now.
 	res, err = db.Reprice(ctx, RepriceOptions{Table: table})
-	if err != nil || res.Events != 9 || res.Changed != 1 || res.New.Cost-res.Old.Cost != 3_000_000-pricing.Dollars(1) {
+	if err != nil || res.Events != 9 || res.Changed != 1 || res.New.Cost.Sub(res.Old.Cost) != usd(3_000_000-pricing.Dollars(1)) {
 		t.Fatalf("all events: %+v %v", res, err)
 	}
 	checkRollups(t, db)
@@ -217,13 +219,13 @@ func TestReprice(t *testing.T) {
 		t.Fatal(err)
 	}
 	// x1, x2: 1000 × $1/M + 100 × $2/M = $0.0012 each; h2 (100 in, 10 out) avoids $0.00012.
-	if res.Changed != 3 || res.New.Unpriced != 1 || res.New.Cost-res.Old.Cost != 2_400_000 ||
+	if res.Changed != 3 || res.New.Unpriced != 1 || res.New.Cost.Sub(res.Old.Cost) != usd(2_400_000) ||
 		res.New.Avoided-res.Old.Avoided != 120_000-pricing.Dollars(2) || !reflect.DeepEqual(res.Unpriced, map[string]int64{"gpt-4o": 1}) {
 		t.Fatalf("with mystery-llm priced: %+v", res)
 	}
 	checkRollups(t, db)
 	tot, err := db.Totals(ctx, t0.Add(-30*24*time.Hour), t0)
-	if err != nil || tot.Cost != res.New.Cost || tot.UnpricedCalls != 1 || tot.Avoided != res.New.Avoided {
+	if err != nil || tot.Cost != res.New.Cost || tot.UnpricedCalls != 1 || tot.Avoided != usd(res.New.Avoided) {
 		t.Fatalf("totals after reprice %+v, result %+v (%v)", tot, res.New, err)
 	}
 }

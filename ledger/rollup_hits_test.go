@@ -34,13 +34,13 @@ func TestCacheHitsAreNotCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ev: 100 input, 40 cached, 10 output, 200 ms.
-	all := Totals{Calls: 2, InputTokens: 200, CachedTokens: 80, OutputTokens: 20, Cost: pricing.Dollars(3),
-		CacheHits: 2, AvoidedInputTokens: 200, AvoidedCachedTokens: 80, AvoidedOutputTokens: 20, Avoided: pricing.Dollars(5),
+	all := Totals{Calls: 2, InputTokens: 200, CachedTokens: 80, OutputTokens: 20, Cost: usd(pricing.Dollars(3)),
+		CacheHits: 2, AvoidedInputTokens: 200, AvoidedCachedTokens: 80, AvoidedOutputTokens: 20, Avoided: usd(pricing.Dollars(5)),
 		LatencyMSSum: 400, LatencyCalls: 2}
-	acme := Totals{Calls: 2, InputTokens: 200, CachedTokens: 80, OutputTokens: 20, Cost: pricing.Dollars(3),
-		CacheHits: 1, AvoidedInputTokens: 100, AvoidedCachedTokens: 40, AvoidedOutputTokens: 10, Avoided: pricing.Dollars(2),
+	acme := Totals{Calls: 2, InputTokens: 200, CachedTokens: 80, OutputTokens: 20, Cost: usd(pricing.Dollars(3)),
+		CacheHits: 1, AvoidedInputTokens: 100, AvoidedCachedTokens: 40, AvoidedOutputTokens: 10, Avoided: usd(pricing.Dollars(2)),
 		LatencyMSSum: 400, LatencyCalls: 2}
-	globex := Totals{CacheHits: 1, AvoidedInputTokens: 100, AvoidedCachedTokens: 40, AvoidedOutputTokens: 10, Avoided: pricing.Dollars(3)}
+	globex := Totals{CacheHits: 1, AvoidedInputTokens: 100, AvoidedCachedTokens: 40, AvoidedOutputTokens: 10, Avoided: usd(pricing.Dollars(3))}
 	start, end := t0.Add(-time.Hour), t0
 
 	tot, err := db.Totals(ctx, start, end)
@@ -102,7 +102,7 @@ func TestMigrateV3ToV4KeepsHitsApart(t *testing.T) {
 	db := writeLedger(t, path, evs)
 	want := readAll(t, db)
 	old, err := db.Totals(ctx, time.Unix(-3600, 0), time.Unix(3600, 0))
-	if err != nil || old.CacheHits != 1 || old.Avoided != 7 {
+	if err != nil || old.CacheHits != 1 || old.Avoided != usd(7) {
 		t.Fatalf("1969: %+v %v", old, err)
 	}
 	downgradeToV3(t, db)

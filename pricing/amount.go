@@ -212,3 +212,35 @@ func (r Rate) CostPico(tokens int64) (int64, error) {
 	}
 	return int64(lo), nil
 }
+
+// MulInt64 returns a × k (k ≥ 0 small, e.g. a per-5-minute spend × 12).
+func (a Amount) MulInt64(k int64) Amount {
+	hi, lo := bits.Mul64(uint64(a.Pico), uint64(k))
+	q, r := bits.Div64(hi%PicoPerDollar, lo, PicoPerDollar) // a.Pico×k < 10^12×k: hi is tiny
+	return Amount{Dollars: a.Dollars*k + int64(q), Pico: int64(r)}
+}
+
+// Float64 is a in dollars as a float, for ratios and bars only.
+func (a Amount) Float64() float64 {
+	return float64(a.Dollars) + float64(a.Pico)/PicoPerDollar
+}
+
+// AmountFromRat rounds r (dollars) to the nearest pico-dollar, halves away
+// from zero.
+func AmountFromRat(r *big.Rat) (Amount, error) {
+	p := new(big.Rat).Mul(r, new(big.Rat).SetInt64(PicoPerDollar))
+	num, den := p.Num(), p.Denom()
+	q, m := new(big.Int).QuoRem(num, den, new(big.Int))
+	if new(big.Int).Mul(new(big.Int).Abs(m), big.NewInt(2)).Cmp(den) >= 0 {
+		if num.Sign() < 0 {
+			q.Sub(q, big.NewInt(1))
+		} else {
+			q.Add(q, big.NewInt(1))
+		}
+	}
+	d, pico := new(big.Int).DivMod(q, big.NewInt(PicoPerDollar), new(big.Int))
+	if !d.IsInt64() {
+		return Amount{}, ErrCostOverflow
+	}
+	return Amount{Dollars: d.Int64(), Pico: pico.Int64()}, nil
+}

@@ -3,6 +3,7 @@ package pricing
 import (
 	"errors"
 	"math"
+	"math/big"
 	"testing"
 )
 
@@ -112,5 +113,22 @@ func TestCostAmountWideAndExact(t *testing.T) {
 	}
 	if c, _ := m.CostAt(Usage{InputTokens: 1}, false, ""); c != 2188 {
 		t.Errorf("CostAt rounds to %d nano, want 2188", c)
+	}
+}
+
+func TestAmountHelpers(t *testing.T) {
+	a := AmountFromPico(700_000_000_001) // $0.700000000001
+	if got := a.MulInt64(12).String(); got != "8.400000000012" {
+		t.Errorf("×12 = %s", got)
+	}
+	if f := AmountFromPico(1_500_000_000_000).Float64(); f != 1.5 {
+		t.Errorf("float %v", f)
+	}
+	r := new(big.Rat).SetFrac64(-1, 3) // -$0.333…
+	if got, err := AmountFromRat(r); err != nil || got.String() != "-0.333333333333" {
+		t.Errorf("-1/3 = %s %v", got, err)
+	}
+	if got, _ := AmountFromRat(big.NewRat(2, 3)); got.String() != "0.666666666667" {
+		t.Errorf("2/3 = %s", got)
 	}
 }

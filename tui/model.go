@@ -240,7 +240,7 @@ func (m Model) render() string {
 	budget := m.cfg.DailyBudget
 	pct := 0.0
 	if budget > 0 {
-		pct = float64(s.Spend.Cost) / float64(budget) * 100
+		pct = s.Spend.Cost.Float64() / pricing.AmountFromMoney(budget).Float64() * 100
 	}
 	spend := fmt.Sprintf("Spend   %s of %s daily budget ", st.bold.Render(WithMark(money(s.Spend.Cost), s.Spend.Calls, s.Spend.UnpricedCalls)), budget.DisplayRounded(2))
 	pctS := " " + render1(pct) + "%"
@@ -250,9 +250,11 @@ func (m Model) render() string {
 		st.bold.Render(WithMark(money(s.Burn), s.Recent.Calls, s.Recent.UnpricedCalls)),
 		WithMark(money(s.Projected), s.Today.Calls+s.Recent.Calls, s.Today.UnpricedCalls+s.Recent.UnpricedCalls),
 		render1(s.Spend.CachedShare()*100)+"%"))
-	peak := pricing.Money(0)
+	var peak pricing.Amount
 	for _, t := range s.Series {
-		peak = max(peak, t.Cost)
+		if t.Cost.Cmp(peak) > 0 {
+			peak = t.Cost
+		}
 	}
 	peakS := " peak " + money(peak) + "/min"
 	n := min(len(s.Series), m.width-lipgloss.Width("Last 60m ")-lipgloss.Width(peakS))
@@ -460,19 +462,21 @@ func alertWord(kind string) string {
 var sparkLevels = []rune("▁▂▃▄▅▆▇█")
 
 func sparkline(series []ledger.Totals) string {
-	var peak pricing.Money
+	var peak pricing.Amount
 	for _, t := range series {
-		peak = max(peak, t.Cost)
+		if t.Cost.Cmp(peak) > 0 {
+			peak = t.Cost
+		}
 	}
 	var b strings.Builder
 	for _, t := range series {
 		switch {
-		case t.Cost <= 0 && t.UnpricedCalls > 0:
+		case t.Cost.Sign() <= 0 && t.UnpricedCalls > 0:
 			b.WriteRune('?')
-		case t.Cost <= 0 || peak <= 0:
+		case t.Cost.Sign() <= 0 || peak.Sign() <= 0:
 			b.WriteRune('·')
 		default:
-			i := int(float64(t.Cost) / float64(peak) * float64(len(sparkLevels)-1))
+			i := int(t.Cost.Float64() / peak.Float64() * float64(len(sparkLevels)-1))
 			b.WriteRune(sparkLevels[min(max(i, 0), len(sparkLevels)-1)])
 		}
 	}
@@ -480,12 +484,12 @@ func sparkline(series []ledger.Totals) string {
 }
 
 // money is a dollar amount for the screen: cents, "<$0.01" for dust.
-func money(m pricing.Money) string {
-	if m > 0 && m < pricing.Money(pricing.NanoPerDollar/100)/2 {
+func money(m pricing.Amount) string {
+	if m.Sign() > 0 && m.Cmp(pricing.AmountFromPico(pricing.PicoPerDollar/200)) < 0 {
 		return "<$0.01"
 	}
-	if m >= pricing.Dollars(1_000_000) {
-		return fmt.Sprintf("$%.2fM", float64(m)/float64(pricing.Dollars(1_000_000)))
+	if m.Dollars >= 1_000_000 {
+		return fmt.Sprintf("$%.2fM", m.Float64()/1e6)
 	}
 	return m.DisplayRounded(2)
 }

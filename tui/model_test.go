@@ -198,18 +198,18 @@ func TestFetchFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	// today: acme 30×$2 + globex 30×$0.25 + initech $40 = $107.50
-	if s.Spend.Cost != pricing.Dollars(107)+pricing.Dollars(1)/2 || s.Spend.Calls != 62 || s.Spend.UnpricedCalls != 1 {
+	if s.Spend.Cost != usd(pricing.Dollars(107)+pricing.Dollars(1)/2) || s.Spend.Calls != 62 || s.Spend.UnpricedCalls != 1 {
 		t.Fatalf("spend %+v", s.Spend)
 	}
 	// last 5 minutes (14:26–14:30): acme at 0,2,4 min ago = $6, globex at 0 = $0.25 → ×12 = $75/h
-	if s.Burn != pricing.Dollars(75) {
+	if s.Burn != usd(pricing.Dollars(75)) {
 		t.Fatalf("burn %s", s.Burn)
 	}
-	// $107.50 + $75/h × 9h29m40s (to midnight) = $107.50 + $712.083333333
+	// $107.50 + $75/h × 9h29m40s (to midnight) = $107.50 + $712.083333333 (a projection: to the nano-dollar)
 	if s.Projected.String() != "819.583333333" {
 		t.Fatalf("projected %s", s.Projected)
 	}
-	if len(s.Series) != SeriesMinutes || s.Series[SeriesMinutes-1].Cost != pricing.Dollars(2)+pricing.Dollars(1)/4 {
+	if len(s.Series) != SeriesMinutes || s.Series[SeriesMinutes-1].Cost != usd(pricing.Dollars(2)+pricing.Dollars(1)/4) {
 		t.Fatalf("series last %+v", s.Series[SeriesMinutes-1])
 	}
 	if len(s.Alerts) != 1 || s.Alerts[0].Kind != "projected_over_budget" {
@@ -222,7 +222,7 @@ func TestFetchFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 1h: minutes 13:30..14:30 → acme i=0..30 step 2min within 60 min: i=0..29 all ≤58 min → 30 × $2; globex i·7 ≤ 60 → i=0..8 → 9 × $0.25
-	if s.Spend.Cost != pricing.Dollars(60)+pricing.Dollars(9)/4 {
+	if s.Spend.Cost != usd(pricing.Dollars(60)+pricing.Dollars(9)/4) {
 		t.Fatalf("1h spend %s", s.Spend.Cost)
 	}
 }
@@ -241,7 +241,10 @@ func TestCacheHitsView(t *testing.T) {
 	}
 	m := newModel(t, db, 100, 24)
 	golden(t, "cache_hits", m)
-	if s := m.snap.Spend; s.Calls != 62 || s.CacheHits != 4 || s.Avoided != pricing.Dollars(12) || s.AvoidedInputTokens != 20000 {
+	if s := m.snap.Spend; s.Calls != 62 || s.CacheHits != 4 || s.Avoided != usd(pricing.Dollars(12)) || s.AvoidedInputTokens != 20000 {
 		t.Fatalf("spend %+v", s)
 	}
 }
+
+// usd is m as an exact Amount.
+func usd(m pricing.Money) pricing.Amount { return pricing.AmountFromMoney(m) }

@@ -126,10 +126,11 @@ func buildBig(ctx context.Context, db *ledger.DB, n int64, now time.Time) error 
 		`DROP INDEX IF EXISTS events_ts`,
 		`WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < ?1)
 		 INSERT INTO events (event_key, ts_ms, source, tenant, user, endpoint, model, input_tokens, cached_tokens,
-		                     output_tokens, cost_nano, unpriced, latency_ms)
+		                     output_tokens, cost_nano, cost_pico, unpriced, latency_ms)
 		 SELECT 'bench:' || i, ?2 - ?3 + (i * ?3) / ?1, 'ingest', 't' || ((i * 7919) % 200), 'u' || ((i * 104729) % 5000),
 		        '/v1/e' || (i % 20), 'model-' || ((i * 31) % 12), 1000 + i % 977, i % 300, 100 + i % 211,
 		        CASE WHEN (i * 31) % 12 = 11 THEN 0 ELSE 1000 + (i % 1000) * 1000 END,
+		        CASE WHEN (i * 31) % 12 = 11 THEN 0 ELSE 1000000 + (i % 1000) * 1000000 END,
 		        CASE WHEN (i * 31) % 12 = 11 THEN 1 ELSE 0 END, 200 + i % 4000
 		 FROM c`,
 		`CREATE INDEX events_ts ON events(ts_ms)`,
@@ -145,9 +146,11 @@ func buildBig(ctx context.Context, db *ledger.DB, n int64, now time.Time) error 
 			return err
 		}
 	}
-	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens), SUM(cost_nano), SUM(unpriced),
+	// Every event costs under $1 (cost_dollars 0): sum the pico-dollars and carry.
+	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+		SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced),
 		SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(latency_ms > 0)`
-	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_nano, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
+	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
 	for _, dim := range append(append([]string(nil), ledger.Dimensions...), "all") {
 		col := `"` + dim + `"`
 		if dim == "all" {
@@ -163,7 +166,8 @@ func buildBig(ctx context.Context, db *ledger.DB, n int64, now time.Time) error 
 		} {
 			if _, err := conn.ExecContext(ctx, `INSERT INTO `+up.table+` (`+up.col+`, dim, key, `+into[1:]+`
 				SELECT `+up.fromCol+` / `+up.div+`, dim, key, SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-				SUM(cost_nano), SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
+				SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000,
+				SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
 				FROM `+up.from+` WHERE dim = ? GROUP BY 1, 3`, dim); err != nil {
 				return err
 			}
@@ -194,7 +198,7 @@ func TestBigBuilderRollupsAgree(t *testing.T) {
 	if err := db.SQL().QueryRow(`SELECT COUNT(*), SUM(cost_nano), SUM(unpriced) FROM events`).Scan(&calls, &cost, &unpriced); err != nil {
 		t.Fatal(err)
 	}
-	if tot.Calls != 500 || calls != 500 || int64(tot.Cost) != cost || tot.UnpricedCalls != unpriced || unpriced == 0 {
+	if tot.Calls != 500 || calls != 500 || tot.Cost != pricing.AmountFromMoney(pricing.Money(cost)) || tot.UnpricedCalls != unpriced || unpriced == 0 {
 		t.Fatalf("rollups %+v, events calls=%d cost=%d unpriced=%d", tot, calls, cost, unpriced)
 	}
 	rows, err := db.Grouped(ctx, "user", now.Add(-8*24*time.Hour), now)

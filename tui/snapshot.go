@@ -51,7 +51,7 @@ func (c Config) Validate() error {
 type Row struct {
 	Key string
 	ledger.Totals
-	Burn pricing.Money // per hour, over the last 5 minutes
+	Burn pricing.Amount // per hour, over the last 5 minutes
 	// RecentUnpriced counts unpriced calls in the last 5 minutes: Burn
 	// leaves them out (their cost is unknown).
 	RecentUnpriced, RecentCalls int64
@@ -101,12 +101,12 @@ type Alert struct {
 type Snapshot struct {
 	At         time.Time
 	Config     Config
-	Start, End time.Time     // the window
-	Spend      ledger.Totals // in the window
-	Today      ledger.Totals // since local midnight (the budget is daily)
-	Recent     ledger.Totals // the last 5 minutes
-	Burn       pricing.Money // per hour, over the last 5 minutes
-	Projected  pricing.Money // today's spend + Burn until local midnight
+	Start, End time.Time      // the window
+	Spend      ledger.Totals  // in the window
+	Today      ledger.Totals  // since local midnight (the budget is daily)
+	Recent     ledger.Totals  // the last 5 minutes
+	Burn       pricing.Amount // per hour, over the last 5 minutes
+	Projected  pricing.Amount // today's spend + Burn until local midnight
 	Series     []ledger.Totals
 	Rows       []Row
 	Alerts     []Alert
@@ -189,8 +189,8 @@ func fetch(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Conf
 	for _, g := range groups {
 		b := burn[g.Key]
 		r := Row{Key: g.Key, Totals: g.Totals, Burn: ledger.PerHour(b.Cost), RecentUnpriced: b.UnpricedCalls, RecentCalls: b.Calls}
-		if s.Spend.Cost > 0 {
-			r.Share = float64(g.Cost) / float64(s.Spend.Cost) * 100
+		if s.Spend.Cost.Sign() > 0 {
+			r.Share = g.Cost.Float64() / s.Spend.Cost.Float64() * 100
 		}
 		s.Rows = append(s.Rows, r)
 	}
@@ -201,14 +201,18 @@ func fetch(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Conf
 
 // project is today's spend plus burn (per hour) for the rest of the day,
 // exactly.
-func project(today, burnPerHour pricing.Money, now, end time.Time) pricing.Money {
+func project(today, burnPerHour pricing.Amount, now, end time.Time) pricing.Amount {
 	left := end.Sub(now)
 	if left <= 0 {
 		return today
 	}
 	r := new(big.Rat).Mul(burnPerHour.Rat(), big.NewRat(int64(left/time.Millisecond), int64(time.Hour/time.Millisecond)))
 	r.Add(r, today.Rat())
-	m, err := pricing.MoneyFromRat(r)
+	// A projection, not a sum: to the nano-dollar is plenty.
+	if m, err := pricing.MoneyFromRat(r); err == nil {
+		return pricing.AmountFromMoney(m)
+	}
+	m, err := pricing.AmountFromRat(r)
 	if err != nil {
 		return today
 	}
@@ -218,10 +222,10 @@ func project(today, burnPerHour pricing.Money, now, end time.Time) pricing.Money
 func alerts(s Snapshot, cfg Config) []Alert {
 	var out []Alert
 	switch {
-	case s.Today.Cost > cfg.DailyBudget:
+	case s.Today.Cost.Cmp(pricing.AmountFromMoney(cfg.DailyBudget)) > 0:
 		out = append(out, Alert{Kind: "over_budget", Message: fmt.Sprintf("today's spend %s is over the %s daily budget",
 			s.Today.Cost.DisplayRounded(2), cfg.DailyBudget.DisplayRounded(2))})
-	case s.Projected > cfg.DailyBudget:
+	case s.Projected.Cmp(pricing.AmountFromMoney(cfg.DailyBudget)) > 0:
 		out = append(out, Alert{Kind: "projected_over_budget", Message: fmt.Sprintf("today ends at %s at %s/h (budget %s)",
 			s.Projected.DisplayRounded(2), s.Burn.DisplayRounded(2), cfg.DailyBudget.DisplayRounded(2))})
 	}
@@ -290,12 +294,12 @@ func compare(a, b Row, col int) int {
 	case ColOut:
 		return num(a.OutputTokens, b.OutputTokens)
 	case ColShare, ColCost:
-		if c := num(int64(a.Cost), int64(b.Cost)); c != 0 {
+		if c := b.Cost.Cmp(a.Cost); c != 0 { // larger first, as num
 			return c
 		}
 		return num(a.UnpricedCalls, b.UnpricedCalls)
 	case ColBurn:
-		return num(int64(a.Burn), int64(b.Burn))
+		return b.Burn.Cmp(a.Burn)
 	case ColLatency:
 		return num(a.AvgLatencyMS(), b.AvgLatencyMS())
 	case ColUnpriced:
