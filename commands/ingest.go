@@ -320,17 +320,17 @@ func (s ingestSummary) writeJSON(w io.Writer) error {
 	}
 	st := s.st
 	out := struct {
-		Version        int           `json:"version"`
-		Lines          int64         `json:"lines"`
-		Ingested       int64         `json:"ingested"`
-		Duplicates     int64         `json:"duplicates"`
-		Conflicts      int64         `json:"conflicts"`
-		Bad            int64         `json:"bad"`
-		Unpriced       int64         `json:"unpriced"`
-		UnpricedModels []model       `json:"unpriced_models"`
-		Cost           pricing.Money `json:"cost_usd"`
-		PricesAsOf     string        `json:"prices_as_of"`
-		Ledger         string        `json:"ledger"`
+		Version        int            `json:"version"`
+		Lines          int64          `json:"lines"`
+		Ingested       int64          `json:"ingested"`
+		Duplicates     int64          `json:"duplicates"`
+		Conflicts      int64          `json:"conflicts"`
+		Bad            int64          `json:"bad"`
+		Unpriced       int64          `json:"unpriced"`
+		UnpricedModels []model        `json:"unpriced_models"`
+		Cost           pricing.Amount `json:"cost_usd"`
+		PricesAsOf     string         `json:"prices_as_of"`
+		Ledger         string         `json:"ledger"`
 	}{Version: 1, Lines: st.Lines, Ingested: st.Ingested, Duplicates: st.Duplicates, Conflicts: st.Conflicts, Bad: st.Bad,
 		Unpriced: st.Unpriced, UnpricedModels: []model{}, Cost: st.Cost, PricesAsOf: s.table.AsOf, Ledger: s.path}
 	for _, m := range st.UnpricedList() {

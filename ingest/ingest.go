@@ -69,7 +69,7 @@ type Stats struct {
 	// content: reported, counted, not stored.
 	Conflicts      int64
 	Bad            int64
-	Cost           pricing.Money    // of the ingested (new, priced) events
+	Cost           pricing.Amount   // of the ingested (new, priced) events, exact
 	Unpriced       int64            // ingested events whose model has no price
 	UnpricedModels map[string]int64 // model → events
 }
@@ -454,7 +454,7 @@ func (in *Ingester) write(ctx context.Context, w *write) {
 	// Only events that were new count.
 	for i := range w.events {
 		if e := &w.events[i]; !skipped[i] {
-			in.stats.Cost += e.Cost
+			in.stats.Cost = in.stats.Cost.Add(e.CostExact)
 		} else if e.Unpriced {
 			w.unpriced[e.Model]--
 		}

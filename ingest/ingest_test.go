@@ -286,7 +286,7 @@ func TestSameFileTwiceIsAllDuplicates(t *testing.T) {
 	if err := in.File(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
-	if st := in.Stats(); st.Ingested != 0 || st.Duplicates != 4 || st.Conflicts != 0 || st.Bad != 0 || st.Cost != 0 || len(bad) != 0 {
+	if st := in.Stats(); st.Ingested != 0 || st.Duplicates != 4 || st.Conflicts != 0 || st.Bad != 0 || !st.Cost.IsZero() || len(bad) != 0 {
 		t.Fatalf("second: %+v, reports %q", st, bad)
 	}
 	var n, hashed int
@@ -532,15 +532,15 @@ func TestFourIngestsAndAnEvalShareALedger(t *testing.T) {
 			t.Fatalf("writer %d: %v", i, err)
 		}
 	}
-	var cost pricing.Money
+	var cost pricing.Amount
 	for w, st := range stats {
 		if st.Ingested != perLog || st.Duplicates != 0 || st.Conflicts != 0 {
 			t.Fatalf("ingest %d: %+v", w, st)
 		}
-		cost += st.Cost
+		cost = cost.Add(st.Cost)
 	}
-	var n, in, nano int64
-	if err := db0.SQL().QueryRow(`SELECT COUNT(*), SUM(input_tokens), SUM(cost_nano) FROM events`).Scan(&n, &in, &nano); err != nil {
+	var n, in, dollars, pico int64
+	if err := db0.SQL().QueryRow(`SELECT COUNT(*), SUM(input_tokens), SUM(cost_dollars), SUM(cost_pico) FROM events`).Scan(&n, &in, &dollars, &pico); err != nil {
 		t.Fatal(err)
 	}
 	roll, err := db0.Totals(ctx, time.Unix(0, 0), now.Add(24*time.Hour))
@@ -549,9 +549,11 @@ func TestFourIngestsAndAnEvalShareALedger(t *testing.T) {
 	}
 	wantN := int64(4*perLog + evalGroups*perGroup)
 	wantIn += evalGroups * perGroup * 500
-	if n != wantN || in != wantIn || pricing.Money(nano) != cost+evalCost || roll.Calls != n || roll.InputTokens != in {
-		t.Fatalf("events %d, input %d, cost %d; rollups %d, %d; want %d, %d, %d",
-			n, in, nano, roll.Calls, roll.InputTokens, wantN, wantIn, int64(cost+evalCost))
+	stored := pricing.Amount{Dollars: dollars}.AddPico(pico)
+	want := cost.Add(pricing.AmountFromMoney(evalCost))
+	if n != wantN || in != wantIn || stored != want || roll.Cost != want || roll.Calls != n || roll.InputTokens != in {
+		t.Fatalf("events %d, input %d, cost %s (rollups %s); rollups %d, %d; want %d, %d, %s",
+			n, in, stored, roll.Cost, roll.Calls, roll.InputTokens, wantN, wantIn, want)
 	}
 }
 
