@@ -57,3 +57,37 @@ func TestIngestBoundsAndExactSumsE2E(t *testing.T) {
 		t.Errorf("top: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// Each kind of token is stored apart and reports show it: Anthropic's
+// 5-minute and 1-hour cache writes and OpenAI Responses' reasoning tokens,
+// the same from the rollups (by tenant) and from the events (by tenant
+// and model).
+func TestReportTokenKindsE2E(t *testing.T) {
+	dir := t.TempDir()
+	ts := time.Now().Add(-time.Minute).Unix()
+	log := writeFile(t, dir, "usage.jsonl", fmt.Sprintf(
+		`{"id":"msg_1","type":"message","model":"claude-sonnet-4-5","created":%d,"tenant":"acme","usage":{"input_tokens":100,"cache_read_input_tokens":0,"cache_creation_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":1000,"ephemeral_1h_input_tokens":2000},"output_tokens":50}}`+"\n"+
+			`{"id":"resp_1","object":"response","created_at":%d,"model":"gpt-5","tenant":"acme","usage":{"input_tokens":200,"input_tokens_details":{"cached_tokens":0},"output_tokens":900,"output_tokens_details":{"reasoning_tokens":700}}}`+"\n", ts, ts))
+	db := dir + "/l.db"
+	if r := runCostctl(t, dir, "", nil, "ingest", "--db", db, log); r.Code != 0 {
+		t.Fatalf("ingest: %d %s", r.Code, r.Stderr)
+	}
+	for _, by := range []string{"tenant", "tenant,model"} {
+		r := runCostctl(t, dir, "", nil, "report", "--db", db, "--since", "1h", "--by", by, "--format", "json")
+		var rep struct {
+			Totals struct {
+				In        int64 `json:"input_tokens"`
+				W5        int64 `json:"cache_write_5m_tokens"`
+				W1        int64 `json:"cache_write_1h_tokens"`
+				Reasoning int64 `json:"reasoning_tokens"`
+				Out       int64 `json:"output_tokens"`
+			} `json:"totals"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil || r.Code != 0 {
+			t.Fatalf("report by %s: %v %s %s", by, err, r.Stdout, r.Stderr)
+		}
+		if got := fmt.Sprintf("%+v", rep.Totals); got != "{In:3300 W5:1000 W1:2000 Reasoning:700 Out:950}" {
+			t.Errorf("by %s: totals %s", by, got)
+		}
+	}
+}

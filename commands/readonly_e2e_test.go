@@ -78,14 +78,14 @@ func TestReadCommandsNeverWriteE2E(t *testing.T) {
 				warning = fmt.Sprintf("costctl: warning: ledger %s has mode %04o, open to other users: chmod 600 %s\n", db, tc.fileMode, db)
 			}
 			r := runCostctl(t, dir, "", nil, "--db", db, "report", "--since", "7d", "--format", "csv")
-			wantCSV := "TENANT,CALLS,CACHE HITS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED,AVOIDED USD\n" +
-				"acme,2,,3000000,0,100000,3.50,100.0,1,\n" +
-				"globex,1,,500000,0,50000,,,1,\n" +
-				"TOTAL,3,,3500000,0,150000,3.50,100.0,2,\n"
+			wantCSV := "TENANT,CALLS,CACHE HITS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED,AVOIDED USD,CACHE WRITE 5M TOKENS,CACHE WRITE 1H TOKENS,REASONING TOKENS\n" +
+				"acme,2,,3000000,0,100000,3.50,100.0,1,,0,0,0\n" +
+				"globex,1,,500000,0,50000,,,1,,0,0,0\n" +
+				"TOTAL,3,,3500000,0,150000,3.50,100.0,2,,0,0,0\n"
 			if tc.keepWAL { // the writer's event, committed to the -wal only
-				wantCSV = strings.Replace(wantCSV, "globex,1", "initech,1,,1000,0,0,0.0025,0.1,,\nglobex,1", 1)
-				wantCSV = strings.Replace(wantCSV, "acme,2,,3000000,0,100000,3.50,100.0,1,", "acme,2,,3000000,0,100000,3.50,99.9,1,", 1)
-				wantCSV = strings.Replace(wantCSV, "TOTAL,3,,3500000,0,150000,3.50,100.0,2,", "TOTAL,4,,3501000,0,150000,3.5025,100.0,2,", 1)
+				wantCSV = strings.Replace(wantCSV, "globex,1", "initech,1,,1000,0,0,0.0025,0.1,,,0,0,0\nglobex,1", 1)
+				wantCSV = strings.Replace(wantCSV, "acme,2,,3000000,0,100000,3.50,100.0,1,,0,0,0", "acme,2,,3000000,0,100000,3.50,99.9,1,,0,0,0", 1)
+				wantCSV = strings.Replace(wantCSV, "TOTAL,3,,3500000,0,150000,3.50,100.0,2,,0,0,0", "TOTAL,4,,3501000,0,150000,3.5025,100.0,2,,0,0,0", 1)
 			}
 			if r.Code != 0 || r.Stdout != wantCSV || !strings.HasPrefix(r.Stderr, warning) || strings.Count(r.Stderr, "warning") != b2n(tc.warn) {
 				t.Fatalf("report: %d\n%s\nwant\n%s\nstderr %q", r.Code, r.Stdout, wantCSV, r.Stderr)

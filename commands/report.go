@@ -41,7 +41,10 @@ endpoint, source, metric, and day or hour (local time): calls, tokens, cost,
 share of the cost, and a totals row.
 
 CALLS counts the requests a provider billed, and the token columns are their
-tokens, so a report reconciles with the provider's invoice. An eval verdict
+tokens, so a report reconciles with the provider's invoice. JSON and CSV
+also give the prompt tokens written to a 5-minute or 1-hour cache (inside
+the input tokens, billed at their own rates) and the reasoning tokens
+(inside the output tokens). An eval verdict
 served from costctl's judge cache is a cache hit, not a call: CACHE HITS
 counts them, and what the calls they stood in for would have cost is
 AVOIDED (JSON also has their tokens, avoided_*_tokens).
@@ -168,6 +171,9 @@ type reportJSONTotals struct {
 	AvoidedCachedTokens int64          `json:"avoided_cached_input_tokens"`
 	AvoidedOutputTokens int64          `json:"avoided_output_tokens"`
 	Avoided             pricing.Amount `json:"avoided_usd"`
+	CacheWrite5mTokens  int64          `json:"cache_write_5m_tokens"`
+	CacheWrite1hTokens  int64          `json:"cache_write_1h_tokens"`
+	ReasoningTokens     int64          `json:"reasoning_tokens"`
 }
 
 type reportJSONDoc struct {
@@ -233,7 +239,7 @@ func runReport(opts *ReportOptions) error {
 			return reportJSONTotals{Calls: t.Calls, InputTokens: t.InputTokens, CachedTokens: t.CachedTokens, OutputTokens: t.OutputTokens,
 				Cost: t.Cost, Share: share(t.Cost), UnpricedCalls: t.UnpricedCalls, CacheHits: t.CacheHits,
 				AvoidedInputTokens: t.AvoidedInputTokens, AvoidedCachedTokens: t.AvoidedCachedTokens, AvoidedOutputTokens: t.AvoidedOutputTokens,
-				Avoided: t.Avoided}
+				Avoided: t.Avoided, CacheWrite5mTokens: t.CacheWrite5mTokens, CacheWrite1hTokens: t.CacheWrite1hTokens, ReasoningTokens: t.ReasoningTokens}
 		}
 		for _, r := range rows {
 			g := map[string]string{}
@@ -252,11 +258,12 @@ func runReport(opts *ReportOptions) error {
 		t.Align = append(t.Align, render.Left)
 	}
 	if csv {
-		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD", "SHARE PCT", "UNPRICED", "AVOIDED USD")
+		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD", "SHARE PCT", "UNPRICED", "AVOIDED USD",
+			"CACHE WRITE 5M TOKENS", "CACHE WRITE 1H TOKENS", "REASONING TOKENS")
 	} else {
 		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED", "AVOIDED")
 	}
-	for range 9 {
+	for range len(t.Headers) - len(opts.By) {
 		t.Align = append(t.Align, render.Right)
 	}
 	num := func(n int64) string {
@@ -304,7 +311,11 @@ func runReport(opts *ReportOptions) error {
 		case csv:
 			pct = strconv.FormatFloat(share(tt.Cost), 'f', 1, 64)
 		}
-		return []string{num(tt.Calls), hits, num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp, avoided}
+		out := []string{num(tt.Calls), hits, num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp, avoided}
+		if csv {
+			out = append(out, num(tt.CacheWrite5mTokens), num(tt.CacheWrite1hTokens), num(tt.ReasoningTokens))
+		}
+		return out
 	}
 	for _, r := range rows {
 		keys := make([]string, len(r.Keys))

@@ -324,7 +324,8 @@ func mergeRollup(m map[rollupKey]*rollupVal, k rollupKey, o *rollupVal) {
 // share, rollup_hits.go), the hits' tokens and avoided cost apart.
 func (t *Totals) addEvent(e *Event) {
 	o := Totals{Calls: 1, InputTokens: e.InputTokens, CachedTokens: e.CachedTokens, OutputTokens: e.OutputTokens,
-		Cost: eventCost(e), UnpricedCalls: b2i(e.Unpriced), CacheHits: b2i(e.CacheHit)}
+		Cost: eventCost(e), UnpricedCalls: b2i(e.Unpriced), CacheHits: b2i(e.CacheHit),
+		CacheWrite5mTokens: e.CacheWrite5mTokens, CacheWrite1hTokens: e.CacheWrite1hTokens, ReasoningTokens: e.ReasoningTokens}
 	if e.CacheHit {
 		o.AvoidedInputTokens, o.AvoidedCachedTokens, o.AvoidedOutputTokens = e.InputTokens, e.CachedTokens, e.OutputTokens
 		o.Avoided = pricing.AmountFromMoney(e.Avoided)
@@ -341,8 +342,8 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 	// expression reads the row's old values).
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, dim, key, calls, input_tokens, cached_tokens, output_tokens,
 		cost_dollars, cost_pico, unpriced_calls, cache_hits, hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano,
-		latency_ms_sum, latency_calls)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		latency_ms_sum, latency_calls, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(dim, `+col+`, key) DO UPDATE SET
 		calls = calls + excluded.calls,
 		input_tokens = input_tokens + excluded.input_tokens,
@@ -357,7 +358,10 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 		hit_output_tokens = hit_output_tokens + excluded.hit_output_tokens,
 		avoided_nano = avoided_nano + excluded.avoided_nano,
 		latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-		latency_calls = latency_calls + excluded.latency_calls`)
+		latency_calls = latency_calls + excluded.latency_calls,
+		cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+		cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+		reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens`)
 	if err != nil {
 		return fmt.Errorf("ledger: prepare rollup: %w", err)
 	}
@@ -369,7 +373,7 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 		}
 		if _, err := stmt.ExecContext(ctx, k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens,
 			v.Cost.Dollars, v.Cost.Pico, v.UnpricedCalls, v.CacheHits, v.AvoidedInputTokens, v.AvoidedCachedTokens, v.AvoidedOutputTokens,
-			int64(avoided), v.LatencyMSSum, v.LatencyCalls); err != nil {
+			int64(avoided), v.LatencyMSSum, v.LatencyCalls, v.CacheWrite5mTokens, v.CacheWrite1hTokens, v.ReasoningTokens); err != nil {
 			return fmt.Errorf("ledger: update %s: %w", table, err)
 		}
 	}

@@ -53,3 +53,36 @@ func eventCost(e *Event) pricing.Amount {
 func amountOf(dollars, pico int64) pricing.Amount {
 	return pricing.Amount{Dollars: dollars}.Add(pricing.AmountFromPico(pico))
 }
+
+// kindCols are the token kinds the rollups keep apart from v6 on (the
+// events have them from v3).
+var kindCols = []string{"cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens"}
+
+// kindsMigration (v6) adds kindCols to the rollups and fills them from the
+// events already stored (one scan of the events that have any).
+var kindsMigration = func() string {
+	var b strings.Builder
+	for _, l := range rollupLevels {
+		for _, c := range kindCols {
+			fmt.Fprintf(&b, "ALTER TABLE %s ADD COLUMN %s INTEGER NOT NULL DEFAULT 0;\n", l.table, c)
+		}
+	}
+	var sums, sets []string
+	for _, c := range kindCols {
+		sums = append(sums, "SUM("+c+")")
+		sets = append(sets, c+" = excluded."+c)
+	}
+	b.WriteString(`CREATE TEMP TABLE v6_kinds AS SELECT ts_ms, tenant, model, "user", endpoint, source, metric, ` +
+		strings.Join(kindCols, ", ") + ` FROM events WHERE cache_write_5m_tokens != 0 OR cache_write_1h_tokens != 0 OR reasoning_tokens != 0;` + "\n")
+	for _, l := range rollupLevels {
+		for _, dim := range rollupDims {
+			fmt.Fprintf(&b, "INSERT INTO %s (%s, dim, key, %s) SELECT %s, '%s', %s, %s FROM v6_kinds WHERE true GROUP BY 1, 3 "+
+				"ON CONFLICT(dim, %s, key) DO UPDATE SET %s;\n",
+				l.table, l.col, strings.Join(kindCols, ", "), floorSQL("ts_ms", l.ms), dim, dimColumn(dim), strings.Join(sums, ", "),
+				l.col, strings.Join(sets, ", "))
+		}
+	}
+	fmt.Fprintf(&b, "UPDATE rollup_epoch SET writes = writes + 1 WHERE day IN (SELECT DISTINCT %s FROM v6_kinds);\n", floorSQL("ts_ms", 86_400_000))
+	b.WriteString("DROP TABLE v6_kinds;\n")
+	return b.String()
+}()

@@ -48,6 +48,8 @@ type DB struct {
 	// nanoCost: the schema predates exact costs (v5): rollups keep
 	// cost_nano (only with OpenReadOnly).
 	nanoCost bool
+	// noKindCols: the schema predates the rollups' token-kind columns (v6).
+	noKindCols bool
 }
 
 // DefaultPath is where the ledger lives when neither --db nor COSTCTL_DB is
@@ -263,6 +265,8 @@ ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT '';
 	// v5: exact costs (whole dollars + pico-dollars) in events and rollups;
 	// the cache-hit rollup columns are kept by Insert (exact.go).
 	costMigration,
+	// v6: the rollups keep cache-write and reasoning tokens apart (exact.go).
+	kindsMigration,
 }
 
 // SchemaVersion is the user_version this build writes.

@@ -143,7 +143,8 @@ func (t Totals) negate() Totals {
 	return Totals{Calls: -t.Calls, InputTokens: -t.InputTokens, CachedTokens: -t.CachedTokens, OutputTokens: -t.OutputTokens,
 		Cost: t.Cost.Neg(), UnpricedCalls: -t.UnpricedCalls, CacheHits: -t.CacheHits,
 		AvoidedInputTokens: -t.AvoidedInputTokens, AvoidedCachedTokens: -t.AvoidedCachedTokens, AvoidedOutputTokens: -t.AvoidedOutputTokens,
-		Avoided: t.Avoided.Neg(), LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls}
+		Avoided: t.Avoided.Neg(), LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls,
+		CacheWrite5mTokens: -t.CacheWrite5mTokens, CacheWrite1hTokens: -t.CacheWrite1hTokens, ReasoningTokens: -t.ReasoningTokens}
 }
 
 // epochs reads the write counters of UTC days [d0, d1].

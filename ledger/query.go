@@ -35,6 +35,12 @@ type Totals struct {
 	Avoided             pricing.Amount
 	LatencyMSSum        int64
 	LatencyCalls        int64 // events with a known latency
+	// Token kinds kept apart (all events): prompt tokens written to a
+	// 5-minute or 1-hour cache (inside InputTokens) and reasoning tokens
+	// (inside OutputTokens).
+	CacheWrite5mTokens int64
+	CacheWrite1hTokens int64
+	ReasoningTokens    int64
 }
 
 // Add adds o to t.
@@ -50,6 +56,9 @@ func (t *Totals) Add(o Totals) {
 	t.AvoidedCachedTokens += o.AvoidedCachedTokens
 	t.AvoidedOutputTokens += o.AvoidedOutputTokens
 	t.Avoided = t.Avoided.Add(o.Avoided)
+	t.CacheWrite5mTokens += o.CacheWrite5mTokens
+	t.CacheWrite1hTokens += o.CacheWrite1hTokens
+	t.ReasoningTokens += o.ReasoningTokens
 	t.LatencyMSSum += o.LatencyMSSum
 	t.LatencyCalls += o.LatencyCalls
 }
@@ -108,13 +117,16 @@ var totalsExprs = []string{
 	"avoided_nano",
 	"latency_ms_sum",
 	"latency_calls",
+	"cache_write_5m_tokens",
+	"cache_write_1h_tokens",
+	"reasoning_tokens",
 }
 
 // rollupExprs are totalsExprs for this ledger's schema: one read-only
 // opened before v4 (and holding no cache hits, see OpenReadOnly) has no
 // hit columns, which then read as 0.
 func (db *DB) rollupExprs() []string {
-	if !db.noHitCols && !db.nanoCost {
+	if !db.noHitCols && !db.nanoCost && !db.noKindCols {
 		return totalsExprs
 	}
 	out := make([]string, len(totalsExprs))
@@ -122,6 +134,13 @@ func (db *DB) rollupExprs() []string {
 		if db.noHitCols {
 			for _, c := range hitCols {
 				e = strings.ReplaceAll(e, c.col, "0")
+			}
+		}
+		if db.noKindCols {
+			for _, c := range kindCols {
+				if e == c {
+					e = "0"
+				}
 			}
 		}
 		if db.nanoCost {
@@ -181,7 +200,7 @@ type totalsScan struct {
 func (t *totalsScan) scanDst() []any {
 	return []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &t.costDollars, &t.costPico,
 		&t.UnpricedCalls, &t.CacheHits, &t.AvoidedInputTokens, &t.AvoidedCachedTokens, &t.AvoidedOutputTokens,
-		&t.avoidedNano, &t.LatencyMSSum, &t.LatencyCalls}
+		&t.avoidedNano, &t.LatencyMSSum, &t.LatencyCalls, &t.CacheWrite5mTokens, &t.CacheWrite1hTokens, &t.ReasoningTokens}
 }
 
 func (t *totalsScan) done() Totals {

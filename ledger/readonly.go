@@ -124,6 +124,13 @@ func (db *DB) checkSchema(ctx context.Context) error {
 		return db.openError(err)
 	}
 	db.nanoCost = exact == 0
+	// Before v6 the rollups do not keep cache writes and reasoning apart:
+	// they read as 0 until a write command upgrades the ledger.
+	var kinds int
+	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('rollup_day') WHERE name = 'reasoning_tokens'`).Scan(&kinds); err != nil {
+		return db.openError(err)
+	}
+	db.noKindCols = kinds == 0
 	// Before v4 the rollups have no cache-hit columns (rollup_hits.go).
 	// Without any cache hit in the ledger they are all 0, and the ledger
 	// reads exactly as a migrated one; with some, calls and tokens cannot

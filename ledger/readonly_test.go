@@ -307,8 +307,14 @@ func downgradeToV3(t *testing.T, db *DB) { downgrade(t, db, 3) }
 // downgrade turns a ledger into what a build of schema version v wrote.
 func downgrade(t *testing.T, db *DB, v int) {
 	t.Helper()
-	// v5 → v4: nano-dollar costs in the rollups, no exact cost columns.
+	// v6 → v5: no token kinds in the rollups.
 	var stmts []string
+	for _, l := range rollupLevels {
+		for _, c := range kindCols {
+			stmts = append(stmts, "ALTER TABLE "+l.table+" DROP COLUMN "+c)
+		}
+	}
+	// v5 → v4: nano-dollar costs in the rollups, no exact cost columns.
 	for _, l := range rollupLevels {
 		stmts = append(stmts, "ALTER TABLE "+l.table+" ADD COLUMN cost_nano INTEGER NOT NULL DEFAULT 0",
 			"UPDATE "+l.table+" SET cost_nano = cost_dollars * 1000000000 + cost_pico / 1000",
