@@ -94,8 +94,17 @@ func (a Amount) Rat() *big.Rat {
 // Money rounds a to the nearest nano-dollar (halves away from zero); ok is
 // false when it does not fit an int64 of nano-dollars (±$9.2 billion).
 func (a Amount) Money() (Money, bool) {
-	m, err := MoneyFromRat(a.Rat())
-	return m, err == nil
+	const maxDollars = int64((1<<63 - 1) / NanoPerDollar)
+	if a.Dollars > maxDollars || a.Dollars < -maxDollars {
+		return 0, false
+	}
+	// Pico is in [0, 10^12): round it to nano-dollars, halves away from
+	// zero (for a negative amount the halves go down).
+	q, r := a.Pico/1000, a.Pico%1000
+	if r > 500 || (r == 500 && a.Dollars >= 0) {
+		q++
+	}
+	return Money(a.Dollars*int64(NanoPerDollar) + q), true
 }
 
 // String is the exact decimal ("21.875" → "0.000021875"), with at least two

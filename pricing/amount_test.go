@@ -132,3 +132,19 @@ func TestAmountHelpers(t *testing.T) {
 		t.Errorf("2/3 = %s", got)
 	}
 }
+
+// Money rounds like MoneyFromRat (halves away from zero), without big.Rat.
+func TestAmountMoneyMatchesRat(t *testing.T) {
+	for _, p := range []int64{0, 1, 499, 500, 501, 999, 1000, 1500, 2_187_500, -1, -499, -500, -501, -1500, -2_187_500,
+		123_456_789_012_345, -123_456_789_012_345, 1 << 62} {
+		a := AmountFromPico(p)
+		got, ok := a.Money()
+		want, err := MoneyFromRat(a.Rat())
+		if !ok || err != nil || got != want {
+			t.Errorf("%d pico: Money %d %v, MoneyFromRat %d %v", p, got, ok, want, err)
+		}
+	}
+	if _, ok := (Amount{Dollars: 1 << 40}).Money(); ok {
+		t.Error("$2^40 fits Money?")
+	}
+}
