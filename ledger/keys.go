@@ -11,7 +11,7 @@ import (
 // (the same content) from a conflict (the key reused for other content).
 type StoredKey struct {
 	Tenant      string
-	ContentHash string // "" for rows written without one (eval, or before ledger v3)
+	ContentHash int64 // 0 for rows written without one (eval, or before ledger v3)
 }
 
 // LookupKeys returns the stored tenant and content hash of each of keys that

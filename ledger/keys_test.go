@@ -14,7 +14,7 @@ func TestLookupKeysAndHasKeyPrefix(t *testing.T) {
 	var evs []Event
 	for i := 0; i < 1200; i++ { // more than one lookup chunk
 		e := ev(fmt.Sprintf("ingest:flat:acme:id:%d", i), t0, "acme", "gpt-4o", 0)
-		e.ContentHash = fmt.Sprintf("h%d", i)
+		e.ContentHash = int64(1000 + i)
 		evs = append(evs, e)
 	}
 	evs = append(evs, ev("ingest:id", t0, "globex", "gpt-4o", 0)) // no content hash; not under "ingest:id:"
@@ -26,8 +26,8 @@ func TestLookupKeysAndHasKeyPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]StoredKey{
-		"ingest:flat:acme:id:0":    {Tenant: "acme", ContentHash: "h0"},
-		"ingest:flat:acme:id:1100": {Tenant: "acme", ContentHash: "h1100"},
+		"ingest:flat:acme:id:0":    {Tenant: "acme", ContentHash: 1000},
+		"ingest:flat:acme:id:1100": {Tenant: "acme", ContentHash: 2100},
 		"ingest:id":                {Tenant: "globex"},
 	}
 	if !reflect.DeepEqual(got, want) {

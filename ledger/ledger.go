@@ -104,7 +104,7 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	f.Close()
-	dsn := "file:" + uriPath(path) + fmt.Sprintf("?_pragma=busy_timeout(%d)&", o.BusyTimeout.Milliseconds()) + "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	dsn := "file:" + uriPath(path) + fmt.Sprintf("?_pragma=busy_timeout(%d)&", o.BusyTimeout.Milliseconds()) + "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)&_txlock=immediate"
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
@@ -257,7 +257,7 @@ ALTER TABLE events ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN service_tier TEXT NOT NULL DEFAULT '';
-ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 `,
 	// v4: the rollups keep cache hits' tokens and avoided cost apart, so
 	// reads can count calls and tokens a provider billed (rollup_hits.go).
