@@ -41,22 +41,36 @@ func newIngestCmd(f *Factory, runF func(*IngestOptions) error) *cobra.Command {
 		Use:   "ingest FILE... | -",
 		Short: "Bring usage logs (JSONL) into the ledger, priced",
 		Long: `Read LLM usage events from JSONL files (or - for standard input) into the
-ledger that top and report read. Each line is one of two shapes, detected per
-line:
+ledger that top and report read. Each line's shape is detected on its own
+(the README shows one example of each):
 
-  a flat event    {"id","ts","tenant","user","endpoint","model","input_tokens",
-                   "cached_input_tokens","output_tokens","latency_ms"}
-                  (ts as RFC 3339 or Unix seconds; only model, input_tokens and
-                  output_tokens are required; no ts means "now")
-  an OpenAI response object with "id", "created", "model" and "usage"
-                  {"prompt_tokens","completion_tokens",
-                   "prompt_tokens_details":{"cached_tokens"}}
+  openai_chat       an OpenAI Chat Completions object ("usage": prompt_tokens
+                    with prompt_tokens_details.cached_tokens inside it,
+                    completion_tokens with reasoning tokens inside it)
+  openai_responses  an OpenAI Responses object ("usage": input_tokens,
+                    output_tokens and their details)
+  anthropic         an Anthropic Messages object or its usage: input_tokens
+                    EXCLUDES cache reads and writes; 5-minute and 1-hour cache
+                    writes at their own rates
+  gemini            a Gemini response with usageMetadata (thoughts are output)
+  openai_batch      an OpenAI Batch API output line, at batch rates (a failed
+                    request is a bad line)
+  flat              {"id","ts","tenant","user","endpoint","model",
+                    "input_tokens","cached_input_tokens","output_tokens",
+                    "cache_write_5m_tokens","cache_write_1h_tokens",
+                    "reasoning_tokens","batch","service_tier","latency_ms"}
+                    (only model, input_tokens and output_tokens are required)
 
-tenant, user and endpoint come from fields of those names when a line has
-them, else from --tenant, --user, --endpoint. Each event is priced with the
-price table (cached tokens at the cached-input price); an event for a model
-the table does not price is stored flagged unpriced and listed in the summary
-(never counted as $0; add its price with --pricing FILE before ingesting).
+Times may be RFC 3339 or Unix seconds, milliseconds or microseconds; no time
+means "now"; a time before 2000 or more than a day ahead is a bad line, as is
+a token count outside 0..10^10. tenant, user and endpoint come from fields
+of those names when a line has them, else from --tenant, --user, --endpoint.
+Each kind of token is priced at its own rate and stored apart, exactly (to
+the pico-dollar); batch, flex and priority use those rates. An event the
+table cannot price (its model, or a tier or cache write without a rate) is
+stored flagged unpriced and listed in the summary — never counted as $0 or
+at list price; add its price with --pricing FILE before ingesting, or run
+costctl reprice after.
 
 Ingest is idempotent: each event is stored under the key
 ingest:SOURCE:TENANT:id:ID (a line without an id: ingest:SOURCE:TENANT:sha256:
