@@ -79,7 +79,8 @@ func exitCode(err error) int {
 const exitCodesHelp = `Every costctl command exits with one of these codes:
 
   0    ok
-  1    error: a run failed (missing or unreadable file, database error, network error)
+  1    error: a run failed (missing or unreadable file, database error, network error,
+       ingest lines that were bad or conflicting beyond --max-bad)
   2    usage: a bad flag, argument, config or input value (or a tokens gate whose
        paths match no file); nothing was done
   3    a gate failed: --max/--max-total (tokens), --max-monthly (estimate),

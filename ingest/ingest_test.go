@@ -562,8 +562,8 @@ func TestFourIngestsAndAnEvalShareALedger(t *testing.T) {
 //
 //	go test ./ingest -run '^$' -bench Ingest -benchtime 5x
 //
-// Measured on the 2-core box: ~110,000 events/s (23 MB/s); the ledger
-// write alone (BenchmarkInsert in ./ledger) ~134,000 events/s.
+// Measured on the 2-core box: 120,000–135,000 events/s median; the ledger
+// write alone (BenchmarkInsert in ./ledger) 140,000–160,000 events/s.
 func BenchmarkIngest(b *testing.B) {
 	var sb strings.Builder
 	const n = 100000
