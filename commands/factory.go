@@ -65,7 +65,7 @@ func NewFactory() *Factory {
 // (or COSTCTL_PRICING) when given. Loaded once per process.
 func (f *Factory) Pricing() (*pricing.Table, error) {
 	f.pricingOnce.Do(func() {
-		f.table, f.tableErr = pricing.Default()
+		f.table, f.tableErr = f.baseTable()
 		if f.tableErr != nil {
 			return
 		}
@@ -81,6 +81,25 @@ func (f *Factory) Pricing() (*pricing.Table, error) {
 		}
 	})
 	return f.table, f.tableErr
+}
+
+// baseTable is the price snapshot `pricing update` wrote, else the
+// built-in table. A damaged snapshot is named on stderr and the built-in
+// table used: never silently wrong prices.
+func (f *Factory) baseTable() (*pricing.Table, error) {
+	path, err := pricing.SnapshotPath(f.Getenv)
+	if err != nil {
+		return pricing.Default()
+	}
+	t, _, ok, err := pricing.LoadSnapshot(path)
+	if err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "warning: %v; using the built-in prices (costctl pricing update --reset removes it)\n", err)
+		return pricing.Default()
+	}
+	if !ok {
+		return pricing.Default()
+	}
+	return t, nil
 }
 
 // pricingFileError: a price file that cannot be read is an error (exit 1,

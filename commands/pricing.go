@@ -88,7 +88,7 @@ one that is read but wrong exits 2, naming the file, line and key.` + exitStatus
 	}
 	list.RunE = run
 	show.RunE = run
-	cmd.AddCommand(list, show)
+	cmd.AddCommand(list, show, newPricingUpdateCmd(f), newPricingDiffCmd(f))
 	return cmd
 }
 
