@@ -2,10 +2,12 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,10 +39,19 @@ type TokensOptions struct {
 	MaxTotal int64
 	Format   string
 	Jobs     int // files counted at once; 0 = GOMAXPROCS
+
+	// --count-via-api: ask Anthropic's or Gemini's free token-counting
+	// endpoint for an exact count instead of the local approximation.
+	CountViaAPI      bool
+	APITimeout       time.Duration
+	AnthropicBaseURL string // flag; else ANTHROPIC_BASE_URL
+	GeminiBaseURL    string // flag; else GEMINI_BASE_URL
+	Getenv           func(string) string
+	HTTPClient       *http.Client
 }
 
 func newTokensCmd(f *Factory, runF func(*TokensOptions) error) *cobra.Command {
-	opts := &TokensOptions{IO: f.IO, Pricing: f.Pricing}
+	opts := &TokensOptions{IO: f.IO, Pricing: f.Pricing, Getenv: f.Getenv, HTTPClient: f.HTTPClient}
 	if runF == nil {
 		runF = runTokens
 	}
@@ -73,13 +85,27 @@ the file; text such as <|endoftext|> counts as ordinary text.
 
 The encoding comes from the model (--model, default gpt-4o) in the price table;
 --encoding overrides it. Claude and Gemini have no public tokenizer: they are
-counted with o200k_base and marked approximate.
+counted with o200k_base and marked approximate, unless --count-via-api asks
+the provider's free counting endpoint (Anthropic: POST /v1/messages/count_tokens
+with ANTHROPIC_API_KEY; Gemini: POST /v1beta/models/MODEL:countTokens with
+GEMINI_API_KEY or GOOGLE_API_KEY), whose count is exact. Base URLs:
+--anthropic-base-url / ANTHROPIC_BASE_URL, --gemini-base-url / GEMINI_BASE_URL.
+Keys are never printed. A plain file is sent as one user message, so the
+provider's count includes that message's framing.
 
 --chat reads each input as an OpenAI chat request ({"messages": [...],
 "tools": [...]}) or message list and counts what the API bills as
 prompt_tokens: 3 tokens per message plus its role, content and name (+1 for a
 name), 3 to prime the reply, and tool definitions as OpenAI's cookbook counts
-them. A request that is not one is an error naming the file, line and field:
+them. Without --model each request is counted and priced as its own "model"
+(gpt-4o when it names none); a model not in the price table is an error naming
+the file and model. Image parts (image_url) are billed by OpenAI's rule: low
+detail 85 tokens; high/auto 85 + 170 per 512-px tile after fitting within
+2048x2048 and scaling the shortest side to 768 (gpt-4o-mini: 2833 + 5667 per
+tile). Inline data: URLs (PNG, JPEG, GIF, WebP) are measured from their header;
+a remote URL is counted as low detail and marked approximate, as are images
+for models whose image rule is not documented as this one.
+A request that is not one is an error naming the file, line and field:
   costctl: req.json:7: messages[2].content: expected a string or a list of content parts, got a number
 
 CI gate: --max N fails any file above N tokens, --max-total N the sum. Every
@@ -95,6 +121,9 @@ exit code is 3. A gate whose paths match no file (an empty folder, an
 			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
 				return usageError(err)
 			}
+			if opts.APITimeout <= 0 {
+				return usageErrorf("--api-timeout must be a positive duration such as 30s")
+			}
 			if opts.Max < 0 || opts.MaxTotal < 0 {
 				return usageErrorf("--max and --max-total must be positive token counts")
 			}
@@ -107,18 +136,24 @@ exit code is 3. A gate whose paths match no file (an empty folder, an
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&opts.Model, "model", "m", "gpt-4o", "model whose tokenizer and input price to use")
+	fl.StringVarP(&opts.Model, "model", "m", "", "model whose tokenizer and input price to use (default gpt-4o; with --chat, each request's own model)")
 	fl.StringVar(&opts.Encoding, "encoding", "", "override the encoding: cl100k_base, o200k_base, p50k_base or r50k_base")
 	fl.StringArrayVar(&opts.Include, "include", nil, "only count files matching this glob (name or relative path; repeatable)")
 	fl.BoolVar(&opts.Chat, "chat", false, "inputs are OpenAI chat requests or message lists; count billed prompt_tokens")
 	fl.Int64Var(&opts.Max, "max", 0, "gate: fail (exit 3) when any file has more tokens than this")
 	fl.Int64Var(&opts.MaxTotal, "max-total", 0, "gate: fail (exit 3) when all files together have more tokens than this")
 	fl.StringVarP(&opts.Format, "format", "f", "table", "output format: table or json")
+	fl.BoolVar(&opts.CountViaAPI, "count-via-api", false, "Claude/Gemini: exact counts from the provider's free token-counting endpoint (needs ANTHROPIC_API_KEY / GEMINI_API_KEY)")
+	fl.DurationVar(&opts.APITimeout, "api-timeout", 30*time.Second, "with --count-via-api: how long to wait for each answer")
+	fl.StringVar(&opts.AnthropicBaseURL, "anthropic-base-url", "", "with --count-via-api: Anthropic API base URL (default $ANTHROPIC_BASE_URL or https://api.anthropic.com)")
+	fl.StringVar(&opts.GeminiBaseURL, "gemini-base-url", "", "with --count-via-api: Gemini API base URL (default $GEMINI_BASE_URL or https://generativelanguage.googleapis.com)")
 	return cmd
 }
 
 type tokenFile struct {
 	Path      string        `json:"path"`
+	Model     string        `json:"model,omitempty"` // --chat: the model this request is priced as
+	Exact     *bool         `json:"exact,omitempty"` // --chat: whether this count is the provider's own
 	Tokens    int64         `json:"tokens"`
 	Bytes     int64         `json:"bytes"`
 	Cost      pricing.Money `json:"cost_usd"`
@@ -167,26 +202,132 @@ func printTokensProblems(w io.Writer, problems []tokensProblem) (hadErr bool) {
 	return hadErr
 }
 
+// tokenModel is one model a run counts with: its prices, encoding and
+// counter, and the API counter --count-via-api uses for it.
+type tokenModel struct {
+	m       *pricing.Model
+	asGiven string // the name as the user or the request gave it
+	enc     string
+	exact   bool
+	counter *estimator.Counter
+	api     estimator.APICounter // nil: counted locally
+}
+
+// tokenModels resolves model names once per run, safely from the workers.
+type tokenModels struct {
+	opts  *TokensOptions
+	table *pricing.Table
+	mu    sync.Mutex
+	byKey map[string]*tokenModel
+}
+
+func (tm *tokenModels) get(name string) (*tokenModel, error) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if m, ok := tm.byKey[name]; ok {
+		return m, nil
+	}
+	model, err := tm.table.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	t := &tokenModel{m: model, asGiven: name, enc: model.Encoding, exact: model.ExactTokenizer}
+	if t.enc == "" {
+		t.enc = "o200k_base"
+	}
+	if e := tm.opts.Encoding; e != "" {
+		t.exact = t.exact && e == model.Encoding
+		t.enc = e
+	}
+	c, err := estimator.NewCounterForEncoding(t.enc)
+	if err != nil {
+		return nil, err
+	}
+	t.counter = c.WithVision(model.Name)
+	if tm.opts.CountViaAPI {
+		if t.api, err = tm.opts.apiCounter(model); err != nil {
+			return nil, err
+		}
+		if t.api != nil {
+			t.exact = true
+		}
+	}
+	tm.byKey[name] = t
+	return t, nil
+}
+
+// apiCounter is the provider's counting endpoint for m, or nil when m is
+// counted exactly here (OpenAI) or has no such endpoint.
+func (opts *TokensOptions) apiCounter(m *pricing.Model) (estimator.APICounter, error) {
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	switch m.Provider {
+	case "anthropic":
+		key := getenv("ANTHROPIC_API_KEY")
+		if key == "" {
+			return nil, usageErrorf("--count-via-api for %s needs ANTHROPIC_API_KEY set to an Anthropic API key", m.Name)
+		}
+		base := opts.AnthropicBaseURL
+		if base == "" {
+			base = getenv("ANTHROPIC_BASE_URL")
+		}
+		return &estimator.AnthropicCounter{BaseURL: base, APIKey: key, Client: opts.HTTPClient}, nil
+	case "google", "gemini":
+		key := getenv("GEMINI_API_KEY")
+		if key == "" {
+			key = getenv("GOOGLE_API_KEY")
+		}
+		if key == "" {
+			return nil, usageErrorf("--count-via-api for %s needs GEMINI_API_KEY (or GOOGLE_API_KEY) set to a Gemini API key", m.Name)
+		}
+		base := opts.GeminiBaseURL
+		if base == "" {
+			base = getenv("GEMINI_BASE_URL")
+		}
+		return &estimator.GeminiCounter{BaseURL: base, APIKey: key, Client: opts.HTTPClient}, nil
+	}
+	return nil, nil
+}
+
+// apiModelName is the id the provider's API knows m by: the name as given,
+// unless that is costctl's dotted name (claude-sonnet-4.5), then the first
+// alias without a dot (claude-sonnet-4-5).
+func (t *tokenModel) apiModelName() string {
+	if !strings.Contains(t.asGiven, ".") || t.m.Provider != "anthropic" {
+		return t.asGiven
+	}
+	for _, a := range t.m.Aliases {
+		if !strings.Contains(a, ".") {
+			return a
+		}
+	}
+	return t.asGiven
+}
+
 func runTokens(opts *TokensOptions) error {
 	table, err := opts.Pricing()
 	if err != nil {
 		return err
 	}
-	model, err := table.Lookup(opts.Model)
-	if err != nil {
-		return usageError(err)
-	}
-	encName, exact := model.Encoding, model.ExactTokenizer
 	if opts.Encoding != "" {
 		if _, err := tokenizer.Get(opts.Encoding); err != nil {
 			return usageErrorf("invalid --encoding %q (expected %s)", opts.Encoding, strings.Join(tokenizer.Names(), ", "))
 		}
-		exact = exact && opts.Encoding == model.Encoding
-		encName = opts.Encoding
 	}
-	counter, err := estimator.NewCounterForEncoding(encName)
+	models := &tokenModels{opts: opts, table: table, byKey: map[string]*tokenModel{}}
+	defName := opts.Model
+	if defName == "" {
+		defName = "gpt-4o"
+	}
+	def, err := models.get(defName)
 	if err != nil {
-		return err
+		var ee *ExitErr
+		if errors.As(err, &ee) {
+			return err
+		}
+		return usageError(err)
 	}
 
 	inputs, problems := expandTokenInputs(opts.Paths, opts.Include)
@@ -200,6 +341,7 @@ func runTokens(opts *TokensOptions) error {
 	}
 	files := make([]tokenFile, len(inputs))
 	counted := make([]bool, len(inputs))
+	used := make([]tokenResult, len(inputs))
 	var mu sync.Mutex
 	jobs := opts.Jobs
 	if jobs <= 0 {
@@ -213,13 +355,18 @@ func runTokens(opts *TokensOptions) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			tokens, nbytes, probs, ok := countTokenInput(opts, counter, in)
+			res, probs, ok := countTokenInput(opts, models, def, in)
 			mu.Lock()
 			defer mu.Unlock()
 			problems = append(problems, probs...)
 			if ok {
-				files[i] = tokenFile{Path: in.path, Tokens: tokens, Bytes: nbytes,
-					Cost: model.Cost(pricing.Usage{InputTokens: tokens}, false)}
+				files[i] = tokenFile{Path: in.path, Tokens: res.tokens, Bytes: res.nbytes,
+					Cost: res.model.m.Cost(pricing.Usage{InputTokens: res.tokens}, false)}
+				if opts.Chat {
+					exact := res.exact
+					files[i].Model, files[i].Exact = res.model.m.Name, &exact
+				}
+				used[i] = res
 				counted[i] = true
 			}
 		}()
@@ -228,9 +375,27 @@ func runTokens(opts *TokensOptions) error {
 
 	out := []tokenFile{}
 	var total tokenFile
+	var runModels []*tokenModel // in order of first use by path
+	exact := def.exact
+	approxImages := 0
+	anyCounted := false
 	for i, f := range files {
 		if !counted[i] {
 			continue
+		}
+		r := used[i]
+		if !anyCounted {
+			exact = true
+			anyCounted = true
+		}
+		exact = exact && r.exact
+		approxImages += r.approxImages
+		seenModel := false
+		for _, m := range runModels {
+			seenModel = seenModel || m == r.model
+		}
+		if !seenModel {
+			runModels = append(runModels, r.model)
 		}
 		if opts.Max > 0 && f.Tokens > opts.Max {
 			f.OverLimit = true
@@ -249,6 +414,19 @@ func runTokens(opts *TokensOptions) error {
 		return noFileMatched(opts)
 	}
 
+	if len(runModels) == 0 {
+		runModels = []*tokenModel{def}
+	}
+	sort.Slice(runModels, func(i, j int) bool { return runModels[i].m.Name < runModels[j].m.Name })
+	modelName, encName := runModels[0].m.Name, runModels[0].enc
+	if len(runModels) > 1 {
+		modelName = "mixed"
+		for _, m := range runModels[1:] {
+			if m.enc != encName {
+				encName = "mixed"
+			}
+		}
+	}
 	if opts.Format == render.FormatJSON {
 		err = writeJSON(opts.IO.Out, struct {
 			Version    int         `json:"version"`
@@ -263,14 +441,14 @@ func runTokens(opts *TokensOptions) error {
 				Bytes  int64         `json:"bytes"`
 				Cost   pricing.Money `json:"cost_usd"`
 			} `json:"total"`
-		}{Version: 1, Model: model.Name, Encoding: encName, Exact: exact, Chat: opts.Chat, PricesAsOf: table.AsOf, Files: out,
+		}{Version: 1, Model: modelName, Encoding: encName, Exact: exact, Chat: opts.Chat, PricesAsOf: table.AsOf, Files: out,
 			Total: struct {
 				Tokens int64         `json:"tokens"`
 				Bytes  int64         `json:"bytes"`
 				Cost   pricing.Money `json:"cost_usd"`
 			}{total.Tokens, total.Bytes, total.Cost}})
 	} else {
-		err = writeTokensTable(opts, model, encName, exact, table, out, total)
+		err = writeTokensTable(opts, runModels, exact, approxImages, table, out, total)
 	}
 	if err != nil {
 		return err
@@ -319,16 +497,24 @@ func noFileMatched(opts *TokensOptions) error {
 	return usageErrorf("no file matched in %s: a %s gate cannot pass on nothing; check %s", where, strings.Join(gates, "/"), check)
 }
 
-func writeTokensTable(opts *TokensOptions, model *pricing.Model, enc string, exact bool, table *pricing.Table, files []tokenFile, total tokenFile) error {
+func writeTokensTable(opts *TokensOptions, models []*tokenModel, exact bool, approxImages int, table *pricing.Table, files []tokenFile, total tokenFile) error {
 	t := render.Table{
 		Headers: []string{"PATH", "TOKENS", "BYTES", "INPUT COST"},
 		Align:   []render.Align{render.Left, render.Right, render.Right, render.Right},
+	}
+	multi := len(models) > 1
+	if multi {
+		t.Headers = append(t.Headers, "MODEL")
+		t.Align = append(t.Align, render.Left)
 	}
 	if opts.Max > 0 {
 		t.Headers = append(t.Headers, "LIMIT")
 	}
 	for _, f := range files {
 		row := []string{f.Path, render.Int(f.Tokens), render.Int(f.Bytes), f.Cost.Display()}
+		if multi {
+			row = append(row, f.Model)
+		}
 		if opts.Max > 0 {
 			mark := "ok"
 			if f.OverLimit {
@@ -339,6 +525,9 @@ func writeTokensTable(opts *TokensOptions, model *pricing.Model, enc string, exa
 		t.AddRow(row...)
 	}
 	t.Footer = []string{fmt.Sprintf("total (%d files)", len(files)), render.Int(total.Tokens), render.Int(total.Bytes), total.Cost.Display()}
+	if multi {
+		t.Footer = append(t.Footer, "")
+	}
 	if len(files) == 1 {
 		t.Footer[0] = "total (1 file)"
 	}
@@ -349,9 +538,21 @@ func writeTokensTable(opts *TokensOptions, model *pricing.Model, enc string, exa
 	if opts.Chat {
 		what = "billed prompt tokens (chat formula)"
 	}
-	note := fmt.Sprintf("\n%s, %s with %s; input cost at %s $%s/1M; %s\n", model.Name, what, enc, model.Name, model.Input.Per1M(), table.AsOfLabel())
-	if !exact {
-		note += fmt.Sprintf("approximate: %s has no public tokenizer, counted with %s\n", model.Name, enc)
+	note := "\n"
+	for _, m := range models {
+		how := what + " with " + m.enc
+		if m.api != nil {
+			how = what + " from the provider's token-counting API"
+		}
+		note += fmt.Sprintf("%s, %s; input cost at %s $%s/1M; %s\n", m.m.Name, how, m.m.Name, m.m.Input.Per1M(), table.AsOfLabel())
+	}
+	for _, m := range models {
+		if !m.exact && m.api == nil {
+			note += fmt.Sprintf("approximate: %s has no public tokenizer, counted with %s\n", m.m.Name, m.enc)
+		}
+	}
+	if approxImages > 0 {
+		note += fmt.Sprintf("approximate: %d image(s) counted without a documented size or rule (a remote URL is counted as low detail)\n", approxImages)
 	}
 	_, err := io.WriteString(opts.IO.Out, note)
 	return err
@@ -584,10 +785,19 @@ const binaryHead = 8192
 // countTokenInput streams one input through the counter. A binary file
 // found by walking a folder is skipped with a note; one named on the
 // command line is an error.
-func countTokenInput(opts *TokensOptions, c *estimator.Counter, in tokenInput) (tokens, nbytes int64, probs []tokensProblem, ok bool) {
-	fail := func(line int, msg string) (int64, int64, []tokensProblem, bool) {
-		return 0, 0, []tokensProblem{{path: in.path, line: line, msg: msg, kind: "error"}}, false
+// tokenResult is one input's count.
+type tokenResult struct {
+	tokens, nbytes int64
+	model          *tokenModel
+	exact          bool
+	approxImages   int
+}
+
+func countTokenInput(opts *TokensOptions, models *tokenModels, def *tokenModel, in tokenInput) (res tokenResult, probs []tokensProblem, ok bool) {
+	fail := func(line int, msg string) (tokenResult, []tokensProblem, bool) {
+		return tokenResult{}, []tokensProblem{{path: in.path, line: line, msg: msg, kind: "error"}}, false
 	}
+	res.model, res.exact = def, def.exact
 	var r io.Reader
 	if in.open == "" {
 		r = opts.IO.In
@@ -614,7 +824,7 @@ func countTokenInput(opts *TokensOptions, c *estimator.Counter, in tokenInput) (
 		if in.explicit {
 			return fail(0, "binary file (a NUL byte in its first 8 KiB), not counted")
 		}
-		return 0, 0, []tokensProblem{{path: in.path, msg: "binary file skipped", kind: "note"}}, false
+		return tokenResult{}, []tokensProblem{{path: in.path, msg: "binary file skipped", kind: "note"}}, false
 	}
 	stream := io.MultiReader(bytes.NewReader(head), text)
 	var invalid bool
@@ -625,7 +835,7 @@ func countTokenInput(opts *TokensOptions, c *estimator.Counter, in tokenInput) (
 		}
 		s, replaced := tokenizer.ReplaceInvalidUTF8(data)
 		invalid = replaced
-		msgs, tools, err := estimator.ParseChat([]byte(s))
+		req, err := estimator.ParseChatRequest([]byte(s))
 		if err != nil {
 			var ce *estimator.ChatError
 			if errors.As(err, &ce) {
@@ -633,9 +843,41 @@ func countTokenInput(opts *TokensOptions, c *estimator.Counter, in tokenInput) (
 			}
 			return fail(0, err.Error())
 		}
-		tokens = c.Chat(msgs, tools)
+		if opts.Model == "" && req.Model != "" {
+			m, err := models.get(req.Model)
+			if err != nil {
+				var ue *pricing.UnknownModelError
+				if errors.As(err, &ue) {
+					return fail(req.ModelLine, fmt.Sprintf("model %q is not in the price table; give --model to count it as a known model, or add its prices with --pricing", req.Model))
+				}
+				return fail(req.ModelLine, oneLineErr(err))
+			}
+			res.model = m
+		}
+		if res.model.api != nil {
+			if res.tokens, err = countViaAPI(opts, res.model, req); err != nil {
+				return fail(0, oneLineErr(err))
+			}
+			res.exact = true
+		} else {
+			cc := res.model.counter.ChatCount(req.Messages, req.Tools)
+			res.tokens, res.approxImages = cc.Tokens, cc.ApproxImages
+			res.exact = res.model.exact && cc.ApproxImages == 0
+		}
+	} else if def.api != nil {
+		data, err := io.ReadAll(stream)
+		if err != nil {
+			return fail(0, describeFSError(err))
+		}
+		s, replaced := tokenizer.ReplaceInvalidUTF8(data)
+		invalid = replaced
+		req := &estimator.ChatRequest{Messages: []estimator.Message{{Role: "user", Content: s}}}
+		if res.tokens, err = countViaAPI(opts, def, req); err != nil {
+			return fail(0, oneLineErr(err))
+		}
+		res.exact = true
 	} else {
-		tokens, invalid, err = c.Tokenizer().CountReader(stream)
+		res.tokens, invalid, err = def.counter.Tokenizer().CountReader(stream)
 		if err != nil {
 			return fail(0, describeFSError(err))
 		}
@@ -646,7 +888,24 @@ func countTokenInput(opts *TokensOptions, c *estimator.Counter, in tokenInput) (
 	if text.InvalidUTF16() {
 		probs = append(probs, tokensProblem{path: in.path, msg: "invalid UTF-16 (an unpaired surrogate or odd byte) replaced by U+FFFD before counting", kind: "warning"})
 	}
-	return tokens, cr.n, probs, true
+	res.nbytes = cr.n
+	return res, probs, true
+}
+
+// countViaAPI asks the provider, within --api-timeout.
+func countViaAPI(opts *TokensOptions, m *tokenModel, req *estimator.ChatRequest) (int64, error) {
+	timeout := opts.APITimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return m.api.CountTokens(ctx, m.apiModelName(), req)
+}
+
+// oneLineErr is err's message on one line.
+func oneLineErr(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 type countingReader struct {

@@ -36,52 +36,75 @@ func (e *ChatError) Error() string {
 // chatShape is what --chat accepts, for error messages.
 const chatShape = `a chat request {"messages": [...]} or a list of messages [{"role": ..., "content": ...}]`
 
+// ChatRequest is what --chat reads from one input.
+type ChatRequest struct {
+	Model     string // the request's "model"; "" for a bare message list or none given
+	ModelLine int    // 1-based line of the "model" value
+	Messages  []Message
+	Tools     []json.RawMessage
+}
+
 // ParseChat reads an OpenAI chat request ({"messages": [...], "tools": [...]})
 // or a bare message list ([{"role","content","name"?}]). Content may be a
-// string or a list of parts; text parts are joined, other parts ignored.
-// An input that is not such a request is a *ChatError naming the line and
-// field.
+// string or a list of parts; text parts are joined, image_url parts kept as
+// Images, other parts ignored. An input that is not such a request is a
+// *ChatError naming the line and field.
 func ParseChat(data []byte) ([]Message, []json.RawMessage, error) {
-	p := &chatParser{data: data}
-	root, err := p.parse()
+	r, err := ParseChatRequest(data)
 	if err != nil {
 		return nil, nil, err
 	}
+	return r.Messages, r.Tools, nil
+}
+
+// ParseChatRequest is ParseChat that also returns the request's model.
+func ParseChatRequest(data []byte) (*ChatRequest, error) {
+	p := &chatParser{data: data}
+	root, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	req := &ChatRequest{}
 	var items []*jnode
 	prefix := ""
-	var tools []json.RawMessage
 	switch root.kind {
 	case jArray:
 		items = root.items
 	case jObject:
 		m := root.get("messages")
 		if m == nil {
-			return nil, nil, p.errAt(root, "", `no "messages" field; expected `+chatShape)
+			return nil, p.errAt(root, "", `no "messages" field; expected `+chatShape)
 		}
 		if m.kind != jArray {
-			return nil, nil, p.errAt(m, "messages", "expected a list of messages, got "+m.what())
+			return nil, p.errAt(m, "messages", "expected a list of messages, got "+m.what())
 		}
 		items, prefix = m.items, "messages"
 		if t := root.get("tools"); t != nil && t.kind != jNull {
 			if t.kind != jArray {
-				return nil, nil, p.errAt(t, "tools", "expected a list of tool definitions, got "+t.what())
+				return nil, p.errAt(t, "tools", "expected a list of tool definitions, got "+t.what())
 			}
 			for _, it := range t.items {
-				tools = append(tools, json.RawMessage(data[it.off:it.end]))
+				req.Tools = append(req.Tools, json.RawMessage(data[it.off:it.end]))
 			}
 		}
+		if mod := root.get("model"); mod != nil && mod.kind != jNull {
+			if mod.kind != jString {
+				return nil, p.errAt(mod, "model", "expected a model name string, got "+mod.what())
+			}
+			req.Model, req.ModelLine = mod.str, p.line(mod.off)
+		}
 	default:
-		return nil, nil, p.errAt(root, "", "expected "+chatShape+", got "+root.what())
+		return nil, p.errAt(root, "", "expected "+chatShape+", got "+root.what())
 	}
-	msgs := make([]Message, 0, len(items))
+	req.Messages = make([]Message, 0, len(items))
 	for i, it := range items {
 		m, err := p.message(it, fmt.Sprintf("%s[%d]", prefix, i))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		msgs = append(msgs, m)
+		req.Messages = append(req.Messages, m)
 	}
-	return msgs, tools, nil
+	return req, nil
 }
 
 // ParseMessage decodes one chat message; errors are *ChatError with field
@@ -106,7 +129,8 @@ func ContentText(raw json.RawMessage) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return p.content(n, "content")
+	text, _, err := p.content(n, "content")
+	return text, err
 }
 
 func (p *chatParser) message(n *jnode, path string) (Message, error) {
@@ -124,10 +148,11 @@ func (p *chatParser) message(n *jnode, path string) (Message, error) {
 		return m, p.errAt(role, join(path, "role"), `empty; expected a role such as "user"`)
 	}
 	m.Role = role.str
-	text, err := p.content(n.get("content"), join(path, "content"))
+	text, images, err := p.content(n.get("content"), join(path, "content"))
 	if err != nil {
 		return m, err
 	}
+	m.Images = images
 	if m.Name, err = p.optString(n.get("name"), join(path, "name"), "a string"); err != nil {
 		return m, err
 	}
@@ -164,29 +189,63 @@ func (p *chatParser) message(n *jnode, path string) (Message, error) {
 	return m, nil
 }
 
-func (p *chatParser) content(n *jnode, path string) (string, error) {
+func (p *chatParser) content(n *jnode, path string) (string, []Image, error) {
 	if n == nil || n.kind == jNull {
-		return "", nil
+		return "", nil, nil
 	}
 	switch n.kind {
 	case jString:
-		return n.str, nil
+		return n.str, nil, nil
 	case jArray:
 		var b strings.Builder
+		var images []Image
 		for i, part := range n.items {
 			pp := fmt.Sprintf("%s[%d]", path, i)
 			if part.kind != jObject {
-				return "", p.errAt(part, pp, `expected a content part such as {"type": "text", "text": "..."}, got `+part.what())
+				return "", nil, p.errAt(part, pp, `expected a content part such as {"type": "text", "text": "..."}, got `+part.what())
+			}
+			if iu := part.get("image_url"); iu != nil && iu.kind != jNull {
+				im, err := p.imagePart(iu, pp+".image_url")
+				if err != nil {
+					return "", nil, err
+				}
+				images = append(images, im)
+				continue
 			}
 			t, err := p.optString(part.get("text"), pp+".text", "a string")
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			b.WriteString(t)
 		}
-		return b.String(), nil
+		return b.String(), images, nil
 	}
-	return "", p.errAt(n, path, "expected a string or a list of content parts, got "+n.what())
+	return "", nil, p.errAt(n, path, "expected a string or a list of content parts, got "+n.what())
+}
+
+// imagePart reads {"url": ..., "detail": ...} (or a bare URL string, as
+// older requests send it).
+func (p *chatParser) imagePart(n *jnode, path string) (Image, error) {
+	urlNode, detail := n, ""
+	if n.kind == jObject {
+		urlNode = n.get("url")
+		d, err := p.optString(n.get("detail"), path+".detail", `"low", "high" or "auto"`)
+		if err != nil {
+			return Image{}, err
+		}
+		detail = d
+		if urlNode == nil {
+			return Image{}, p.errAt(n, path+".url", "missing; expected a data: URL or an http(s) URL")
+		}
+	}
+	if urlNode.kind != jString {
+		return Image{}, p.errAt(urlNode, path+".url", "expected a URL string, got "+urlNode.what())
+	}
+	im, err := parseImageURL(urlNode.str, detail)
+	if err != nil {
+		return Image{}, p.errAt(urlNode, path+".url", err.Error())
+	}
+	return im, nil
 }
 
 // optString is a string field that may be absent or null.

@@ -3,6 +3,7 @@ package estimator
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -67,12 +68,12 @@ func TestParseChatAccepts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Message{{Role: "system"}, {Role: "user", Content: "Hello world", Name: "bob"}, {Role: "assistant", Content: `f{"a":1}`}, {Role: "user", Content: "two"}}
+	want := []Message{{Role: "system"}, {Role: "user", Content: "Hello world", Name: "bob", Images: []Image{{URL: "x"}}}, {Role: "assistant", Content: `f{"a":1}`}, {Role: "user", Content: "two"}}
 	if len(msgs) != len(want) {
 		t.Fatalf("msgs = %+v", msgs)
 	}
 	for i := range want {
-		if msgs[i] != want[i] {
+		if !reflect.DeepEqual(msgs[i], want[i]) {
 			t.Errorf("msgs[%d] = %+v, want %+v", i, msgs[i], want[i])
 		}
 	}

@@ -16,8 +16,9 @@ import (
 
 // Counter counts tokens the way one model is billed.
 type Counter struct {
-	enc   *tokenizer.Encoding
-	exact bool
+	enc    *tokenizer.Encoding
+	exact  bool
+	vision VisionRule
 }
 
 // NewCounter returns a counter for m's encoding. Models without a public
@@ -31,7 +32,7 @@ func NewCounter(m *pricing.Model) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
 	}
-	return &Counter{enc: enc, exact: m.ExactTokenizer}, nil
+	return &Counter{enc: enc, exact: m.ExactTokenizer, vision: VisionRuleFor(m.Name)}, nil
 }
 
 // NewCounterForEncoding returns an exact counter for a tiktoken encoding.
@@ -40,7 +41,14 @@ func NewCounterForEncoding(name string) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Counter{enc: enc, exact: true}, nil
+	return &Counter{enc: enc, exact: true, vision: VisionRuleFor("")}, nil
+}
+
+// WithVision returns a copy of c that bills images by model's rule.
+func (c *Counter) WithVision(model string) *Counter {
+	cc := *c
+	cc.vision = VisionRuleFor(model)
+	return &cc
 }
 
 // Encoding is the tiktoken encoding's name.
@@ -56,11 +64,13 @@ func (c *Counter) Tokenizer() *tokenizer.Encoding { return c.enc }
 // Text counts s as ordinary text (special-token strings count as text).
 func (c *Counter) Text(s string) int64 { return int64(c.enc.Count(s)) }
 
-// Message is one chat message; Content is its text (text parts joined).
+// Message is one chat message; Content is its text (text parts joined),
+// Images its image parts.
 type Message struct {
 	Role    string
 	Content string
 	Name    string
+	Images  []Image
 }
 
 // OpenAI's chat formula (the "How to count tokens with tiktoken" cookbook):
@@ -75,14 +85,37 @@ const (
 // Chat counts what the API bills as prompt_tokens for msgs (and tool
 // definitions, counted as the cookbook's num_tokens_for_tools does).
 func (c *Counter) Chat(msgs []Message, tools []json.RawMessage) int64 {
+	return c.ChatCount(msgs, tools).Tokens
+}
+
+// ChatCounted is a chat count with what its images contributed.
+type ChatCounted struct {
+	Tokens       int64 // all billed prompt tokens, images included
+	ImageTokens  int64
+	Images       int
+	ApproxImages int // remote images (counted as low detail) or a model whose image rule is not documented
+}
+
+// ChatCount is Chat with the image breakdown.
+func (c *Counter) ChatCount(msgs []Message, tools []json.RawMessage) ChatCounted {
+	var r ChatCounted
 	n := int64(tokensReplyPrime)
 	for _, m := range msgs {
 		n += tokensPerMessage + c.Text(m.Role) + c.Text(m.Content)
 		if m.Name != "" {
 			n += c.Text(m.Name) + tokensPerName
 		}
+		for _, im := range m.Images {
+			t, approx := c.vision.ImageTokens(im)
+			r.ImageTokens += t
+			r.Images++
+			if approx {
+				r.ApproxImages++
+			}
+		}
 	}
-	return n + c.tools(tools)
+	r.Tokens = n + r.ImageTokens + c.tools(tools)
+	return r
 }
 
 type toolDef struct {
