@@ -40,6 +40,7 @@ type EstimateOptions struct {
 
 	Sample      string
 	Cascade     string
+	Escalate    string
 	CacheHit    string
 	PromptCache string
 	Batch       string
@@ -84,7 +85,10 @@ PRICES
   overridden price is 50% of it. An overridden --input-price has no known
   cached-input price, so --prompt-cache then requires --cached-price. A
   cascade tier that names --model uses the same overrides. A long-context
-  price tier is chosen by the average prompt size.
+  price tier is chosen by the prompt size: with --from each measured prompt
+  length is priced in its own tier (one 100k- and one 300k-token Sonnet
+  request cost $0.30 + $1.80, not twice the 200k average's $0.60); with
+  --input-tokens, by the average rounded up.
 
 THE WATERFALL
   The baseline is every request making one --model call at list price. The
@@ -94,31 +98,45 @@ THE WATERFALL
                   free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2 — "free" (regex/keyword
                   checks) costs nothing, other tiers are priced by their own
                   model; shares must sum to 1
+    escalate      a judge hierarchy in which each stage sees its own share
+                  of the evaluations, e.g. gpt-4o-mini:1,gpt-4o:0.2 (the
+                  cheap model judges everything, the expensive one
+                  re-judges 20%); shares need not sum to 1, "free" is a
+                  stage that costs nothing; instead of cascade, not with it
     cache-hit     the share of calls answered by a response cache (no call)
     prompt-cache  the share of the remaining calls' input tokens billed at
                   each model's cached-input price (cache-write premiums, such
                   as Anthropic's, are not modelled; a model that lists no
-                  cached price saves nothing, and a note on stderr says so)
+                  cached price saves nothing, and a note on stderr says so).
+                  A provider caches no prefix shorter than its minimum
+                  (OpenAI 1,024 tokens; Anthropic 1,024, 2,048 for Haiku 3.5,
+                  4,096 for Opus 4.5 and Haiku 4.5): where the cached share
+                  of a prompt is shorter, it is not counted as saved and a
+                  warning on stderr says so
     batch         the share of the remaining calls sent through the Batch API
                   at batch prices (a cached prompt read in a batch costs half
                   the cached price)
     infra         fixed USD per month, added last
   Per call: (1-b)·[I·((1-p)·in + p·cached) + O·out]
             + b·[I·((1-p)·batch_in + p·batch_cached) + O·batch_out];
-  per request: sample × (1 − cache-hit) × Σ tier share × per-call cost
+  per request: sample × (1 − cache-hit) × Σ tier (or stage) share × per-call
+  cost
   (+ infra ÷ requests). Monthly = per request × requests (+ infra), daily =
   monthly ÷ days, each computed exactly and rounded once to the nano-dollar,
   so a monthly figure is never a rounded per-request cost × N. The table
   shows per-request cost to the nano-dollar and daily/monthly to the cent;
   JSON and CSV carry every amount to the nano-dollar as decimal strings.
   Savings are against the baseline; percentages are of the baseline.
+  A prompt longer than a priced model's context window is priced anyway,
+  with a warning on stderr (the API would reject it).
 
 COMPARING
-  --sweep KEY=V1,V2 (repeatable; keys model, sample, cascade, cache-hit,
-  prompt-cache, batch, infra) projects every combination, levers given as
-  flags staying fixed, and marks the cheapest; savings are against --model
-  with no levers. Cascade alternatives are separated by ';' because a cascade
-  uses ',' between tiers: --sweep 'cascade=free:0.5,gpt-4o:0.5;gpt-4o-mini:1'.
+  --sweep KEY=V1,V2 (repeatable; keys model, sample, cascade, escalate,
+  cache-hit, prompt-cache, batch, infra) projects every combination, levers
+  given as flags staying fixed, and marks the cheapest; savings are against
+  --model with no levers. Cascade and escalate alternatives are separated by
+  ';' because they use ',' between tiers:
+  --sweep 'cascade=free:0.5,gpt-4o:0.5;gpt-4o-mini:1'.
   The value none unsets a lever. --scenarios FILE.yaml compares named
   scenarios (a list of maps with name and the same keys; each starts from
   the flags); savings are against the first scenario.
@@ -138,6 +156,10 @@ GATE
   costctl estimate --per-day 300k --input-tokens 1200 --output-tokens 80 --sample 0.2 \
     --cascade free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2 --cache-hit 15% --prompt-cache 40% --batch 50% \
     --infra 250 --max-monthly 5000
+
+  # the cheap judge sees every evaluation, the expensive one re-judges 20%: $780.00 per month
+  costctl estimate --requests 10M --input-tokens 1000 --output-tokens 50 --sample 10% \
+    --escalate gpt-4o-mini:1,gpt-4o:0.2
 
   # which combination gets under budget?
   costctl estimate --requests 10M --input-tokens 1000 --output-tokens 50 \
@@ -178,6 +200,7 @@ GATE
 	fl.StringVar(&opts.CachedPrice, "cached-price", "", "override the cached-input price, `USD` per 1M tokens")
 	fl.StringVar(&opts.Sample, "sample", "", "share `R` of requests evaluated: 10% or 0.1")
 	fl.StringVar(&opts.Cascade, "cascade", "", "judge tiers and their shares, a `SPEC` like free:0.5,gpt-4o-mini:0.3,gpt-4o:0.2")
+	fl.StringVar(&opts.Escalate, "escalate", "", "judge stages and the share of evaluations each sees, a `SPEC` like gpt-4o-mini:1,gpt-4o:0.2")
 	fl.StringVar(&opts.CacheHit, "cache-hit", "", "share `R` of calls answered by a response cache")
 	fl.StringVar(&opts.PromptCache, "prompt-cache", "", "share `R` of input tokens billed at the cached-input price")
 	fl.StringVar(&opts.Batch, "batch", "", "share `R` of calls sent through the Batch API")
@@ -308,7 +331,7 @@ func prepareEstimate(ctx context.Context, o *EstimateOptions) (*estimateRun, err
 	}
 	// Every lever flag, in waterfall order.
 	for _, lf := range []struct{ key, val string }{
-		{estimator.KeySample, o.Sample}, {estimator.KeyCascade, o.Cascade}, {estimator.KeyCacheHit, o.CacheHit},
+		{estimator.KeySample, o.Sample}, {estimator.KeyCascade, o.Cascade}, {estimator.KeyEscalate, o.Escalate}, {estimator.KeyCacheHit, o.CacheHit},
 		{estimator.KeyPromptCache, o.PromptCache}, {estimator.KeyBatch, o.Batch}, {estimator.KeyInfra, o.Infra},
 	} {
 		if lf.val == "" {
@@ -354,6 +377,13 @@ func prepareEstimate(ctx context.Context, o *EstimateOptions) (*estimateRun, err
 			in.OutputTokens = avgOut
 		} else {
 			s.WithOutputFlag = true
+		}
+		// Each measured prompt length is priced in its own tier (and
+		// checked against context windows and cache minimums on its own),
+		// unless --input-tokens replaces the measured prompts.
+		if !s.WithInputFlag {
+			in.Prompts = s.Prompts()
+			in.OutputAverage = s.WithOutputFlag
 		}
 	}
 	if in.InputTokens == nil || in.OutputTokens == nil {
@@ -470,10 +500,13 @@ func waterfallEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (strin
 	for _, n := range p.Notes {
 		fmt.Fprintf(o.IO.ErrOut, "costctl: note: %s\n", n)
 	}
+	for _, n := range p.Warnings {
+		fmt.Fprintf(o.IO.ErrOut, "costctl: warning: %s\n", n)
+	}
 	asOf := run.table.AsOfLabel()
 	switch o.Format {
 	case render.FormatJSON:
-		doc := estimateJSON{Version: 1, Inputs: inputsJSON(run, p.Levers), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Notes: p.Notes}
+		doc := estimateJSON{Version: 1, Inputs: inputsJSON(run, p.Levers), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Notes: p.Notes, Warnings: p.Warnings}
 		for _, r := range rows {
 			doc.Steps = append(doc.Steps, stepJSON{Name: r.step.Name, Detail: r.step.Detail, amountsJSON: toAmountsJSON(r.amt)})
 		}
@@ -583,6 +616,7 @@ type estimateJSON struct {
 	Steps          []stepJSON     `json:"steps"`
 	Total          totalJSON      `json:"total"`
 	Notes          []string       `json:"notes,omitempty"`
+	Warnings       []string       `json:"warnings,omitempty"`
 }
 
 type estimateInputs struct {
@@ -687,6 +721,7 @@ type compareJSON struct {
 	PriceOverrides []string       `json:"price_overrides,omitempty"`
 	Baseline       string         `json:"baseline"`
 	Scenarios      []scenarioJSON `json:"scenarios"`
+	Warnings       []string       `json:"warnings,omitempty"`
 }
 
 type scenarioJSON struct {
@@ -772,11 +807,21 @@ func compareEstimate(o *EstimateOptions, run *estimateRun, w io.Writer) (string,
 			}
 		}
 	}
+	var warnings []string
+	for _, c := range cmp {
+		for _, n := range c.Warnings {
+			if !notes[n] {
+				notes[n] = true
+				warnings = append(warnings, n)
+				fmt.Fprintf(o.IO.ErrOut, "costctl: warning: %s\n", n)
+			}
+		}
+	}
 	asOf := run.table.AsOfLabel()
 	baseModel := run.est.Inputs().Model
 	switch o.Format {
 	case render.FormatJSON:
-		doc := compareJSON{Version: 1, Inputs: inputsJSON(run, run.levers), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Baseline: baselineLabel}
+		doc := compareJSON{Version: 1, Inputs: inputsJSON(run, run.levers), PricesAsOf: run.table.AsOf, PriceOverrides: run.table.Overrides, Baseline: baselineLabel, Warnings: warnings}
 		for i, c := range cmp {
 			doc.Scenarios = append(doc.Scenarios, scenarioJSON{Name: scenarioName(c), Params: estimator.LeverParams(c.Levers, baseModel), Total: toAmountsJSON(amts[i]), Cheapest: c.Cheapest})
 		}
@@ -917,15 +962,19 @@ func leverText(l estimator.Levers, key, baseModel string, human bool) string {
 		return ratio(l.PromptCache)
 	case estimator.KeyBatch:
 		return ratio(l.Batch)
-	case estimator.KeyCascade:
-		if l.Cascade == nil {
+	case estimator.KeyCascade, estimator.KeyEscalate:
+		tiers := []estimator.CascadeTier(l.Cascade)
+		if key == estimator.KeyEscalate {
+			tiers = l.Escalate
+		}
+		if tiers == nil {
 			return "none"
 		}
 		if !human {
-			return l.Cascade.String()
+			return estimator.Cascade(tiers).String()
 		}
-		parts := make([]string, len(l.Cascade))
-		for i, t := range l.Cascade {
+		parts := make([]string, len(tiers))
+		for i, t := range tiers {
 			parts[i] = t.Name + ":" + estimator.PercentString(t.Share)
 		}
 		return strings.Join(parts, ",")

@@ -86,7 +86,7 @@ func TestEstimateE2EBadInput(t *testing.T) {
 		{append(base, "--max-monthly", "-1"), `--max-monthly: invalid amount "-1": negative`, 2},
 		{append(base, "--format", "xml"), `invalid --format "xml" (expected table, json, csv, md)`, 2},
 		{append(base, "--days", "0"), `--days: must be at least 1, got 0`, 2},
-		{append(base, "--sweep", "colour=red"), `--sweep "colour=red": unknown key "colour" (want one of model, sample, cascade, cache-hit, prompt-cache, batch, infra)`, 2},
+		{append(base, "--sweep", "colour=red"), `--sweep "colour=red": unknown key "colour" (want one of model, sample, cascade, escalate, cache-hit, prompt-cache, batch, infra)`, 2},
 		{append(base, "--sweep", "model=gpt-4o,gpt-9"), `model=gpt-9: unknown model "gpt-9"`, 2},
 		{append(base, "--sweep", "sample=1", "--scenarios", "bad.yaml"), `give either --sweep or --scenarios, not both`, 2},
 		{append(base, "--scenarios", "bad.yaml"), `bad.yaml:2: scenario "a", key "sampel": unknown key "sampel"`, 2},

@@ -3,6 +3,7 @@ package estimator
 import (
 	"fmt"
 	"math/big"
+	"sort"
 	"strings"
 
 	"github.com/costctl/costctl/pricing"
@@ -163,6 +164,39 @@ func ParseCascade(s string) (Cascade, error) {
 	return c, nil
 }
 
+// ParseEscalate parses a judge hierarchy in which each stage sees a share
+// of the evaluations: "gpt-4o-mini:1,gpt-4o:0.2" (the cheap model judges
+// every evaluation, the expensive one re-judges 20%). Shares are each
+// between 0 and 1 (percentages work) and need not sum to 1; "free" is a
+// stage that makes no API call. Models are resolved later.
+func ParseEscalate(s string) (Escalation, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return nil, fmt.Errorf("empty escalation (want e.g. gpt-4o-mini:1,gpt-4o:0.2)")
+	}
+	var x Escalation
+	seen := map[string]bool{}
+	for _, part := range strings.Split(t, ",") {
+		part = strings.TrimSpace(part)
+		i := strings.LastIndex(part, ":")
+		if i <= 0 || i == len(part)-1 {
+			return nil, fmt.Errorf("invalid escalation stage %q (want MODEL:SHARE, the share of evaluations it judges, e.g. gpt-4o:0.2 or free:100%%)", part)
+		}
+		name := strings.TrimSpace(part[:i])
+		share, err := ParseRatio(part[i+1:])
+		if err != nil {
+			return nil, fmt.Errorf("escalation stage %q: %v", name, err)
+		}
+		key := strings.ToLower(name)
+		if seen[key] {
+			return nil, fmt.Errorf("escalation stage %q appears twice", name)
+		}
+		seen[key] = true
+		x = append(x, CascadeTier{Name: name, Share: share})
+	}
+	return x, nil
+}
+
 // DecimalString writes r as a decimal with at most maxPlaces places,
 // trailing zeros dropped: 1/10 → "0.1", 57500 → "57500", 1/3 (4) → "0.3333".
 // It is exact whenever r has a terminating expansion within maxPlaces.
@@ -189,6 +223,9 @@ type Sample struct {
 	Records      int64
 	InputTokens  int64
 	OutputTokens int64
+
+	// byPrompt groups the records by prompt length: [records, output tokens].
+	byPrompt map[int64]*[2]int64
 }
 
 // Add counts one record: the prompt as the API bills it (the chat formula
@@ -198,9 +235,36 @@ func (s *Sample) Add(c *Counter, input string, msgs []Message, output string) {
 	if msgs == nil {
 		msgs = []Message{{Role: "user", Content: input}}
 	}
-	s.InputTokens += c.Chat(msgs, nil)
-	s.OutputTokens += c.Text(output)
+	in, out := c.Chat(msgs, nil), c.Text(output)
+	s.AddCounts(in, out)
+}
+
+// AddCounts counts one record of in prompt and out output tokens.
+func (s *Sample) AddCounts(in, out int64) {
+	s.InputTokens += in
+	s.OutputTokens += out
 	s.Records++
+	if s.byPrompt == nil {
+		s.byPrompt = map[int64]*[2]int64{}
+	}
+	g := s.byPrompt[in]
+	if g == nil {
+		g = new([2]int64)
+		s.byPrompt[in] = g
+	}
+	g[0]++
+	g[1] += out
+}
+
+// Prompts returns the records grouped by prompt length, shortest first, for
+// Inputs.Prompts: each length is then priced in its own tier.
+func (s Sample) Prompts() []PromptGroup {
+	out := make([]PromptGroup, 0, len(s.byPrompt))
+	for in, g := range s.byPrompt {
+		out = append(out, PromptGroup{InputTokens: in, Requests: g[0], OutputTokens: g[1]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].InputTokens < out[j].InputTokens })
+	return out
 }
 
 // Averages returns the exact average input and output tokens per record;

@@ -1,6 +1,7 @@
 package estimator
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -208,4 +209,45 @@ func BenchmarkSampleAdd(b *testing.B) {
 		s.Add(c, input, nil, output)
 	}
 	b.ReportMetric(float64(s.InputTokens+s.OutputTokens)/float64(s.Records), "tokens/record")
+}
+
+func TestParseEscalate(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"gpt-4o-mini:1,gpt-4o:0.2", "gpt-4o-mini:1,gpt-4o:0.2"},
+		{" free:100%, gpt-4o-mini:30% ,gpt-4o:5%", "free:1,gpt-4o-mini:0.3,gpt-4o:0.05"},
+		{"gpt-4o:1,gpt-4o-mini:1", "gpt-4o:1,gpt-4o-mini:1"}, // shares need not sum to 1
+		{"anthropic.claude-3-5-sonnet-20240620-v1:0:0.2", "anthropic.claude-3-5-sonnet-20240620-v1:0:0.2"},
+	} {
+		x, err := ParseEscalate(tc.in)
+		if err != nil || x.String() != tc.want {
+			t.Errorf("ParseEscalate(%q) = %q, %v; want %q", tc.in, x.String(), err, tc.want)
+		}
+	}
+	for in, want := range map[string]string{
+		"":                          "empty escalation (want e.g. gpt-4o-mini:1,gpt-4o:0.2)",
+		"gpt-4o":                    `invalid escalation stage "gpt-4o" (want MODEL:SHARE, the share of evaluations it judges, e.g. gpt-4o:0.2 or free:100%)`,
+		"gpt-4o-mini:1,gpt-4o:1.5":  `escalation stage "gpt-4o": invalid share "1.5": above 100%`,
+		"gpt-4o:1,GPT-4o:0.2":       `escalation stage "GPT-4o" appears twice`,
+		"gpt-4o-mini:1,gpt-4o:-0.2": `escalation stage "gpt-4o": invalid share "-0.2": negative`,
+	} {
+		if _, err := ParseEscalate(in); err == nil || err.Error() != want {
+			t.Errorf("ParseEscalate(%q) err = %v, want %q", in, err, want)
+		}
+	}
+}
+
+// TestSamplePrompts: records are grouped by prompt length with their
+// outputs, shortest first.
+func TestSamplePrompts(t *testing.T) {
+	var s Sample
+	for _, r := range [][2]int64{{300_000, 7}, {100_000, 1}, {300_000, 3}, {5, 0}} {
+		s.AddCounts(r[0], r[1])
+	}
+	got := fmt.Sprint(s.Prompts())
+	if want := "[{5 1 0} {100000 1 1} {300000 2 10}]"; got != want {
+		t.Errorf("Prompts() = %s, want %s", got, want)
+	}
+	if s.Records != 4 || s.InputTokens != 700_005 || s.OutputTokens != 11 {
+		t.Errorf("sample = %d records, %d in, %d out", s.Records, s.InputTokens, s.OutputTokens)
+	}
 }

@@ -3,6 +3,7 @@ package estimator
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strings"
 
@@ -14,6 +15,7 @@ const (
 	StepBaseline    = "baseline"
 	StepSample      = "sample"
 	StepCascade     = "cascade"
+	StepEscalate    = "escalate"
 	StepCacheHit    = "cache-hit"
 	StepPromptCache = "prompt-cache"
 	StepBatch       = "batch"
@@ -42,12 +44,22 @@ func (c Cascade) String() string {
 	return strings.Join(parts, ",")
 }
 
+// Escalation is a judge hierarchy in which each stage sees its own share
+// of the evaluations ("gpt-4o-mini:1,gpt-4o:0.2": the cheap model judges
+// everything, the expensive one re-judges 20%). Unlike a Cascade the shares
+// need not sum to 1; FreeTier is a stage that costs nothing.
+type Escalation []CascadeTier
+
+// String writes the escalation back as a spec: "gpt-4o-mini:1,gpt-4o:0.2".
+func (x Escalation) String() string { return Cascade(x).String() }
+
 // Levers are the cost levers of one projection. A nil field is a lever
 // that is not set (it neither appears in the waterfall nor changes cost).
 type Levers struct {
 	Model       string // baseline model; "" means Inputs.Model
 	Sample      *big.Rat
 	Cascade     Cascade
+	Escalate    Escalation
 	CacheHit    *big.Rat
 	PromptCache *big.Rat
 	Batch       *big.Rat
@@ -59,6 +71,9 @@ func (l Levers) Clone() Levers {
 	c := l
 	if l.Cascade != nil {
 		c.Cascade = append(Cascade(nil), l.Cascade...)
+	}
+	if l.Escalate != nil {
+		c.Escalate = append(Escalation(nil), l.Escalate...)
 	}
 	return c
 }
@@ -78,6 +93,33 @@ type Inputs struct {
 	InputPrice  *pricing.Rate
 	OutputPrice *pricing.Rate
 	CachedPrice *pricing.Rate
+
+	// Prompts, when set (measured with --from), are the requests grouped by
+	// prompt length: each group is priced in its own long-context tier and
+	// its prompt-cache share is checked against the provider's minimum
+	// cacheable prefix on its own, so mixed lengths are never priced by
+	// their average. InputTokens and OutputTokens stay the averages. With
+	// OutputAverage every request's output is OutputTokens (a flag given
+	// beside --from), not its group's measured output.
+	Prompts       []PromptGroup
+	OutputAverage bool
+}
+
+// PromptGroup is the measured requests whose prompts have one length.
+type PromptGroup struct {
+	InputTokens  int64 // the prompt length of each request
+	Requests     int64 // how many requests, ≥ 1
+	OutputTokens int64 // their output tokens, in total
+}
+
+// load is a share of the requests with one prompt size: the whole traffic
+// at the average, or one PromptGroup.
+type load struct {
+	weight *big.Rat // share of requests, the loads sum to 1
+	in     *big.Rat // prompt tokens per request
+	out    *big.Rat // output tokens per request
+	tier   int64    // the prompt size that picks a long-context tier
+	groups int64    // measured requests in this load (0: the average)
 }
 
 // Figures are one row of a projection, exact in dollars.
@@ -124,12 +166,13 @@ type Step struct {
 // Projection is a waterfall: the baseline, one step per lever that is set,
 // and the total (the last step).
 type Projection struct {
-	Steps  []Step
-	Total  Figures
-	Levers Levers
-	Model  *pricing.Model // the baseline model
-	Prices Prices         // the baseline model's effective prices
-	Notes  []string       // assumptions worth telling the user (stderr)
+	Steps    []Step
+	Total    Figures
+	Levers   Levers
+	Model    *pricing.Model // the baseline model
+	Prices   Prices         // the baseline model's effective prices
+	Notes    []string       // assumptions worth telling the user (stderr)
+	Warnings []string       // where the traffic does not fit a model (stderr)
 }
 
 // Prices are the effective per-token prices (USD per token) of one model.
@@ -145,6 +188,7 @@ type Prices struct {
 type Estimator struct {
 	table *pricing.Table
 	in    Inputs
+	loads []load
 }
 
 // New validates in and returns an Estimator.
@@ -167,7 +211,26 @@ func New(table *pricing.Table, in Inputs) (*Estimator, error) {
 	if _, err := table.Lookup(in.Model); err != nil {
 		return nil, err
 	}
-	return &Estimator{table: table, in: in}, nil
+	e := &Estimator{table: table, in: in}
+	if len(in.Prompts) == 0 {
+		e.loads = []load{{weight: big.NewRat(1, 1), in: in.InputTokens, out: in.OutputTokens, tier: e.promptTier()}}
+		return e, nil
+	}
+	var n int64
+	for _, g := range in.Prompts {
+		if g.Requests < 1 || g.InputTokens < 0 || g.OutputTokens < 0 || n > math.MaxInt64-g.Requests {
+			return nil, errors.New("measured prompts: every group needs at least one request and no negative tokens")
+		}
+		n += g.Requests
+	}
+	for _, g := range in.Prompts {
+		l := load{weight: big.NewRat(g.Requests, n), in: big.NewRat(g.InputTokens, 1), out: big.NewRat(g.OutputTokens, g.Requests), tier: g.InputTokens, groups: g.Requests}
+		if in.OutputAverage {
+			l.out = in.OutputTokens
+		}
+		e.loads = append(e.loads, l)
+	}
+	return e, nil
 }
 
 // Inputs returns the estimator's inputs.
@@ -204,8 +267,11 @@ func half(r *big.Rat) *big.Rat { return new(big.Rat).Quo(r, big.NewRat(2, 1)) }
 // overridden price; a cached prompt read under Batch costs half the cached
 // price (as pricing.Model.Cost bills it), or the batch input price when the
 // model lists no cached price.
-func (e *Estimator) PricesFor(m *pricing.Model) Prices {
-	r := m.RatesFor(e.promptTier())
+func (e *Estimator) PricesFor(m *pricing.Model) Prices { return e.pricesAt(m, e.promptTier()) }
+
+// pricesAt returns m's effective prices for prompts of promptTokens tokens.
+func (e *Estimator) pricesAt(m *pricing.Model, promptTokens int64) Prices {
+	r := m.RatesFor(promptTokens)
 	p := Prices{
 		Input:        r.Input.Rat(),
 		CachedInput:  r.CachedInput.Rat(),
@@ -248,27 +314,46 @@ func (e *Estimator) PricesFor(m *pricing.Model) Prices {
 	return p
 }
 
-// callCost is the cost of one API call with the average token counts, with
+// modelCost is the average cost of one call to m: each load (the average
+// request, or each measured prompt length) priced in its own long-context
+// tier, weighted by its share of the requests. A load's prompt-cache share
+// counts only when its cached prefix reaches the provider's minimum
+// cacheable prefix (MinCachedPrefix); below it the provider caches nothing.
+func (e *Estimator) modelCost(m *pricing.Model, promptCache, batch *big.Rat) *big.Rat {
+	sum := new(big.Rat)
+	zero := new(big.Rat)
+	for _, ld := range e.loads {
+		p := promptCache
+		if p.Sign() > 0 && !cacheable(m, p, ld.in) {
+			p = zero
+		}
+		c := callCost(e.pricesAt(m, ld.tier), p, batch, ld.in, ld.out)
+		sum.Add(sum, c.Mul(c, ld.weight))
+	}
+	return sum
+}
+
+// callCost is the cost of one API call of I input and O output tokens, with
 // promptCache of the input tokens at the cached price and batch of the calls
 // at batch prices:
 //
 //	list  = I × ((1−p)·input + p·cached) + O × output
 //	batch = I × ((1−p)·batch_input + p·batch_cached) + O × batch_output
 //	cost  = (1−b)·list + b·batch
-func (e *Estimator) callCost(p Prices, promptCache, batch *big.Rat) *big.Rat {
+func callCost(p Prices, promptCache, batch, in, out *big.Rat) *big.Rat {
 	one := big.NewRat(1, 1)
 	mix := func(plain, cached *big.Rat) *big.Rat {
 		x := new(big.Rat).Mul(new(big.Rat).Sub(one, promptCache), plain)
 		x.Add(x, new(big.Rat).Mul(promptCache, cached))
-		return x.Mul(x, e.in.InputTokens)
+		return x.Mul(x, in)
 	}
 	list := mix(p.Input, p.CachedInput)
-	list.Add(list, new(big.Rat).Mul(e.in.OutputTokens, p.Output))
+	list.Add(list, new(big.Rat).Mul(out, p.Output))
 	if batch.Sign() == 0 {
 		return list
 	}
 	b := mix(p.BatchInput, p.BatchCachedInput)
-	b.Add(b, new(big.Rat).Mul(e.in.OutputTokens, p.BatchOut))
+	b.Add(b, new(big.Rat).Mul(out, p.BatchOut))
 	cost := new(big.Rat).Mul(new(big.Rat).Sub(one, batch), list)
 	return cost.Add(cost, b.Mul(b, batch))
 }
@@ -285,18 +370,25 @@ func (e *Estimator) tiers(l Levers) ([]tier, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.Cascade == nil {
+	judges, what := []CascadeTier(l.Cascade), "cascade"
+	if l.Escalate != nil {
+		if l.Cascade != nil {
+			return nil, errors.New("cascade and escalate both choose the judges: set one of them (none unsets a lever in a sweep or scenario)")
+		}
+		judges, what = l.Escalate, "escalate"
+	}
+	if judges == nil {
 		return []tier{{name: base.Name, share: big.NewRat(1, 1), model: base}}, nil
 	}
-	out := make([]tier, 0, len(l.Cascade))
-	for _, t := range l.Cascade {
+	out := make([]tier, 0, len(judges))
+	for _, t := range judges {
 		if strings.EqualFold(t.Name, FreeTier) {
 			out = append(out, tier{name: FreeTier, free: true, share: t.Share})
 			continue
 		}
 		m, err := e.table.Lookup(t.Name)
 		if err != nil {
-			return nil, fmt.Errorf("cascade: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, tier{name: m.Name, share: t.Share, model: m})
 	}
@@ -307,6 +399,9 @@ func (e *Estimator) tiers(l Levers) ([]tier, error) {
 // levers (nil levers are neutral), before fixed infrastructure:
 //
 //	sample × (1 − cache_hit) × Σ tiers share × callCost(tier)
+//
+// where the tiers are the cascade's (shares sum to 1) or the escalation's
+// stages (each share the fraction of evaluations that stage judges).
 func (e *Estimator) perRequest(l Levers) (*big.Rat, error) {
 	zero, one := new(big.Rat), big.NewRat(1, 1)
 	or := func(r, def *big.Rat) *big.Rat {
@@ -324,7 +419,7 @@ func (e *Estimator) perRequest(l Levers) (*big.Rat, error) {
 		if t.free {
 			continue
 		}
-		c := e.callCost(e.PricesFor(t.model), or(l.PromptCache, zero), or(l.Batch, zero))
+		c := e.modelCost(t.model, or(l.PromptCache, zero), or(l.Batch, zero))
 		sum.Add(sum, c.Mul(c, t.share))
 	}
 	sum.Mul(sum, or(l.Sample, one))
@@ -385,7 +480,8 @@ func (e *Estimator) Validate(l Levers) error {
 
 // Project computes the waterfall for l: the baseline (the baseline model at
 // list price, every request one call), then each lever that is set, in the
-// order sample, cascade, cache-hit, prompt-cache, batch, infra. Each step's
+// order sample, cascade (or escalate), cache-hit, prompt-cache, batch, infra.
+// Each step's
 // figures are cumulative; savings are against the baseline of the same
 // projection.
 func (e *Estimator) Project(l Levers) (*Projection, error) {
@@ -430,6 +526,17 @@ func (e *Estimator) Project(l Levers) (*Projection, error) {
 			return nil, err
 		}
 	}
+	if l.Escalate != nil {
+		cur.Escalate = l.Escalate
+		tiers, _ := e.tiers(cur)
+		parts := make([]string, len(tiers))
+		for i, t := range tiers {
+			parts[i] = t.name + " " + PercentString(t.share)
+		}
+		if err := add(StepEscalate, strings.Join(parts, " → ")+" of evaluations"); err != nil {
+			return nil, err
+		}
+	}
 	if l.CacheHit != nil {
 		cur.CacheHit = l.CacheHit
 		if err := add(StepCacheHit, PercentString(l.CacheHit)+" of calls answered from cache"); err != nil {
@@ -456,6 +563,7 @@ func (e *Estimator) Project(l Levers) (*Projection, error) {
 	}
 	p.Total = p.Steps[len(p.Steps)-1].Figures
 	p.Notes = e.notes(l)
+	p.Warnings = e.warnings(l)
 	return p, nil
 }
 
@@ -475,6 +583,148 @@ func (e *Estimator) notes(l Levers) []string {
 		}
 	}
 	return out
+}
+
+// MinCachedPrefix is the shortest prompt prefix m's provider caches, in
+// tokens; 0 when costctl knows no minimum for it. From the providers'
+// prompt-caching docs: OpenAI caches prompts of 1,024 tokens or more;
+// Anthropic's minimum cacheable prompt is 4,096 tokens for Claude Opus 4.5
+// and Haiku 4.5, 2,048 for Haiku 3.5 and 3, and 1,024 for Sonnet 4/4.5 and
+// Opus 4/4.1 (and, here, any other Claude model).
+func MinCachedPrefix(m *pricing.Model) int64 {
+	for _, x := range minCachedPrefix {
+		if strings.EqualFold(m.Provider, x.provider) && (x.model == "" || strings.EqualFold(m.Name, x.model)) {
+			return x.tokens
+		}
+	}
+	return 0
+}
+
+var minCachedPrefix = []struct {
+	provider, model string // model "" is the provider's default
+	tokens          int64
+}{
+	{"anthropic", "claude-opus-4.5", 4096},
+	{"anthropic", "claude-haiku-4.5", 4096},
+	{"anthropic", "claude-3.5-haiku", 2048},
+	{"anthropic", "claude-3-haiku", 2048},
+	{"anthropic", "", 1024},
+	{"openai", "", 1024},
+}
+
+// cacheable reports whether a prompt of in tokens with a share p of them
+// cached has a cached prefix (p × in) that m's provider caches at all.
+func cacheable(m *pricing.Model, p, in *big.Rat) bool {
+	min := MinCachedPrefix(m)
+	if min == 0 {
+		return true
+	}
+	return new(big.Rat).Mul(p, in).Cmp(big.NewRat(min, 1)) >= 0
+}
+
+// models are the distinct models l prices: its baseline model and every
+// judge that is not free, in order.
+func (e *Estimator) models(l Levers) []*pricing.Model {
+	var out []*pricing.Model
+	seen := map[string]bool{}
+	add := func(m *pricing.Model) {
+		if m != nil && !seen[m.Name] {
+			seen[m.Name] = true
+			out = append(out, m)
+		}
+	}
+	if base, err := e.table.Lookup(e.baseModelName(l)); err == nil {
+		add(base)
+	}
+	tiers, err := e.tiers(l)
+	if err != nil {
+		return out
+	}
+	for _, t := range tiers {
+		if !t.free {
+			add(t.model)
+		}
+	}
+	return out
+}
+
+// warnings are the places where the traffic does not fit a model l prices:
+// prompts longer than its context window (the API rejects them; they are
+// priced anyway), and a prompt-cache share whose cached prefix is shorter
+// than the provider's minimum cacheable prefix (not counted as saved).
+func (e *Estimator) warnings(l Levers) []string {
+	var out []string
+	measured := len(e.in.Prompts) > 0
+	var records int64
+	for _, ld := range e.loads {
+		records += ld.groups
+	}
+	for _, m := range e.models(l) {
+		if w := m.ContextWindow; w > 0 {
+			window := big.NewRat(w, 1)
+			var over int64
+			var longest *big.Rat
+			for _, ld := range e.loads {
+				if ld.in.Cmp(window) > 0 {
+					over += ld.groups
+					if longest == nil || ld.in.Cmp(longest) > 0 {
+						longest = ld.in
+					}
+				}
+			}
+			switch {
+			case longest == nil:
+			case measured:
+				out = append(out, fmt.Sprintf("%s: %s of %s sampled prompts (the longest %s tokens) are longer than its %s-token context window; the API rejects such requests, they are priced as if it did not",
+					m.Name, groupRat(big.NewRat(over, 1)), groupRat(big.NewRat(records, 1)), groupRat(longest), groupRat(window)))
+			default:
+				out = append(out, fmt.Sprintf("%s: the %s-token prompt is longer than its %s-token context window; the API rejects such requests, they are priced as if it did not",
+					m.Name, groupRat(longest), groupRat(window)))
+			}
+		}
+		if l.PromptCache == nil || l.PromptCache.Sign() == 0 {
+			continue
+		}
+		min := MinCachedPrefix(m)
+		if min == 0 || !e.PricesFor(m).CachedListed {
+			continue
+		}
+		var short int64
+		var shortIn *big.Rat
+		for _, ld := range e.loads {
+			if !cacheable(m, l.PromptCache, ld.in) {
+				short += ld.groups
+				shortIn = ld.in
+			}
+		}
+		switch {
+		case shortIn == nil:
+		case measured:
+			out = append(out, fmt.Sprintf("%s: --prompt-cache %s saves nothing on %s of %s sampled prompts: their cached prefix is shorter than the %s-token minimum the provider caches",
+				m.Name, PercentString(l.PromptCache), groupRat(big.NewRat(short, 1)), groupRat(big.NewRat(records, 1)), groupRat(big.NewRat(min, 1))))
+		default:
+			out = append(out, fmt.Sprintf("%s: --prompt-cache %s saves nothing on %s-token prompts: the cached prefix (%s tokens) is shorter than the %s-token minimum the provider caches",
+				m.Name, PercentString(l.PromptCache), groupRat(shortIn), groupRat(new(big.Rat).Mul(l.PromptCache, shortIn)), groupRat(big.NewRat(min, 1))))
+		}
+	}
+	return out
+}
+
+// groupRat writes r with thousands separators and up to two decimals.
+func groupRat(r *big.Rat) string {
+	s := DecimalString(r, 2)
+	whole, frac, _ := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if frac != "" {
+		b.WriteString("." + frac)
+	}
+	return b.String()
 }
 
 // Total is the last row of l's waterfall (Project(l).Total) without the

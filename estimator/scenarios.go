@@ -14,8 +14,8 @@ const MaxScenarioBytes = 4 << 20
 
 // ParseScenarios reads named scenarios from YAML: either a list, or a map
 // with a "scenarios" list. Each scenario is a map of name plus lever keys
-// (model, sample, cascade, cache-hit, prompt-cache, batch, infra); cascade
-// is a spec string or a map of tier → share. A scenario starts from base
+// (model, sample, cascade, escalate, cache-hit, prompt-cache, batch, infra);
+// cascade and escalate are a spec string or a map of tier → share. A scenario starts from base
 // (the levers given as flags) and overrides the keys it sets; "none"
 // unsets a lever. Values are read from their YAML text, so 0.1 stays exact.
 // Errors name the file, line, scenario and key.
@@ -120,19 +120,19 @@ func scalarOrCascade(key string, v *yaml.Node) (string, error) {
 		}
 		return v.Value, nil
 	case yaml.MappingNode:
-		if key != KeyCascade {
+		if key != KeyCascade && key != KeyEscalate {
 			return "", errors.New("want a single value, not a map")
 		}
 		var parts []string
 		for i := 0; i+1 < len(v.Content); i += 2 {
 			t, s := v.Content[i], v.Content[i+1]
 			if t.Kind != yaml.ScalarNode || s.Kind != yaml.ScalarNode {
-				return "", errors.New("cascade map: want tier: share")
+				return "", fmt.Errorf("%s map: want tier: share", key)
 			}
 			parts = append(parts, t.Value+":"+s.Value)
 		}
 		if len(parts) == 0 {
-			return "", errors.New("empty cascade")
+			return "", fmt.Errorf("empty %s", key)
 		}
 		return strings.Join(parts, ","), nil
 	}

@@ -15,6 +15,7 @@ const (
 	KeyModel       = "model"
 	KeySample      = "sample"
 	KeyCascade     = "cascade"
+	KeyEscalate    = "escalate"
 	KeyCacheHit    = "cache-hit"
 	KeyPromptCache = "prompt-cache"
 	KeyBatch       = "batch"
@@ -22,7 +23,7 @@ const (
 )
 
 // LeverKeys lists the keys in waterfall order (model first).
-var leverKeys = []string{KeyModel, KeySample, KeyCascade, KeyCacheHit, KeyPromptCache, KeyBatch, KeyInfra}
+var leverKeys = []string{KeyModel, KeySample, KeyCascade, KeyEscalate, KeyCacheHit, KeyPromptCache, KeyBatch, KeyInfra}
 
 // LeverKeys returns the lever keys in waterfall order.
 func LeverKeys() []string { return append([]string(nil), leverKeys...) }
@@ -31,7 +32,7 @@ func LeverKeys() []string { return append([]string(nil), leverKeys...) }
 const None = "none"
 
 // SetLever sets one lever from its text: a share for sample, cache-hit,
-// prompt-cache and batch; a spec for cascade; a model name; USD per month for
+// prompt-cache and batch; a spec for cascade and escalate; a model name; USD per month for
 // infra. "none" unsets the lever.
 func SetLever(l *Levers, key, value string) error {
 	v := strings.TrimSpace(value)
@@ -43,6 +44,8 @@ func SetLever(l *Levers, key, value string) error {
 			l.Sample = nil
 		case KeyCascade:
 			l.Cascade = nil
+		case KeyEscalate:
+			l.Escalate = nil
 		case KeyCacheHit:
 			l.CacheHit = nil
 		case KeyPromptCache:
@@ -84,6 +87,12 @@ func SetLever(l *Levers, key, value string) error {
 			return err
 		}
 		l.Cascade = c
+	case KeyEscalate:
+		x, err := ParseEscalate(v)
+		if err != nil {
+			return err
+		}
+		l.Escalate = x
 	case KeyInfra:
 		m, err := ParseUSD(v)
 		if err != nil {
@@ -113,6 +122,9 @@ func LeverParams(l Levers, base string) map[string]string {
 	if l.Cascade != nil {
 		p[KeyCascade] = l.Cascade.String()
 	}
+	if l.Escalate != nil {
+		p[KeyEscalate] = l.Escalate.String()
+	}
 	if l.CacheHit != nil {
 		p[KeyCacheHit] = DecimalString(l.CacheHit, 12)
 	}
@@ -135,8 +147,8 @@ type SweepAxis struct {
 }
 
 // ParseSweep parses one --sweep KEY=V1,V2,… Alternatives are separated by
-// ',' — except for cascade, whose spec itself uses commas between tiers:
-// there alternatives are separated by ';'
+// ',' — except for cascade and escalate, whose specs themselves use commas
+// between tiers: there alternatives are separated by ';'
 // (cascade=free:0.5,gpt-4o:0.5;gpt-4o-mini:1). Each value is validated.
 func ParseSweep(spec string) (SweepAxis, error) {
 	i := strings.Index(spec, "=")
@@ -148,7 +160,7 @@ func ParseSweep(spec string) (SweepAxis, error) {
 		return SweepAxis{}, fmt.Errorf("--sweep %q: %v", spec, unknownKey(key))
 	}
 	sep := ","
-	if key == KeyCascade {
+	if key == KeyCascade || key == KeyEscalate {
 		sep = ";"
 	}
 	ax := SweepAxis{Key: key}
@@ -240,6 +252,7 @@ type Compared struct {
 	Scenario
 	Model    *pricing.Model // the scenario's baseline model
 	Notes    []string       // assumptions worth telling the user
+	Warnings []string       // where the traffic does not fit a model
 	Total    Figures        // savings against the comparison's baseline
 	Cheapest bool
 }
@@ -277,7 +290,7 @@ func (e *Estimator) Compare(scenarios []Scenario, baseline *big.Rat) ([]Compared
 		if err != nil {
 			return nil, fail(err)
 		}
-		out = append(out, Compared{Scenario: s, Model: m, Notes: e.notes(s.Levers), Total: t})
+		out = append(out, Compared{Scenario: s, Model: m, Notes: e.notes(s.Levers), Warnings: e.warnings(s.Levers), Total: t})
 		if cheapest < 0 || t.Monthly.Cmp(out[cheapest].Total.Monthly) < 0 {
 			cheapest = i
 		}

@@ -17,15 +17,20 @@ func TestParseSweep(t *testing.T) {
 	if err != nil || strings.Join(ax.Values, "|") != "free:0.5,gpt-4o:0.5|gpt-4o-mini:1|none" {
 		t.Errorf("cascade sweep = %+v, %v", ax, err)
 	}
+	ax, err = ParseSweep("escalate=gpt-4o-mini:1,gpt-4o:0.2;free:1,gpt-4o:10%;none")
+	if err != nil || strings.Join(ax.Values, "|") != "gpt-4o-mini:1,gpt-4o:0.2|free:1,gpt-4o:10%|none" {
+		t.Errorf("escalate sweep = %+v, %v", ax, err)
+	}
 	for in, want := range map[string]string{
-		"sample":                    "want KEY=V1,V2",
-		"=1":                        "want KEY=V1,V2",
-		"colour=red":                `unknown key "colour"`,
-		"sample=10%,,20%":           "empty value",
-		"sample=10%,150%":           "--sweep sample=150%: invalid share \"150%\": above 100%",
-		"sample=10%,10%":            "given twice",
-		"cascade=free:0.5,gpt-4o:1": "--sweep cascade=free:0.5,gpt-4o:1: cascade shares sum to 1.5",
-		"infra=-3":                  "negative",
+		"escalate=gpt-4o:1;gpt-4o:2": `--sweep escalate=gpt-4o:2: escalation stage "gpt-4o": invalid share "2": above 100%`,
+		"sample":                     "want KEY=V1,V2",
+		"=1":                         "want KEY=V1,V2",
+		"colour=red":                 `unknown key "colour"`,
+		"sample=10%,,20%":            "empty value",
+		"sample=10%,150%":            "--sweep sample=150%: invalid share \"150%\": above 100%",
+		"sample=10%,10%":             "given twice",
+		"cascade=free:0.5,gpt-4o:1":  "--sweep cascade=free:0.5,gpt-4o:1: cascade shares sum to 1.5",
+		"infra=-3":                   "negative",
 	} {
 		if _, err := ParseSweep(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseSweep(%q) err = %v, want %q", in, err, want)
@@ -154,6 +159,28 @@ scenarios:
 		t.Errorf("scenarios:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
+	// Escalation in a scenario file: a spec or a map of stage → share.
+	// today: gpt-4o at 50% batch 0.00225 → 22,500. Stages at 50% batch:
+	// mini 0.000135, gpt-4o 0.00225 → (1 × 0.000135 + 0.2 × 0.00225) × 0.1
+	// = 0.0000585 → 585.00; the spec form with free first and gpt-4o at 10%:
+	// 0.1 × 0.00225 = 0.000225 → 2,250.00.
+	sc, err = ParseScenarios(strings.NewReader("- name: today\n- name: tiered\n  sample: 10%\n  escalate: {gpt-4o-mini: 1, gpt-4o: 20%}\n- name: spec\n  escalate: free:1,gpt-4o:0.1\n"), "x.yaml", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmp, err = e.Compare(sc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, c := range cmp {
+		got = append(got, fmt.Sprintf("%s|%s|%v|%s", c.Name, amounts(t, c.Total).Monthly, c.Set, LeverParams(c.Levers, "gpt-4o")[KeyEscalate]))
+	}
+	want = []string{"today|22500.00|[]|", "tiered|585.00|[sample escalate]|gpt-4o-mini:1,gpt-4o:0.2", "spec|2250.00|[escalate]|free:1,gpt-4o:0.1"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("escalate scenarios:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
 	// A bare list works too.
 	if sc, err := ParseScenarios(strings.NewReader("- name: a\n  sample: 1\n"), "l.yaml", Levers{}); err != nil || len(sc) != 1 {
 		t.Errorf("bare list: %v %v", sc, err)
@@ -177,6 +204,9 @@ func TestParseScenariosErrors(t *testing.T) {
 		"- just a string\n":                                 `s.yaml:1: scenario 1: want a map`,
 		"- name: a\n  infra: lots\n":                        `scenario "a", key "infra": invalid amount "lots"`,
 		"- name: a\n  cascade: {free: 0.5, gpt-4o: half}\n": `scenario "a", key "cascade": cascade tier "gpt-4o": invalid share "half"`,
+		"- name: a\n  escalate: {gpt-4o: 2}\n":              `s.yaml:2: scenario "a", key "escalate": escalation stage "gpt-4o": invalid share "2": above 100%`,
+		"- name: a\n  escalate: {}\n":                       `s.yaml:2: scenario "a", key "escalate": empty escalate`,
+		"- name: a\n  sample: {x: 1}\n":                     `scenario "a", key "sample": want a single value, not a map`,
 	}
 	for in, want := range tests {
 		_, err := ParseScenarios(strings.NewReader(in), "s.yaml", Levers{})
