@@ -151,7 +151,7 @@ func TestLookupAliases(t *testing.T) {
 		"claude-sonnet-4-5-20250929":                  "claude-sonnet-4.5",
 		"claude-3-5-haiku-latest":                     "claude-3.5-haiku",
 		"anthropic.claude-opus-4-1-20250805-v1:0":     "claude-opus-4.1",
-		"us.anthropic.claude-haiku-4-5-20251001-v1:0": "claude-haiku-4.5",
+		"us.anthropic.claude-haiku-4-5-20251001-v1:0": "bedrock/us.claude-haiku-4.5", // regional: +10%
 		"claude-sonnet-4@20250514":                    "claude-sonnet-4",
 		"gemini/gemini-2.5-pro":                       "gemini-2.5-pro",
 		"gpt-5-2025-08-07":                            "gpt-5",

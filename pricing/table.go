@@ -33,6 +33,7 @@ type Rates struct {
 
 	// Which of the optional prices the table lists (the rest are derived).
 	HasCachedInput, HasCacheWrite5m, HasCacheWrite1h, HasBatchInput, HasBatchOutput bool
+	NoBatch                                                                         bool // no Batch API (set by a LiteLLM import, overrides.go): a batch call is unpriced
 }
 
 // TierRates are the prices of one processing tier (flex or priority).
@@ -216,16 +217,56 @@ func (e *UnknownModelError) Error() string {
 
 var (
 	dateSuffix    = regexp.MustCompile(`(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|:\d+)$`)
-	regionPrefix  = regexp.MustCompile(`^(?:us|eu|apac|global)\.`)
+	regionPrefix  = regexp.MustCompile(`^(us|eu|apac|au|jp|global)\.`)
 	vendorPrefix  = regexp.MustCompile(`^(?:anthropic|openai|google|meta|amazon)\.`)
 	dashedVersion = regexp.MustCompile(`^(claude-(?:opus|sonnet|haiku)-\d)-(\d)$`)
 )
 
+// platformAliases maps the platform part of a provider-qualified name
+// (LiteLLM's spelling and ours) to the name the table keys its
+// platform-specific prices by: "vertex_ai/gemini-2.0-flash" is looked up
+// as itself first, and only then as the first party's gemini-2.0-flash.
+var platformAliases = map[string]string{
+	"bedrock":          "bedrock",
+	"bedrock_converse": "bedrock",
+	"vertex_ai":        "vertex_ai",
+	"vertex_ai_beta":   "vertex_ai",
+	"vertex":           "vertex_ai",
+}
+
+// regionalPremium lists the models whose regional (in-geography) endpoints
+// on Amazon Bedrock and Google Vertex AI cost 10% more than the global
+// endpoint and the first-party API: Anthropic's "Starting with Claude 4.5
+// models ... regional endpoints: guaranteed data routing through specific
+// geographic regions with a 10% pricing premium" (Anthropic pricing docs,
+// third-party platform pricing). A Bedrock cross-region inference profile
+// (us., eu., apac., au., jp.) is a regional endpoint; global. is not.
+var regionalPremium = map[string]bool{
+	"claude-haiku-4.5":  true,
+	"claude-sonnet-4.5": true,
+	"claude-sonnet-4.6": true,
+	"claude-sonnet-5":   true,
+	"claude-opus-4.5":   true,
+	"claude-opus-4.6":   true,
+	"claude-opus-4.7":   true,
+	"claude-opus-4.8":   true,
+}
+
+// RegionalUplift is the regional-endpoint premium: prices times 11/10.
+const regionalUpliftNum, regionalUpliftDen = 11, 10
+
 // Lookup resolves a model name: exact names and aliases, then provider
 // prefixes (openai/gpt-4o, anthropic/claude-…, bedrock's anthropic.…),
 // dated snapshots (gpt-4o-2024-08-06, claude-sonnet-4-20250514) and
-// "-latest" suffixes. An unknown model is an *UnknownModelError naming the
-// closest known models.
+// "-latest" suffixes.
+//
+// A provider-qualified name (vertex_ai/…, bedrock/…) gets the platform's
+// own entry (a model named "vertex_ai/<model>") when the table lists one,
+// else the first party's price. A Bedrock or Vertex regional prefix (us.,
+// eu., apac., au., jp.) resolves to the same model, 10% dearer for the
+// models whose provider charges a regional premium; global. is list price.
+// An unknown model is an *UnknownModelError naming the closest known
+// models.
 func (t *Table) Lookup(name string) (*Model, error) {
 	n := strings.ToLower(strings.TrimSpace(name))
 	if n == "" {
@@ -234,14 +275,48 @@ func (t *Table) Lookup(name string) (*Model, error) {
 	if m, ok := t.index[n]; ok {
 		return m, nil
 	}
-	cands := []string{n}
+	platform, rest := "", n
 	if i := strings.LastIndex(n, "/"); i >= 0 {
-		cands = append(cands, n[i+1:])
+		first := n[:i]
+		if j := strings.Index(first, "/"); j >= 0 {
+			first = first[:j]
+		}
+		platform, rest = platformAliases[first], n[i+1:]
 	}
+	region := ""
+	if sm := regionPrefix.FindStringSubmatch(rest); sm != nil {
+		region, rest = sm[1], rest[len(sm[0]):]
+		if platform == "" {
+			platform = "bedrock" // us.anthropic.… is a Bedrock inference profile
+		}
+	}
+	m := t.resolve(n, rest)
+	if m == nil {
+		return nil, &UnknownModelError{Name: name, Closest: t.closest(n, 3)}
+	}
+	if platform != "" {
+		if pm, ok := t.index[platform+"/"+m.Name]; ok {
+			m = pm
+		}
+	}
+	if region != "" && region != "global" && (platform == "bedrock" || platform == "vertex_ai") &&
+		regionalPremium[strings.TrimPrefix(m.Name, platform+"/")] {
+		return m.regional(platform, region), nil
+	}
+	return m, nil
+}
+
+// resolve finds the model for a lower-cased name n (rest: n without its
+// platform and region prefixes), or nil.
+func (t *Table) resolve(n, rest string) *Model {
+	cands := []string{rest, n}
 	for k := 0; k < len(cands); k++ {
 		c := cands[k]
 		if m, ok := t.index[c]; ok {
-			return m, nil
+			return m
+		}
+		if i := strings.LastIndex(c, "/"); i >= 0 && len(cands) < 16 {
+			cands = append(cands, c[i+1:])
 		}
 		for _, next := range []string{
 			regionPrefix.ReplaceAllString(c, ""),
@@ -253,14 +328,46 @@ func (t *Table) Lookup(name string) (*Model, error) {
 				continue
 			}
 			if m, ok := t.index[next]; ok {
-				return m, nil
+				return m
 			}
 			if len(cands) < 16 {
 				cands = append(cands, next)
 			}
 		}
 	}
-	return nil, &UnknownModelError{Name: name, Closest: t.closest(n, 3)}
+	return nil
+}
+
+// regional is m at a regional endpoint of platform: every price times
+// 11/10 (exact for any price with up to five decimals per 1M tokens;
+// finer ones round to the nearest pico-dollar), named
+// "<platform>/<region>.<model>" so it never passes for the list price.
+func (m *Model) regional(platform, region string) *Model {
+	cp := *m
+	cp.Name = platform + "/" + region + "." + strings.TrimPrefix(m.Name, platform+"/")
+	cp.Provider = platform
+	cp.Rates = cp.Rates.uplift()
+	if m.LongContext != nil {
+		lc := *m.LongContext
+		lc.Rates = lc.Rates.uplift()
+		cp.LongContext = &lc
+	}
+	cp.Aliases = nil
+	cp.Source = m.Source + "; " + platform + " regional endpoint (" + region + ".): +10% (Anthropic: regional endpoints carry a 10% premium from Claude 4.5 on)"
+	return &cp
+}
+
+func (r Rates) uplift() Rates {
+	up := func(x Rate) Rate {
+		return (x*regionalUpliftNum + regionalUpliftDen/2) / regionalUpliftDen
+	}
+	for _, p := range []*Rate{&r.Input, &r.CachedInput, &r.CacheWrite5m, &r.CacheWrite1h, &r.Output, &r.BatchInput, &r.BatchOutput} {
+		*p = up(*p)
+	}
+	for _, tr := range []*TierRates{&r.Flex, &r.Priority} {
+		tr.Input, tr.CachedInput, tr.Output = up(tr.Input), up(tr.CachedInput), up(tr.Output)
+	}
+	return r
 }
 
 func (t *Table) closest(n string, k int) []string {
