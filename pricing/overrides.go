@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,45 +17,85 @@ import (
 // costctl's own (a top-level `models:` map of USD-per-1M prices, YAML or
 // JSON) or LiteLLM's model_prices_and_context_window.json (per-token
 // `input_cost_per_token` etc.). A model that already exists (by name or
-// alias) keeps the fields the file does not set.
+// alias) keeps the fields the file does not set. Warnings are dropped; use
+// MergeFileWarn to show them.
 func (t *Table) MergeFile(path string) error {
+	_, err := t.MergeFileWarn(path)
+	return err
+}
+
+// MergeFileWarn is MergeFile that also returns the file's warnings: prices
+// that are merged but look wrong (a per-1K-looking price, a LiteLLM model
+// with more long-context tiers than costctl keeps). Each is one line,
+// "FILE:LINE: models.MODEL.KEY: what and the likely fix", for stderr.
+// A price that is almost surely in the wrong unit is an error instead.
+func (t *Table) MergeFileWarn(path string) ([]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("pricing file: %w", err)
+		return nil, fmt.Errorf("pricing file: %w", err)
 	}
-	return t.Merge(path, data)
+	return t.MergeWarn(path, data)
 }
 
 // Merge is MergeFile over bytes already read; name labels errors.
 func (t *Table) Merge(name string, data []byte) error {
+	_, err := t.MergeWarn(name, data)
+	return err
+}
+
+// MergeWarn is MergeFileWarn over bytes already read; name labels errors
+// and warnings.
+func (t *Table) MergeWarn(name string, data []byte) ([]string, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return fmt.Errorf("%s: not valid YAML or JSON: %v", name, trimYAMLErr(err))
+		return nil, fmt.Errorf("%s: not valid YAML or JSON: %v", name, trimYAMLErr(err))
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return fmt.Errorf("%s: expected a map at the top level (costctl's `models:` format or LiteLLM's JSON)", name)
+		return nil, fmt.Errorf("%s: expected a map at the top level (costctl's `models:` format or LiteLLM's JSON)", name)
 	}
 	doc := root.Content[0]
-	var raw *rawFile
-	var err error
+	var (
+		raw   *rawFile
+		err   error
+		warns []string
+		lite  bool
+	)
 	if mapGet(doc, "models") != nil {
-		raw, err = parseOwnNode(name, doc)
+		raw, err = parseOwnNode(name, doc, &warns)
 	} else if looksLiteLLM(doc) {
-		raw, err = parseLiteLLM(name, doc)
+		raw, err = parseLiteLLM(name, doc, &warns)
+		lite = true
 	} else {
-		return fmt.Errorf("%s: unrecognised price file: expected a top-level `models:` map (costctl format) or LiteLLM's model_prices_and_context_window.json", name)
+		return nil, fmt.Errorf("%s: unrecognised price file: expected a top-level `models:` map (costctl format) or LiteLLM's model_prices_and_context_window.json", name)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, rm := range raw.models {
 		base := t.index[strings.ToLower(rm.name)]
 		if base != nil {
 			rm.name = base.Name
+			if rm.long != nil && base.LongContext != nil && base.LongContext.AboveTokens != rm.long.above {
+				// A tier at another threshold replaces the old one whole:
+				// none of its prices carry over.
+				cp := *base
+				cp.LongContext = nil
+				base = &cp
+			}
 		}
 		m, err := rm.build(base, name)
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		listsBatch := rm.rates.bin != nil || rm.rates.bout != nil
+		switch {
+		case lite && !listsBatch && !liteLLMBatchProviders[m.Provider]:
+			noBatch(&m.Rates)
+			if m.LongContext != nil {
+				noBatch(&m.LongContext.Rates)
+			}
+		case listsBatch:
+			m.NoBatch = false
 		}
 		t.add(m)
 	}
@@ -65,7 +106,16 @@ func (t *Table) Merge(name string, data []byte) error {
 		label += " as of " + raw.asOf
 	}
 	t.Overrides = append(t.Overrides, label)
-	return nil
+	return warns, nil
+}
+
+// noBatch marks r as having no Batch API: CostAtExact leaves a batch call
+// unpriced, and Cost (which cannot fail) bills one at list prices rather
+// than at an invented discount.
+func noBatch(r *Rates) {
+	r.NoBatch = true
+	r.BatchInput, r.BatchOutput = r.Input, r.Output
+	r.HasBatchInput, r.HasBatchOutput = false, false
 }
 
 func trimYAMLErr(err error) string {
@@ -84,6 +134,8 @@ func mapGet(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
+// parseOwnFormat parses a file in costctl's format; its warnings are
+// dropped (the built-in table is tested to have none).
 func parseOwnFormat(name string, data []byte) (*rawFile, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -92,7 +144,7 @@ func parseOwnFormat(name string, data []byte) (*rawFile, error) {
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: empty", name)
 	}
-	return parseOwnNode(name, root.Content[0])
+	return parseOwnNode(name, root.Content[0], nil)
 }
 
 var rateKeys = map[string]func(*rawRates) **Rate{
@@ -123,7 +175,9 @@ func knownModelKeys() string {
 	return strings.Join(ks, ", ")
 }
 
-func parseOwnNode(name string, doc *yaml.Node) (*rawFile, error) {
+// parseOwnNode parses costctl's format; warnings, if not nil, collects
+// one line per suspicious price.
+func parseOwnNode(name string, doc *yaml.Node, warns *[]string) (*rawFile, error) {
 	if doc.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: expected a map at the top level", name)
 	}
@@ -145,7 +199,7 @@ func parseOwnNode(name string, doc *yaml.Node) (*rawFile, error) {
 			}
 			for j := 0; j+1 < len(v.Content); j += 2 {
 				mk, mv := v.Content[j], v.Content[j+1]
-				rm, err := parseOwnModel(name, mk.Value, mv)
+				rm, err := parseOwnModel(name, mk.Value, mv, warns)
 				if err != nil {
 					return nil, err
 				}
@@ -158,10 +212,15 @@ func parseOwnNode(name string, doc *yaml.Node) (*rawFile, error) {
 	return out, nil
 }
 
-func parseOwnModel(file, model string, n *yaml.Node) (*rawModel, error) {
+func parseOwnModel(file, model string, n *yaml.Node, warns *[]string) (*rawModel, error) {
 	path := "models." + model
 	fail := func(at *yaml.Node, key, msg string) error {
 		return fmt.Errorf("%s:%d: %s.%s: %s", file, at.Line, path, key, msg)
+	}
+	warn := func(at *yaml.Node, key, msg string) {
+		if warns != nil && msg != "" {
+			*warns = append(*warns, fmt.Sprintf("%s:%d: %s.%s: %s", file, at.Line, path, key, msg))
+		}
 	}
 	if strings.TrimSpace(model) == "" {
 		return nil, fmt.Errorf("%s:%d: models: empty model name", file, n.Line)
@@ -173,10 +232,11 @@ func parseOwnModel(file, model string, n *yaml.Node) (*rawModel, error) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if f, ok := rateKeys[k.Value]; ok {
-			r, err := scalarRate(v)
+			r, w, err := scalarRate(v, k.Value)
 			if err != nil {
 				return nil, fail(v, k.Value, err.Error())
 			}
+			warn(v, k.Value, w)
 			*f(&rm.rates) = &r
 			continue
 		}
@@ -220,6 +280,8 @@ func parseOwnModel(file, model string, n *yaml.Node) (*rawModel, error) {
 		case "long_context":
 			lc, err := parseLong(v, func(at *yaml.Node, key, msg string) error {
 				return fail(at, "long_context."+key, msg)
+			}, func(at *yaml.Node, key, msg string) {
+				warn(at, "long_context."+key, msg)
 			})
 			if err != nil {
 				return nil, err
@@ -232,7 +294,7 @@ func parseOwnModel(file, model string, n *yaml.Node) (*rawModel, error) {
 	return rm, nil
 }
 
-func parseLong(n *yaml.Node, fail func(*yaml.Node, string, string) error) (*rawLong, error) {
+func parseLong(n *yaml.Node, fail func(*yaml.Node, string, string) error, warn func(*yaml.Node, string, string)) (*rawLong, error) {
 	if n.Kind != yaml.MappingNode {
 		return nil, fail(n, "", "expected a map with above_tokens and prices")
 	}
@@ -240,10 +302,11 @@ func parseLong(n *yaml.Node, fail func(*yaml.Node, string, string) error) (*rawL
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if f, ok := rateKeys[k.Value]; ok {
-			r, err := scalarRate(v)
+			r, w, err := scalarRate(v, k.Value)
 			if err != nil {
 				return nil, fail(v, k.Value, err.Error())
 			}
+			warn(v, k.Value, w)
 			*f(&lc.rates) = &r
 			continue
 		}
@@ -263,11 +326,107 @@ func parseLong(n *yaml.Node, fail func(*yaml.Node, string, string) error) (*rawL
 	return lc, nil
 }
 
-func scalarRate(v *yaml.Node) (Rate, error) {
+// scalarRate parses a price in USD per 1M tokens under key. A price almost
+// surely in another unit is an error naming the likely fix; one that may be
+// (a per-1K-looking list price) comes back as a warning.
+func scalarRate(v *yaml.Node, key string) (Rate, string, error) {
 	if v.Kind != yaml.ScalarNode || v.Value == "" {
-		return 0, errors.New("expected a price in USD per 1M tokens, such as \"2.50\"")
+		return 0, "", errors.New("expected a price in USD per 1M tokens, such as \"2.50\"")
 	}
-	return ParseRatePer1M(v.Value)
+	warn := ""
+	if p, ok := new(big.Rat).SetString(strings.TrimPrefix(strings.TrimSpace(v.Value), "$")); ok && p.Sign() > 0 {
+		switch {
+		case p.Cmp(maxPlausiblePer1M) > 0:
+			return 0, "", fmt.Errorf("%q is %s per 1M tokens, above the $1,000 no real price reaches: prices here are USD per 1M tokens%s",
+				v.Value, usd(p), didYouMean(p, `"%s"`, false, []guess{{big.NewRat(1, 1_000_000), "if it is in millionths of a dollar"}, {big.NewRat(1, 1000), "if it is per 1B tokens"}}))
+		case p.Cmp(minPlausiblePer1M) < 0:
+			return 0, "", fmt.Errorf("%q is below $0.001 per 1M tokens, so it looks like a price per token: prices here are USD per 1M tokens%s",
+				v.Value, didYouMean(p, `"%s"`, false, []guess{{big.NewRat(1_000_000, 1), "if it is per token"}, {big.NewRat(1000, 1), "if it is per 1K tokens"}}))
+		case listPriceKeys[key] && p.Cmp(lowListPer1M) < 0:
+			warn = fmt.Sprintf("%q per 1M tokens is unusually low for a list price: if it is a price per 1K tokens, write %q (prices here are USD per 1M tokens)",
+				v.Value, per1MString(new(big.Rat).Mul(p, big.NewRat(1000, 1))))
+		}
+	}
+	r, err := ParseRatePer1M(v.Value)
+	return r, warn, err
+}
+
+// Plausible prices in USD per 1M tokens. The dearest list price is o1-pro's
+// $600 output and the cheapest non-zero ones are around $0.0025 (cached
+// input on a flex tier), so a price above $1,000 or below $0.001 is almost
+// surely in another unit (per token, per 1K tokens); a list input or output
+// price below $0.01 may be one (a per-1K price such as 0.0025 for $2.50).
+var (
+	maxPlausiblePer1M = big.NewRat(1000, 1)
+	minPlausiblePer1M = big.NewRat(1, 1000)
+	lowListPer1M      = big.NewRat(1, 100)
+	typicalLowPer1M   = big.NewRat(1, 100) // a guessed fix must land in [$0.01, $1,000]
+)
+
+// listPriceKeys are the list prices the per-1K warning looks at; cached,
+// batch and flex prices are legitimately lower.
+var listPriceKeys = map[string]bool{"input_per_1m": true, "output_per_1m": true}
+
+// guess is one likely misreading: the price times factor, when that lands
+// in the typical range, is what the user probably meant.
+type guess struct {
+	factor *big.Rat
+	why    string
+}
+
+// didYouMean suggests the fixes among gs that land in the typical range
+// ("; did you mean "2.50"?"), labelled with why when there are several.
+// format writes one suggestion; perToken writes it as LiteLLM's per-token
+// number followed by its per-1M price.
+func didYouMean(p *big.Rat, format string, perToken bool, gs []guess) string {
+	var out, why []string
+	for _, g := range gs {
+		c := new(big.Rat).Mul(p, g.factor)
+		per1M := c
+		if perToken {
+			per1M = new(big.Rat).Mul(c, big.NewRat(1_000_000, 1))
+		}
+		if per1M.Cmp(typicalLowPer1M) < 0 || per1M.Cmp(maxPlausiblePer1M) > 0 {
+			continue
+		}
+		s := fmt.Sprintf(format, per1MString(per1M))
+		if perToken {
+			f, _ := c.Float64()
+			s = fmt.Sprintf(format, strconv.FormatFloat(f, 'g', -1, 64)) + " ($" + per1MString(per1M) + " per 1M)"
+		}
+		out, why = append(out, s), append(why, g.why)
+	}
+	switch len(out) {
+	case 0:
+		return ""
+	case 1:
+		return "; did you mean " + out[0] + "?"
+	}
+	for i := range out {
+		out[i] += " (" + why[i] + ")"
+	}
+	return "; did you mean " + strings.Join(out, " or ") + "?"
+}
+
+// per1MString writes a USD-per-1M price as the table does ("2.50", "0.0375"),
+// rounded to $0.000001.
+func per1MString(r *big.Rat) string {
+	m, err := MoneyFromRat(new(big.Rat).Quo(r, big.NewRat(1000, 1))) // micro-dollars per 1M = Rate
+	if err != nil {
+		return r.FloatString(6)
+	}
+	return Rate(m).Per1M()
+}
+
+// usd writes an amount of dollars with thousands separators: "$2,500,000",
+// "$1,234.5".
+func usd(r *big.Rat) string {
+	s := strings.TrimRight(strings.TrimRight(r.FloatString(6), "0"), ".")
+	whole, frac, _ := strings.Cut(s, ".")
+	if frac != "" {
+		frac = "." + frac
+	}
+	return "$" + groupThousands(whole) + frac
 }
 
 func validEncoding(s string) bool {
@@ -306,30 +465,99 @@ var liteLLMRates = map[string]func(*rawRates) **Rate{
 	"output_cost_per_token_priority":            func(r *rawRates) **Rate { return &r.priority.output },
 }
 
-var liteLLMLong = map[string]func(*rawRates) **Rate{
-	"input_cost_per_token_above_200k_tokens":        func(r *rawRates) **Rate { return &r.input },
-	"output_cost_per_token_above_200k_tokens":       func(r *rawRates) **Rate { return &r.output },
-	"cache_read_input_token_cost_above_200k_tokens": func(r *rawRates) **Rate { return &r.cached },
+// liteLLMLongKey is a long-context price: LiteLLM's
+// <price>_above_<N>k_tokens[_flex|_priority], for any N (200k for Claude
+// and Gemini, 272k for GPT-5.4, 128k for older Gemini), including the cache
+// writes (5-minute and, as _above_1hr_above_<N>k_tokens, 1-hour).
+var liteLLMLongKey = regexp.MustCompile(`^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr)_above_([0-9]+)(k?)_tokens(?:_(flex|priority))?$`)
+
+// liteLLMLongRate maps a long-context key's price and tier to its field;
+// nil for a pair costctl has no field for (a flex cache write).
+func liteLLMLongRate(price, tier string) func(*rawRates) **Rate {
+	var t func(*rawRates) *rawTier
+	switch tier {
+	case "flex":
+		t = func(r *rawRates) *rawTier { return &r.flex }
+	case "priority":
+		t = func(r *rawRates) *rawTier { return &r.priority }
+	}
+	switch price {
+	case "input_cost_per_token":
+		if t != nil {
+			return func(r *rawRates) **Rate { return &t(r).input }
+		}
+		return func(r *rawRates) **Rate { return &r.input }
+	case "output_cost_per_token":
+		if t != nil {
+			return func(r *rawRates) **Rate { return &t(r).output }
+		}
+		return func(r *rawRates) **Rate { return &r.output }
+	case "cache_read_input_token_cost":
+		if t != nil {
+			return func(r *rawRates) **Rate { return &t(r).cached }
+		}
+		return func(r *rawRates) **Rate { return &r.cached }
+	case "cache_creation_input_token_cost":
+		if t == nil {
+			return func(r *rawRates) **Rate { return &r.w5 }
+		}
+	case "cache_creation_input_token_cost_above_1hr":
+		if t == nil {
+			return func(r *rawRates) **Rate { return &r.w1 }
+		}
+	}
+	return nil
+}
+
+// liteLLMBatchProviders are LiteLLM's names for the providers with a Batch
+// API billed at 50% of list (OpenAI, Azure OpenAI, Anthropic, Gemini and
+// Vertex AI, Bedrock), for which a batch price LiteLLM leaves out is
+// derived. A model from any other provider (together_ai, mistral, groq,
+// …) gets a batch price only if the file lists one (*_batches); without
+// one, a batch call to it is unpriced rather than billed at an invented
+// discount.
+var liteLLMBatchProviders = map[string]bool{
+	"openai": true, "text-completion-openai": true, "azure": true, "anthropic": true,
+	"gemini": true, "vertex_ai": true, "vertex_ai-language-models": true, "vertex_ai-anthropic_models": true,
+	"bedrock": true, "bedrock_converse": true,
 }
 
 // parseLiteLLM reads LiteLLM's per-token JSON. Entries without a token
-// price (images, audio, "sample_spec") are skipped. LiteLLM writes floats,
-// so each price is rounded to the nearest $0.000001 per 1M tokens.
-func parseLiteLLM(name string, doc *yaml.Node) (*rawFile, error) {
+// price (images, audio) and LiteLLM's "sample_spec" are skipped. LiteLLM
+// writes floats, so each price is rounded to the nearest $0.000001 per 1M
+// tokens; one that does not survive that (to within 1%) is an error.
+//
+// Long-context tiers: costctl keeps one per model (Model.LongContext). When
+// LiteLLM lists several thresholds for a model, the lowest is kept — every
+// prompt above it is then billed at least at that tier's prices, never at
+// the base ones — and a warning names the tiers left out. A price the tier
+// does not list is the base price for input and output (as LiteLLM bills
+// it); a cache write it does not list leaves such a write unpriced.
+func parseLiteLLM(name string, doc *yaml.Node, warns *[]string) (*rawFile, error) {
 	out := &rawFile{}
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
-		if v.Kind != yaml.MappingNode || mapGet(v, "input_cost_per_token") == nil || mapGet(v, "output_cost_per_token") == nil {
+		if k.Value == "sample_spec" || v.Kind != yaml.MappingNode || mapGet(v, "input_cost_per_token") == nil || mapGet(v, "output_cost_per_token") == nil {
 			continue
 		}
 		rm := &rawModel{name: strings.ToLower(k.Value)}
-		var long rawRates
-		hasLong := false
+		long := map[int64]*rawRates{}
 		for j := 0; j+1 < len(v.Content); j += 2 {
 			fk, fv := v.Content[j], v.Content[j+1]
 			f, ok := liteLLMRates[fk.Value]
-			lf, lok := liteLLMLong[fk.Value]
-			if !ok && !lok {
+			var above int64
+			if !ok {
+				if sm := liteLLMLongKey.FindStringSubmatch(fk.Value); sm != nil {
+					n, err := strconv.ParseInt(sm[2], 10, 64)
+					if sm[3] == "k" {
+						n *= 1000
+					}
+					if f = liteLLMLongRate(sm[1], sm[4]); err == nil && n > 0 && f != nil {
+						ok, above = true, n
+					}
+				}
+			}
+			if !ok {
 				switch fk.Value {
 				case "litellm_provider":
 					p := fv.Value
@@ -341,32 +569,48 @@ func parseLiteLLM(name string, doc *yaml.Node) (*rawFile, error) {
 				}
 				continue
 			}
-			r, err := liteLLMRate(fv.Value)
+			r, w, err := liteLLMRate(fv.Value)
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: %s.%s: %v", name, fv.Line, k.Value, fk.Value, err)
 			}
-			if ok {
-				*f(&rm.rates) = &r
-			} else {
-				*lf(&long) = &r
-				hasLong = true
+			if w != "" && warns != nil {
+				*warns = append(*warns, fmt.Sprintf("%s:%d: %s.%s: %s", name, fv.Line, k.Value, fk.Value, w))
 			}
+			if above == 0 {
+				*f(&rm.rates) = &r
+				continue
+			}
+			if long[above] == nil {
+				long[above] = &rawRates{}
+			}
+			*f(long[above]) = &r
 		}
 		// LiteLLM lists some tiers in part (a flex input price alone); a
 		// tier without both prices is left out rather than failing the file.
-		for _, t := range []*rawTier{&rm.rates.flex, &rm.rates.priority} {
-			if t.input == nil || t.output == nil {
-				*t = rawTier{}
+		dropPartialTiers(&rm.rates)
+		if len(long) > 0 {
+			aboves := make([]int64, 0, len(long))
+			for a := range long {
+				aboves = append(aboves, a)
 			}
-		}
-		if hasLong {
-			if long.input == nil {
-				long.input = rm.rates.input
+			sort.Slice(aboves, func(i, j int) bool { return aboves[i] < aboves[j] })
+			lr := long[aboves[0]]
+			if lr.input == nil {
+				lr.input = rm.rates.input
 			}
-			if long.output == nil {
-				long.output = rm.rates.output
+			if lr.output == nil {
+				lr.output = rm.rates.output
 			}
-			rm.long = &rawLong{above: 200_000, rates: long}
+			dropPartialTiers(lr)
+			rm.long = &rawLong{above: aboves[0], rates: *lr}
+			if len(aboves) > 1 && warns != nil {
+				var left []string
+				for _, a := range aboves[1:] {
+					left = append(left, tokensK(a))
+				}
+				*warns = append(*warns, fmt.Sprintf("%s:%d: %s: LiteLLM lists long-context prices above %s and %s tokens; costctl keeps one tier, so every prompt above %s tokens is priced at the above_%s prices (add a long_context entry in costctl's format to choose another)",
+					name, k.Line, k.Value, tokensK(aboves[0]), strings.Join(left, ", "), GroupInt(aboves[0]), tokensK(aboves[0])))
+			}
 		}
 		src := "LiteLLM " + name
 		rm.source = &src
@@ -378,18 +622,58 @@ func parseLiteLLM(name string, doc *yaml.Node) (*rawFile, error) {
 	return out, nil
 }
 
-func liteLLMRate(s string) (Rate, error) {
-	r, ok := new(big.Rat).SetString(strings.TrimSpace(s))
+func dropPartialTiers(r *rawRates) {
+	for _, t := range []*rawTier{&r.flex, &r.priority} {
+		if t.input == nil || t.output == nil {
+			*t = rawTier{}
+		}
+	}
+}
+
+// tokensK writes a threshold as LiteLLM's keys do: 272000 → "272k".
+func tokensK(n int64) string {
+	if n%1000 == 0 {
+		return strconv.FormatInt(n/1000, 10) + "k"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// liteLLMRate parses a LiteLLM price in USD per token, rounded to the
+// nearest pico-dollar ($0.000001 per 1M tokens). A price above $1,000 per
+// 1M tokens is almost surely not per token (an error with the likely fix);
+// one that rounds to zero or moves by more than 1% is too small to
+// represent (an error, never a silent $0); one below $0.001 per 1M is
+// representable but suspicious (a warning).
+func liteLLMRate(s string) (Rate, string, error) {
+	p, ok := new(big.Rat).SetString(strings.TrimSpace(s))
 	if !ok {
-		return 0, fmt.Errorf("invalid price %q: not a number", s)
+		return 0, "", fmt.Errorf("invalid price %q: not a number", s)
 	}
-	if r.Sign() < 0 {
-		return 0, fmt.Errorf("invalid price %q: negative", s)
+	if p.Sign() < 0 {
+		return 0, "", fmt.Errorf("invalid price %q: negative", s)
 	}
-	r.Mul(r, big.NewRat(1_000_000_000_000, 1))
-	m, err := MoneyFromRat(new(big.Rat).Quo(r, big.NewRat(int64(NanoPerDollar), 1)))
+	if p.Sign() == 0 {
+		return 0, "", nil
+	}
+	per1M := new(big.Rat).Mul(p, big.NewRat(1_000_000, 1))
+	if per1M.Cmp(maxPlausiblePer1M) > 0 {
+		return 0, "", fmt.Errorf("%s per token is %s per 1M tokens, above the $1,000 no real price reaches: LiteLLM prices are USD per token%s",
+			s, usd(per1M), didYouMean(p, "%s", true, []guess{{big.NewRat(1, 1_000_000), "if it is per 1M tokens"}, {big.NewRat(1, 1000), "if it is per 1K tokens"}}))
+	}
+	pico := new(big.Rat).Mul(per1M, big.NewRat(picoPerPer1M, 1))
+	m, err := MoneyFromRat(new(big.Rat).Quo(pico, big.NewRat(int64(NanoPerDollar), 1))) // rounds half away from zero
 	if err != nil {
-		return 0, fmt.Errorf("invalid price %q: %v", s, err)
+		return 0, "", fmt.Errorf("invalid price %q: %v", s, err)
 	}
-	return Rate(m), nil
+	diff := new(big.Rat).Sub(pico, new(big.Rat).SetInt64(int64(m)))
+	if m == 0 || new(big.Rat).Abs(diff).Cmp(new(big.Rat).Quo(pico, big.NewRat(100, 1))) > 0 {
+		return 0, "", fmt.Errorf("%s per token is too small to represent: costctl keeps prices to $0.000001 per 1M tokens (1e-12 per token) and it would round to $%s per 1M; check the unit, or write 0 if the model is free",
+			s, Rate(m).Per1M())
+	}
+	warn := ""
+	if per1M.Cmp(minPlausiblePer1M) < 0 {
+		warn = fmt.Sprintf("%s per token is %s per 1M tokens, below the $0.001 of the cheapest real prices: check the unit (LiteLLM prices are USD per token: $2.50 per 1M is 2.5e-06)",
+			s, "$"+Rate(m).Per1M())
+	}
+	return Rate(m), warn, nil
 }

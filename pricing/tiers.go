@@ -43,6 +43,9 @@ func (m *Model) CostAtExact(u Usage, batch bool, tier string) (Amount, error) {
 	var in, cached, w5, w1, out Rate
 	switch tier {
 	case "", TierDefault:
+		if batch && r.NoBatch {
+			return missing("batch_input_per_1m")
+		}
 		if u.CacheWrite5mTokens > 0 && !r.HasCacheWrite5m {
 			return missing("cache_write_5m_per_1m")
 		}
