@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"sort"
 	"strings"
 
 	"github.com/costctl/costctl/pricing"
@@ -188,7 +189,14 @@ type Prices struct {
 type Estimator struct {
 	table *pricing.Table
 	in    Inputs
-	loads []load
+	loads []load // by prompt size, shortest first
+
+	// Prefix sums over loads (index i: loads[:i]) of weight × prompt
+	// tokens, weight × output tokens and measured requests, so a model's
+	// cost is a few segments (one per tier and cacheability) however many
+	// prompt lengths were measured: a sweep stays linear in its rows.
+	cumIn, cumOut []*big.Rat
+	cumN          []int64
 }
 
 // New validates in and returns an Estimator.
@@ -214,6 +222,7 @@ func New(table *pricing.Table, in Inputs) (*Estimator, error) {
 	e := &Estimator{table: table, in: in}
 	if len(in.Prompts) == 0 {
 		e.loads = []load{{weight: big.NewRat(1, 1), in: in.InputTokens, out: in.OutputTokens, tier: e.promptTier()}}
+		e.sums()
 		return e, nil
 	}
 	var n int64
@@ -230,7 +239,25 @@ func New(table *pricing.Table, in Inputs) (*Estimator, error) {
 		}
 		e.loads = append(e.loads, l)
 	}
+	sort.SliceStable(e.loads, func(i, j int) bool { return e.loads[i].in.Cmp(e.loads[j].in) < 0 })
+	e.sums()
 	return e, nil
+}
+
+// sums fills the prefix sums over e.loads.
+func (e *Estimator) sums() {
+	e.cumIn, e.cumOut, e.cumN = []*big.Rat{new(big.Rat)}, []*big.Rat{new(big.Rat)}, []int64{0}
+	for i, ld := range e.loads {
+		e.cumIn = append(e.cumIn, new(big.Rat).Add(e.cumIn[i], new(big.Rat).Mul(ld.weight, ld.in)))
+		e.cumOut = append(e.cumOut, new(big.Rat).Add(e.cumOut[i], new(big.Rat).Mul(ld.weight, ld.out)))
+		e.cumN = append(e.cumN, e.cumN[i]+ld.groups)
+	}
+}
+
+// firstLoad is the index of the first load (shortest prompt first) for
+// which f, a predicate that stays true once true, holds; len(loads) if none.
+func (e *Estimator) firstLoad(f func(ld load) bool) int {
+	return sort.Search(len(e.loads), func(i int) bool { return f(e.loads[i]) })
 }
 
 // Inputs returns the estimator's inputs.
@@ -319,16 +346,34 @@ func (e *Estimator) pricesAt(m *pricing.Model, promptTokens int64) Prices {
 // tier, weighted by its share of the requests. A load's prompt-cache share
 // counts only when its cached prefix reaches the provider's minimum
 // cacheable prefix (MinCachedPrefix); below it the provider caches nothing.
+//
+// callCost is linear in the token counts, so the loads that share a tier
+// and a cacheability are priced at once from their weighted token sums.
 func (e *Estimator) modelCost(m *pricing.Model, promptCache, batch *big.Rat) *big.Rat {
+	n := len(e.loads)
+	cuts := []int{0, n}
+	if lc := m.LongContext; lc != nil {
+		cuts = append(cuts, e.firstLoad(func(ld load) bool { return ld.tier > lc.AboveTokens }))
+	}
+	if promptCache.Sign() > 0 {
+		cuts = append(cuts, e.firstLoad(func(ld load) bool { return cacheable(m, promptCache, ld.in) }))
+	}
+	sort.Ints(cuts)
 	sum := new(big.Rat)
 	zero := new(big.Rat)
-	for _, ld := range e.loads {
+	for i := 0; i+1 < len(cuts); i++ {
+		a, b := cuts[i], cuts[i+1]
+		if a == b {
+			continue
+		}
+		ld := e.loads[a] // every load in [a, b) has its tier and cacheability
 		p := promptCache
 		if p.Sign() > 0 && !cacheable(m, p, ld.in) {
 			p = zero
 		}
-		c := callCost(e.pricesAt(m, ld.tier), p, batch, ld.in, ld.out)
-		sum.Add(sum, c.Mul(c, ld.weight))
+		in := new(big.Rat).Sub(e.cumIn[b], e.cumIn[a])
+		out := new(big.Rat).Sub(e.cumOut[b], e.cumOut[a])
+		sum.Add(sum, callCost(e.pricesAt(m, ld.tier), p, batch, in, out))
 	}
 	return sum
 }
@@ -655,22 +700,16 @@ func (e *Estimator) models(l Levers) []*pricing.Model {
 func (e *Estimator) warnings(l Levers) []string {
 	var out []string
 	measured := len(e.in.Prompts) > 0
-	var records int64
-	for _, ld := range e.loads {
-		records += ld.groups
-	}
+	n := len(e.loads)
+	records := e.cumN[n]
 	for _, m := range e.models(l) {
 		if w := m.ContextWindow; w > 0 {
 			window := big.NewRat(w, 1)
-			var over int64
+			first := e.firstLoad(func(ld load) bool { return ld.in.Cmp(window) > 0 })
+			over := records - e.cumN[first]
 			var longest *big.Rat
-			for _, ld := range e.loads {
-				if ld.in.Cmp(window) > 0 {
-					over += ld.groups
-					if longest == nil || ld.in.Cmp(longest) > 0 {
-						longest = ld.in
-					}
-				}
+			if first < n {
+				longest = e.loads[n-1].in
 			}
 			switch {
 			case longest == nil:
@@ -689,13 +728,11 @@ func (e *Estimator) warnings(l Levers) []string {
 		if min == 0 || !e.PricesFor(m).CachedListed {
 			continue
 		}
-		var short int64
+		first := e.firstLoad(func(ld load) bool { return cacheable(m, l.PromptCache, ld.in) })
+		short := e.cumN[first]
 		var shortIn *big.Rat
-		for _, ld := range e.loads {
-			if !cacheable(m, l.PromptCache, ld.in) {
-				short += ld.groups
-				shortIn = ld.in
-			}
+		if first > 0 {
+			shortIn = e.loads[0].in
 		}
 		switch {
 		case shortIn == nil:

@@ -530,3 +530,55 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentsMatchPerPrompt: pricing the measured prompt lengths a segment
+// at a time (one per tier and cacheability, from prefix sums) is exactly
+// the sum of pricing each length on its own, across the long-context
+// threshold and the minimum cacheable prefix, for groups given unsorted.
+func TestSegmentsMatchPerPrompt(t *testing.T) {
+	groups := []PromptGroup{
+		{300_000, 2, 900}, {500, 3, 30}, {200_001, 1, 7}, {2048, 1, 0}, {1024, 5, 50},
+		{200_000, 1, 11}, {2047, 2, 3}, {150_000, 4, 400}, {1023, 1, 1},
+	}
+	var n, inSum, outSum int64
+	for _, g := range groups {
+		n += g.Requests
+		inSum += g.InputTokens * g.Requests
+		outSum += g.OutputTokens
+	}
+	for _, model := range []string{"claude-sonnet-4", "gpt-4o", "claude-haiku-4.5"} {
+		for _, lv := range [][]string{nil, {"prompt-cache", "50%"}, {"prompt-cache", "100%", "batch", "30%"}} {
+			in := Inputs{RequestsPerMonth: n, Days: 30, InputTokens: big.NewRat(inSum, n), OutputTokens: big.NewRat(outSum, n), Model: model, Prompts: groups}
+			e, err := New(pricing.MustDefault(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := levers(t, lv...)
+			f, err := e.Total(l, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := pricing.MustDefault().Lookup(model)
+			pc, b := new(big.Rat), new(big.Rat)
+			if l.PromptCache != nil {
+				pc = l.PromptCache
+			}
+			if l.Batch != nil {
+				b = l.Batch
+			}
+			want := new(big.Rat)
+			for _, g := range groups {
+				gin := big.NewRat(g.InputTokens, 1)
+				p := pc
+				if !cacheable(m, p, gin) {
+					p = new(big.Rat)
+				}
+				c := callCost(e.pricesAt(m, g.InputTokens), p, b, new(big.Rat).Mul(gin, big.NewRat(g.Requests, 1)), big.NewRat(g.OutputTokens, 1))
+				want.Add(want, c)
+			}
+			if f.Monthly.Cmp(want) != 0 {
+				t.Errorf("%s %v: monthly %s, per-prompt sum %s", model, lv, f.Monthly.FloatString(12), want.FloatString(12))
+			}
+		}
+	}
+}
