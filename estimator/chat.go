@@ -234,6 +234,9 @@ func (p *chatParser) imagePart(n *jnode, path string) (Image, error) {
 			return Image{}, err
 		}
 		detail = d
+		if detail != "" && detail != "auto" && detail != "low" && detail != "high" {
+			return Image{}, p.errAt(n.get("detail"), path+".detail", fmt.Sprintf(`expected "low", "high" or "auto", got %q`, detail))
+		}
 		if urlNode == nil {
 			return Image{}, p.errAt(n, path+".url", "missing; expected a data: URL or an http(s) URL")
 		}

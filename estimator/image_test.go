@@ -150,6 +150,10 @@ func TestChatCountsImages(t *testing.T) {
 			t.Errorf("%s %.60s: %+v, want tokens %d (images %d, approx %d)", cs.model, cs.parts, got, base+cs.images, cs.images, cs.approx)
 		}
 	}
+	if _, _, err := ParseChat([]byte(`[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x","detail":"max"}}]}]`)); err == nil ||
+		err.Error() != `line 1: [0].content[0].image_url.detail: expected "low", "high" or "auto", got "max"` {
+		t.Errorf("bad detail: %v", err)
+	}
 	if _, _, err := ParseChat([]byte(`[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]`)); err == nil ||
 		!strings.HasPrefix(err.Error(), "line 1: [0].content[0].image_url.url: cannot read the image's size") {
 		t.Errorf("bad inline image: %v", err)
