@@ -90,12 +90,17 @@ func (t *Table) MergeWarn(name string, data []byte) ([]string, error) {
 		listsBatch := rm.rates.bin != nil || rm.rates.bout != nil
 		switch {
 		case lite && !listsBatch && !liteLLMBatchProviders[m.Provider]:
+			m.NoBatch = true
+		case listsBatch:
+			m.NoBatch = false
+		}
+		if m.NoBatch {
+			// Again after any merge: build derives 50% batch prices from
+			// new list prices, and a new long-context tier has its own.
 			noBatch(&m.Rates)
 			if m.LongContext != nil {
 				noBatch(&m.LongContext.Rates)
 			}
-		case listsBatch:
-			m.NoBatch = false
 		}
 		t.add(m)
 	}
@@ -546,7 +551,7 @@ func parseLiteLLM(name string, doc *yaml.Node, warns *[]string) (*rawFile, error
 			fk, fv := v.Content[j], v.Content[j+1]
 			f, ok := liteLLMRates[fk.Value]
 			var above int64
-			if !ok {
+			if !ok && strings.Contains(fk.Value, "_above_") {
 				if sm := liteLLMLongKey.FindStringSubmatch(fk.Value); sm != nil {
 					n, err := strconv.ParseInt(sm[2], 10, 64)
 					if sm[3] == "k" {

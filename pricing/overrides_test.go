@@ -234,3 +234,32 @@ func TestOverrideLongContextAtAnotherThreshold(t *testing.T) {
 		t.Errorf("long context = %+v, want a fresh tier above 100k", m.LongContext)
 	}
 }
+
+// TestNoBatchSurvivesLaterOverrides: a model without a Batch API stays
+// without one when a later file changes its list prices or adds a
+// long-context tier, and gets one when a file lists batch prices.
+func TestNoBatchSurvivesLaterOverrides(t *testing.T) {
+	tbl, _ := mergeLiteLLMFixture(t)
+	const name = "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo"
+	u := Usage{InputTokens: 300_000, OutputTokens: 1_000_000}
+	if err := tbl.Merge("p.yaml", []byte("models:\n  "+name+":\n    input_per_1m: \"1.00\"\n    long_context: {above_tokens: 200000, input_per_1m: \"2\", output_per_1m: \"2\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := tbl.Lookup(name)
+	var me *MissingRateError
+	if _, err := m.CostAtExact(u, true, ""); !errors.As(err, &me) || me.Rate != "batch_input_per_1m" {
+		t.Errorf("batch above 200k after an override: err %v, want a missing batch_input_per_1m", err)
+	}
+	// Cost bills list prices: 300k × $2 + 1M × $2 per 1M
+	if got := m.Cost(u, true).String(); got != "2.60" {
+		t.Errorf("batch Cost after an override = %s, want list 2.60", got)
+	}
+	if err := tbl.Merge("b.yaml", []byte("models:\n  "+name+":\n    batch_input_per_1m: \"0.40\"\n    batch_output_per_1m: \"0.40\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = tbl.Lookup(name)
+	// 100k × $0.40 + 100k × $0.40
+	if c, err := m.CostAtExact(Usage{InputTokens: 100_000, OutputTokens: 100_000}, true, ""); err != nil || c.String() != "0.08" {
+		t.Errorf("listed batch price: %s, %v; want 0.08", c.String(), err)
+	}
+}
