@@ -109,10 +109,10 @@ THE WATERFALL
                   as Anthropic's, are not modelled; a model that lists no
                   cached price saves nothing, and a note on stderr says so).
                   A provider caches no prefix shorter than its minimum
-                  (OpenAI 1,024 tokens; Anthropic 1,024, 2,048 for Haiku 3.5,
-                  4,096 for Opus 4.5 and Haiku 4.5): where the cached share
-                  of a prompt is shorter, it is not counted as saved and a
-                  warning on stderr says so
+                  (OpenAI 1,024 tokens; Anthropic 1,024, 2,048 for Haiku 3
+                  and 3.5, 4,096 for Opus 4.5-4.7 and Haiku 4.5): where the
+                  cached share of a prompt is shorter, it is not counted as
+                  saved and a warning on stderr says so
     batch         the share of the remaining calls sent through the Batch API
                   at batch prices (a cached prompt read in a batch costs half
                   the cached price)

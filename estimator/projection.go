@@ -633,9 +633,9 @@ func (e *Estimator) notes(l Levers) []string {
 // MinCachedPrefix is the shortest prompt prefix m's provider caches, in
 // tokens; 0 when costctl knows no minimum for it. From the providers'
 // prompt-caching docs: OpenAI caches prompts of 1,024 tokens or more;
-// Anthropic's minimum cacheable prompt is 4,096 tokens for Claude Opus 4.5
-// and Haiku 4.5, 2,048 for Haiku 3.5 and 3, and 1,024 for Sonnet 4/4.5 and
-// Opus 4/4.1 (and, here, any other Claude model).
+// Anthropic's minimum cacheable prompt is 4,096 tokens for Claude Opus
+// 4.5, 4.6 and 4.7 and Haiku 4.5, 2,048 for Haiku 3.5 and 3, and 1,024 for
+// Sonnet 3.7/4/4.5/4.6, Opus 4/4.1/4.8 (and, here, any other Claude model).
 func MinCachedPrefix(m *pricing.Model) int64 {
 	for _, x := range minCachedPrefix {
 		if strings.EqualFold(m.Provider, x.provider) && (x.model == "" || strings.EqualFold(m.Name, x.model)) {
@@ -650,6 +650,8 @@ var minCachedPrefix = []struct {
 	tokens          int64
 }{
 	{"anthropic", "claude-opus-4.5", 4096},
+	{"anthropic", "claude-opus-4.6", 4096},
+	{"anthropic", "claude-opus-4.7", 4096},
 	{"anthropic", "claude-haiku-4.5", 4096},
 	{"anthropic", "claude-3.5-haiku", 2048},
 	{"anthropic", "claude-3-haiku", 2048},

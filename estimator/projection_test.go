@@ -462,7 +462,8 @@ func TestEscalate(t *testing.T) {
 // TestWarnings: prompts longer than a model's context window, and a
 // prompt-cache share whose cached prefix is below the provider's minimum
 // cacheable prefix (OpenAI 1,024 tokens; Anthropic 1,024 for Sonnet 4/4.5
-// and Opus 4/4.1, 2,048 for Haiku 3.5, 4,096 for Opus 4.5 and Haiku 4.5),
+// and Opus 4/4.1/4.8, 2,048 for Haiku 3.5, 4,096 for Opus 4.5–4.7 and
+// Haiku 4.5),
 // each with its exact text and the money it leaves uncounted.
 func TestWarnings(t *testing.T) {
 	tests := []struct {
@@ -497,6 +498,10 @@ func TestWarnings(t *testing.T) {
 			"claude-haiku-4.5: --prompt-cache 100% saves nothing on 3,000-token prompts: the cached prefix (3,000 tokens) is shorter than the 4,096-token minimum the provider caches"}},
 		{"opus 4.5 needs 4,096", "claude-opus-4.5", "4095.5", nil, []string{"prompt-cache", "100%"}, "0.040955", []string{
 			"claude-opus-4.5: --prompt-cache 100% saves nothing on 4,095.5-token prompts: the cached prefix (4,095.5 tokens) is shorter than the 4,096-token minimum the provider caches"}},
+		{"opus 4.7 needs 4,096", "claude-opus-4.7", "4000", nil, []string{"prompt-cache", "100%"}, "0.04", []string{
+			"claude-opus-4.7: --prompt-cache 100% saves nothing on 4,000-token prompts: the cached prefix (4,000 tokens) is shorter than the 4,096-token minimum the provider caches"}},
+		// Opus 4.8 caches from 1,024: 4,000 × $0.50/1M × 2
+		{"opus 4.8 caches 4,000", "claude-opus-4.8", "4000", nil, []string{"prompt-cache", "100%"}, "0.004", nil},
 		// Haiku 3.5 needs 2,048: 2,000 × $0.80/1M × 2
 		{"haiku 3.5 needs 2,048", "claude-3.5-haiku", "2000", nil, []string{"prompt-cache", "100%"}, "0.0032", []string{
 			"claude-3.5-haiku: --prompt-cache 100% saves nothing on 2,000-token prompts: the cached prefix (2,000 tokens) is shorter than the 2,048-token minimum the provider caches"}},
