@@ -75,8 +75,13 @@ func (f *Factory) Pricing() (*pricing.Table, error) {
 			src, off = "COSTCTL_PRICING="+file, "unset COSTCTL_PRICING"
 		}
 		if file != "" {
-			if err := f.table.MergeFile(file); err != nil {
+			warns, err := f.table.MergeFileWarn(file)
+			if err != nil {
 				f.tableErr = pricingFileError(src, off, err)
+				return
+			}
+			for _, w := range warns {
+				fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", w)
 			}
 		}
 	})

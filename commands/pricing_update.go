@@ -133,9 +133,12 @@ func runPricingUpdate(ctx context.Context, opts *PricingUpdateOptions) error {
 	if err != nil {
 		return err
 	}
-	next, n, err := pricing.FromSource(opts.From, data)
+	next, n, warns, err := pricing.FromSource(opts.From, data)
 	if err != nil {
 		return usageErrorf("%v; the current table stays in place", err)
+	}
+	for _, w := range warns {
+		fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", w)
 	}
 	cur, err := opts.Current()
 	if err != nil {
@@ -253,9 +256,12 @@ func loadPriceSource(ctx context.Context, opts *PricingDiffOptions, src string) 
 	if err != nil {
 		return nil, err
 	}
-	t, _, err := pricing.FromSource(src, data)
+	t, _, warns, err := pricing.FromSource(src, data)
 	if err != nil {
 		return nil, usageError(err)
+	}
+	for _, w := range warns {
+		fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", w)
 	}
 	return t, nil
 }

@@ -27,7 +27,8 @@ func fullSource(t *testing.T, scale pricing.Rate) string {
 		if m.Name == "gpt-4o" {
 			in = "2.00"
 		}
-		if scale > 1 {
+		// Scaled prices stay under the $1,000 per 1M a price file may give.
+		if limit := pricing.Rate(1_000_000_000); scale > 1 && m.Input*scale <= limit && m.Output*scale <= limit {
 			in, out = (m.Input * scale).Per1M(), (m.Output * scale).Per1M()
 		}
 		fmt.Fprintf(&b, "  %s:\n    input_per_1m: \"%s\"\n    output_per_1m: \"%s\"\n", m.Name, in, out)
@@ -128,7 +129,7 @@ func TestPricingUpdateRefusesBadSources(t *testing.T) {
 	broken := filepath.Join(dir, "broken.json")
 	os.WriteFile(broken, []byte(`{"models": {"gpt-4o": {"input_per_1m": "2.00"`), 0o644)
 	tenfold := filepath.Join(dir, "tenfold.yaml")
-	os.WriteFile(tenfold, []byte(fullSource(t, 1000)), 0o644) // every price ×1000: per-1K given as per-1M
+	os.WriteFile(tenfold, []byte(fullSource(t, 20)), 0o644) // most prices ×20: a unit mistake
 	for _, tc := range []struct {
 		from string
 		code int

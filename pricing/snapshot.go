@@ -133,14 +133,16 @@ func WriteSnapshot(path string, data []byte) error {
 }
 
 // FromSource merges a price source over the built-in table, validating all
-// of it; it returns the table and how many models the source priced.
-func FromSource(name string, data []byte) (*Table, int, error) {
+// of it; it returns the table, how many models the source priced and the
+// warnings the merge raised (prices that look like the wrong unit).
+func FromSource(name string, data []byte) (*Table, int, []string, error) {
 	t, err := Default()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	if err := t.Merge(name, data); err != nil {
-		return nil, 0, err
+	warns, err := t.MergeWarn(name, data)
+	if err != nil {
+		return nil, 0, nil, err
 	}
 	n := 0
 	for _, m := range t.models {
@@ -149,9 +151,9 @@ func FromSource(name string, data []byte) (*Table, int, error) {
 		}
 	}
 	if n == 0 {
-		return nil, 0, fmt.Errorf("%s prices no model", name)
+		return nil, 0, nil, fmt.Errorf("%s prices no model", name)
 	}
-	return t, n, nil
+	return t, n, warns, nil
 }
 
 // PriceChange is one price that differs between two tables.
