@@ -19,7 +19,7 @@ func TestEstimateE2ESeedFigures(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.Code, r.Stderr)
 	}
-	if !strings.Contains(r.Stdout, "\ntotal,,0.000575,191.666666667,5750.00,51750.00,90.00,2025-12-01\n") {
+	if !strings.Contains(r.Stdout, "\ntotal,,0.000575,191.666666667,5750.00,51750.00,90.00,2026-12-01\n") {
 		t.Errorf("seed sample total missing:\n%s", r.Stdout)
 	}
 }
@@ -30,7 +30,7 @@ func TestEstimateE2EGate(t *testing.T) {
 	if r.Code != ExitGate {
 		t.Fatalf("exit %d, want 3; stderr %q", r.Code, r.Stderr)
 	}
-	if want := "costctl: projected monthly total $57,500.00 is above --max-monthly $50,000.00 (prices as of 2025-12-01)\n"; r.Stderr != want {
+	if want := "costctl: projected monthly total $57,500.00 is above --max-monthly $50,000.00 (prices as of 2026-12-01)\n"; r.Stderr != want {
 		t.Errorf("stderr = %q, want %q", r.Stderr, want)
 	}
 	if !strings.Contains(r.Stdout, "$57,500.00") {
@@ -48,7 +48,7 @@ func TestEstimateE2EGate(t *testing.T) {
 	// A sweep gates on its cheapest combination.
 	sweep := append(append([]string{}, seed...), "--sweep", "sample=10%,20%")
 	r = runCostctl(t, "", "", nil, append(sweep, "--max-monthly", "5000")...)
-	if r.Code != ExitGate || r.Stderr != "costctl: cheapest of 2 scenarios (sample=10%) is $5,750.00/month, above --max-monthly $5,000.00 (prices as of 2025-12-01)\n" {
+	if r.Code != ExitGate || r.Stderr != "costctl: cheapest of 2 scenarios (sample=10%) is $5,750.00/month, above --max-monthly $5,000.00 (prices as of 2026-12-01)\n" {
 		t.Errorf("sweep gate: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	if r := runCostctl(t, "", "", nil, append(sweep, "--max-monthly", "6000")...); r.Code != 0 {
@@ -137,7 +137,7 @@ func TestEstimateE2EFrom(t *testing.T) {
 		t.Errorf("stderr = %q, want %q", r.Stderr, wantErr)
 	}
 	// 12 input (chat formula) and 3 output tokens on gpt-4o.
-	if !strings.Contains(r.Stdout, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.00006,2.00,60.00,0.00,0.00,2025-12-01") {
+	if !strings.Contains(r.Stdout, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.00006,2.00,60.00,0.00,0.00,2026-12-01") {
 		t.Errorf("stdout:\n%s", r.Stdout)
 	}
 	// Records from standard input.

@@ -36,7 +36,7 @@ func TestEstimateSeedFigures(t *testing.T) {
 	if code != 0 || errOut != "" {
 		t.Fatalf("code %d, stderr %q", code, errOut)
 	}
-	for _, want := range []string{"$0.00575", "$57,500.00", "prices as of 2025-12-01"} {
+	for _, want := range []string{"$0.00575", "$57,500.00", "prices as of 2026-12-01"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -65,7 +65,7 @@ func TestEstimateSeedFigures(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Version != 1 || doc.PricesAsOf != "2025-12-01" || len(doc.Steps) != 2 ||
+	if doc.Version != 1 || doc.PricesAsOf != "2026-12-01" || len(doc.Steps) != 2 ||
 		doc.Steps[0].Name != "baseline" || doc.Steps[0].CostPerRequest != "0.00575" || doc.Steps[0].Monthly != "57500.00" ||
 		doc.Steps[1].Name != "sample" || doc.Steps[1].CostPerRequest != "0.000575" || doc.Steps[1].Monthly != "5750.00" ||
 		doc.Steps[1].Savings != "51750.00" || doc.Steps[1].SavingsPct != "90.00" ||
@@ -166,7 +166,7 @@ func TestEstimateFromAverages(t *testing.T) {
 	}
 	// (9 + 11)/2 = 10 input tokens (text as one user message: +7 each)
 	// × $2.50/1M + 100 × $10/1M = $0.001025
-	if !strings.Contains(out, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.001025,34.166666667,1025.00,0.00,0.00,2025-12-01") {
+	if !strings.Contains(out, "baseline,gpt-4o at $2.50/$10.00 per 1M in/out,0.001025,34.166666667,1025.00,0.00,0.00,2026-12-01") {
 		t.Errorf("csv:\n%s", out)
 	}
 }
@@ -206,7 +206,7 @@ func TestEstimatePromptCacheNote(t *testing.T) {
 		t.Errorf("stderr = %q", errOut)
 	}
 	// 1000 × $5/1M + 10 × $15/1M = $0.00515 with and without the lever.
-	if !strings.Contains(out, "prompt-cache,50% of input tokens at cached price,0.00515,171.666666667,5150.00,0.00,0.00,2025-12-01") {
+	if !strings.Contains(out, "prompt-cache,50% of input tokens at cached price,0.00515,171.666666667,5150.00,0.00,0.00,2026-12-01") {
 		t.Errorf("stdout:\n%s", out)
 	}
 }
@@ -287,12 +287,12 @@ func TestEstimateFromLongContextPerRequest(t *testing.T) {
 			if code != 0 || errOut != "" {
 				t.Fatalf("exit %d, stderr %q", code, errOut)
 			}
-			if want := "\ntotal,,1.05,0.07,2.10,0.00,0.00,2025-12-01\n"; !strings.Contains(out, want) {
+			if want := "\ntotal,,1.05,0.07,2.10,0.00,0.00,2026-12-01\n"; !strings.Contains(out, want) {
 				t.Errorf("want %q in:\n%s", want, out)
 			}
 			// --input-tokens replaces the measured prompts: the average again.
 			out, _, code = estimateRunIn(t, "estimate", "--requests", "2", "--model", model, "--from", file, "--input-tokens", "200000", "--output-tokens", "0", "--format", "csv")
-			if want := "\ntotal,,0.60,0.04,1.20,0.00,0.00,2025-12-01\n"; code != 0 || !strings.Contains(out, want) {
+			if want := "\ntotal,,0.60,0.04,1.20,0.00,0.00,2026-12-01\n"; code != 0 || !strings.Contains(out, want) {
 				t.Errorf("exit %d; want %q in:\n%s", code, want, out)
 			}
 		})
@@ -312,22 +312,22 @@ func TestEstimateWarnings(t *testing.T) {
 	}{
 		{"prompt over the context window", []string{"--input-tokens", "150000", "--output-tokens", "0"},
 			"costctl: warning: gpt-4o: the 150,000-token prompt is longer than its 128,000-token context window; the API rejects such requests, they are priced as if it did not\n",
-			"total,,0.375,0.025,0.75,0.00,0.00,2025-12-01"},
+			"total,,0.375,0.025,0.75,0.00,0.00,2026-12-01"},
 		{"sampled prompts over the context window", []string{"--from", long, "--output-tokens", "0"},
 			"costctl: warning: gpt-4o: 1 of 2 sampled prompts (the longest 300,000 tokens) are longer than its 128,000-token context window; the API rejects such requests, they are priced as if it did not\n",
-			"total,,0.50,0.033333333,1.00,0.00,0.00,2025-12-01"},
+			"total,,0.50,0.033333333,1.00,0.00,0.00,2026-12-01"},
 		// 1,000 × $2.50/1M × 2 = $0.005: nothing cached, nothing saved
 		{"cached prefix below the minimum", []string{"--input-tokens", "1000", "--output-tokens", "0", "--prompt-cache", "50%"},
 			"costctl: warning: gpt-4o: --prompt-cache 50% saves nothing on 1,000-token prompts: the cached prefix (500 tokens) is shorter than the 1,024-token minimum the provider caches\n",
-			"total,,0.0025,0.000166667,0.005,0.00,0.00,2025-12-01"},
+			"total,,0.0025,0.000166667,0.005,0.00,0.00,2026-12-01"},
 		// $0.0025 for the 1,000-token prompt, 2,000 × $2.50/1M + 2,000 ×
 		// $1.25/1M = $0.0075 for the 4,000-token one: $0.01 (the average
 		// 2,500 half cached would be $0.009375); baseline $0.0125
 		{"sampled prompts below the minimum", []string{"--from", mixed, "--output-tokens", "0", "--prompt-cache", "50%"},
 			"costctl: warning: gpt-4o: --prompt-cache 50% saves nothing on 1 of 2 sampled prompts: their cached prefix is shorter than the 1,024-token minimum the provider caches\n",
-			"total,,0.005,0.000333333,0.01,0.0025,20.00,2025-12-01"},
+			"total,,0.005,0.000333333,0.01,0.0025,20.00,2026-12-01"},
 		{"no warning at the minimum", []string{"--input-tokens", "2048", "--output-tokens", "0", "--prompt-cache", "50%"},
-			"", "total,,0.00384,0.000256,0.00768,0.00256,25.00,2025-12-01"},
+			"", "total,,0.00384,0.000256,0.00768,0.00256,25.00,2026-12-01"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -363,7 +363,7 @@ func TestEstimateEscalate(t *testing.T) {
 	}
 	assertGolden(t, filepath.Join("estimate", "escalate.table.golden"), out)
 	out, _, _ = estimateRunIn(t, append(base, "--format", "csv")...)
-	if want := "escalate,gpt-4o-mini 100% → gpt-4o 20% of evaluations,0.000078,26.00,780.00,29220.00,97.40,2025-12-01\n"; !strings.Contains(out, want) {
+	if want := "escalate,gpt-4o-mini 100% → gpt-4o 20% of evaluations,0.000078,26.00,780.00,29220.00,97.40,2026-12-01\n"; !strings.Contains(out, want) {
 		t.Errorf("csv lacks %q:\n%s", want, out)
 	}
 	out, _, _ = estimateRunIn(t, append(base, "--format", "json")...)
@@ -384,8 +384,8 @@ func TestEstimateEscalate(t *testing.T) {
 	}
 	for _, want := range []string{
 		"scenario,escalate,cost_per_request_usd,daily_usd,monthly_usd,savings_usd,savings_pct,cheapest,prices_as_of\n",
-		`"escalate=gpt-4o-mini:1,gpt-4o:0.2","gpt-4o-mini:1,gpt-4o:0.2",0.000078,26.00,780.00,29220.00,97.40,false,2025-12-01` + "\n",
-		`"escalate=free:1,gpt-4o:5%","free:1,gpt-4o:0.05",0.000015,5.00,150.00,29850.00,99.50,true,2025-12-01` + "\n",
+		`"escalate=gpt-4o-mini:1,gpt-4o:0.2","gpt-4o-mini:1,gpt-4o:0.2",0.000078,26.00,780.00,29220.00,97.40,false,2026-12-01` + "\n",
+		`"escalate=free:1,gpt-4o:5%","free:1,gpt-4o:0.05",0.000015,5.00,150.00,29850.00,99.50,true,2026-12-01` + "\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("sweep csv lacks %q:\n%s", want, out)
@@ -398,7 +398,7 @@ func TestEstimateEscalate(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code = estimateRunIn(t, "estimate", "--requests", "10M", "--input-tokens", "1000", "--output-tokens", "50", "--sample", "10%", "--scenarios", scen, "--format", "csv")
-	if want := `escalate,"gpt-4o-mini:1,gpt-4o:0.2",0.000078,26.00,780.00,2220.00,74.00,true,2025-12-01` + "\n"; code != 0 || !strings.Contains(out, want) {
+	if want := `escalate,"gpt-4o-mini:1,gpt-4o:0.2",0.000078,26.00,780.00,2220.00,74.00,true,2026-12-01` + "\n"; code != 0 || !strings.Contains(out, want) {
 		t.Errorf("scenarios: exit %d, stderr %q; want %q in:\n%s", code, errOut, want, out)
 	}
 

@@ -49,7 +49,7 @@ func TestIngestTopReportE2E(t *testing.T) {
 	// A bad line: the good ones are stored, the summary goes to stderr, exit 1.
 	r := runCostctl(t, dir, "", nil, "ingest", "--db", db, log)
 	summary := "ingested 6 · duplicates 0 · bad 1 · unpriced 1 · conflicts 0\n" +
-		"cost of ingested events $0.21575 (prices as of 2025-12-01) · ledger " + db + "\n" +
+		"cost of ingested events $0.21575 (prices as of 2026-12-01) · ledger " + db + "\n" +
 		"unpriced models: mystery-llm (1); their spend is shown as unpriced, not $0 (add prices with --pricing FILE before ingesting)\n"
 	badLine := log + ":7: " + badReason(t, `{"model":"gpt-4o"}`) + "\n"
 	if r.Code != ExitError || r.Stdout != "" || r.Stderr != badLine+summary+

@@ -114,16 +114,16 @@ func TestIngestMaxBad(t *testing.T) {
 	}{
 		{"bad lines", []string{"ingest", log}, ExitError, "",
 			"ingested 3 · duplicates 0 · bad 2 · unpriced 0 · conflicts 0\n" +
-				"cost of ingested events $0.0078 (prices as of 2025-12-01) · ledger LEDGER\n" +
+				"cost of ingested events $0.0078 (prices as of 2026-12-01) · ledger LEDGER\n" +
 				"costctl: ingest: 2 bad lines, more than --max-bad 0; the rest is saved: fix the lines listed above and ingest again (what is in is skipped as a duplicate), or pass --max-bad 2 to accept them\n", 3},
 		{"one more than --max-bad", []string{"ingest", "--max-bad", "1", log}, ExitError, "",
 			"costctl: ingest: 2 bad lines, more than --max-bad 1; the rest is saved: fix the lines listed above and ingest again (what is in is skipped as a duplicate), or pass --max-bad 2 to accept them\n", 3},
 		{"within --max-bad", []string{"ingest", "--max-bad", "2", log}, ExitOK,
 			"ingested 3 · duplicates 0 · bad 2 · unpriced 0 · conflicts 0\n" +
-				"cost of ingested events $0.0078 (prices as of 2025-12-01) · ledger LEDGER\n", "", 3},
+				"cost of ingested events $0.0078 (prices as of 2026-12-01) · ledger LEDGER\n", "", 3},
 		{"a conflict", []string{"ingest", other}, ExitError, "",
 			"ingested 1 · duplicates 0 · bad 0 · unpriced 0 · conflicts 1\n" +
-				"cost of ingested events $0.0026 (prices as of 2025-12-01) · ledger LEDGER\n" +
+				"cost of ingested events $0.0026 (prices as of 2026-12-01) · ledger LEDGER\n" +
 				"costctl: ingest: 1 conflict, more than --max-bad 0; the rest is saved: fix the lines listed above and ingest again (what is in is skipped as a duplicate), or pass --max-bad 1 to accept them\n", 4},
 		{"a conflict within --max-bad", []string{"ingest", "--max-bad", "1", "--format", "json", other}, ExitOK,
 			`{
@@ -136,7 +136,7 @@ func TestIngestMaxBad(t *testing.T) {
   "unpriced": 0,
   "unpriced_models": [],
   "cost_usd": "0.0026",
-  "prices_as_of": "2025-12-01",
+  "prices_as_of": "2026-12-01",
   "ledger": "LEDGER"
 }
 `, "", 4},
@@ -229,7 +229,7 @@ func TestIngestFailurePrintsNothingOnStdout(t *testing.T) {
 		iotest.ErrReader(errors.New("input/output error")))
 	code := Run(context.Background(), testFactory(tio, db), []string{"ingest", "-"})
 	want := "ingested 1 · duplicates 0 · bad 0 · unpriced 0 · conflicts 0\n" +
-		"cost of ingested events $0.0026 (prices as of 2025-12-01) · ledger " + db + "\n" +
+		"cost of ingested events $0.0026 (prices as of 2026-12-01) · ledger " + db + "\n" +
 		"costctl: ingest: read stdin: input/output error\n"
 	if code != ExitError || tio.out.Len() != 0 || tio.errOut.String() != want {
 		t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", code, tio.out.String(), tio.errOut.String(), want)

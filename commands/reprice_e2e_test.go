@@ -59,7 +59,7 @@ func TestRepriceE2E(t *testing.T) {
 		t.Fatalf("dry run: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	r = runCostctl(t, dir, "", env, "--pricing", "fixed.yaml", "reprice")
-	want := "repriced 3 events (all time) with prices as of 2025-12-01 (overrides: fixed.yaml as of 2026-11-15): 3 changed\n" +
+	want := "repriced 3 events (all time) with prices as of 2026-12-01 (overrides: fixed.yaml as of 2026-11-15): 3 changed\n" +
 		"cost $9.00+ → $10.05 (delta +$1.05) · unpriced events 1 → 0\n"
 	if r.Code != 0 || r.Stdout != want || r.Stderr != "" {
 		t.Fatalf("reprice: %d\n%s\nwant\n%s\nstderr %q", r.Code, r.Stdout, want, r.Stderr)
@@ -76,12 +76,12 @@ func TestRepriceE2E(t *testing.T) {
 		Delta   string `json:"delta_usd"`
 		AsOf    string `json:"prices_as_of"`
 	}
-	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &doc) != nil || doc.Changed != 0 || doc.Delta != "0.00" || doc.AsOf != "2025-12-01" {
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &doc) != nil || doc.Changed != 0 || doc.Delta != "0.00" || doc.AsOf != "2026-12-01" {
 		t.Fatalf("second reprice: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	// Without the price file, the fine-tune and mystery-llm have no price: unpriced, never $0.
 	r = runCostctl(t, dir, "", env, "reprice", "--since", "2026-11-20")
-	want = "repriced 2 events (since 2026-11-20T00:00:00Z) with prices as of 2025-12-01: 1 changed\n" +
+	want = "repriced 2 events (since 2026-11-20T00:00:00Z) with prices as of 2026-12-01: 1 changed\n" +
 		"cost $9.50 → $3.50+ (delta -$6.00) · unpriced events 0 → 1\n" +
 		"unpriced models: my-finetune (1); their cost stays unknown, not $0 (add prices with --pricing FILE and reprice again)\n"
 	if r.Code != 0 || r.Stdout != want {

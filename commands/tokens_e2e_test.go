@@ -234,7 +234,7 @@ func TestTokensUTF16(t *testing.T) {
 		"----------------------------------------------\n" +
 		"total (4 files)          57    235  $0.0001425\n" +
 		"\n" +
-		"gpt-4o, tokens with o200k_base; input cost at gpt-4o $2.50/1M; prices as of 2025-12-01\n"
+		"gpt-4o, tokens with o200k_base; input cost at gpt-4o $2.50/1M; prices as of 2026-12-01\n"
 	if r.Code != 0 || r.Stdout != want || r.Stderr != "" {
 		t.Errorf("exit %d stderr %q\n got:\n%s\nwant:\n%s", r.Code, r.Stderr, r.Stdout, want)
 	}
@@ -278,11 +278,11 @@ func TestPricingCommands(t *testing.T) {
 	}
 	assertGolden(t, "pricing/show-gpt-4o.golden", r.Stdout)
 	r = runCostctl(t, "", "", nil, "pricing", "list", "--provider", "anthropic", "--format", "json")
-	if r.Code != 0 || !strings.Contains(r.Stdout, `"prices_as_of": "2025-12-01"`) || strings.Contains(r.Stdout, `"provider": "openai"`) {
+	if r.Code != 0 || !strings.Contains(r.Stdout, `"prices_as_of": "2026-12-01"`) || strings.Contains(r.Stdout, `"provider": "openai"`) {
 		t.Fatalf("list json: exit %d\n%s", r.Code, r.Stdout)
 	}
 	r = runCostctl(t, "", "", nil, "pricing", "list")
-	if !strings.Contains(r.Stdout, "prices as of 2025-12-01") {
+	if !strings.Contains(r.Stdout, "prices as of 2026-12-01") {
 		t.Errorf("list does not carry the date:\n%s", r.Stdout)
 	}
 	dir := t.TempDir()

@@ -41,7 +41,7 @@ func TestTokensSymlinks(t *testing.T) {
 		"-------------------------------------------\n" +
 		"total (2 files)        5     24  $0.0000125\n" +
 		"\n" +
-		"gpt-4o, tokens with o200k_base; input cost at gpt-4o $2.50/1M; prices as of 2025-12-01\n"
+		"gpt-4o, tokens with o200k_base; input cost at gpt-4o $2.50/1M; prices as of 2026-12-01\n"
 	wantErr := "note: d/alias.txt: same file as d/real.txt; counted once\n" +
 		"note: d/broken.txt: broken symlink skipped\n" +
 		"note: d/ext: symlink to a directory not followed; name it on the command line to count it\n" +
