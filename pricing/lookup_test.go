@@ -1,6 +1,9 @@
 package pricing
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 // TestLookupLate2026 resolves every model issue 11 asks the table to carry,
 // with the regional and provider-qualified spellings people send.
@@ -200,5 +203,39 @@ func TestLookupRegionalIsACopy(t *testing.T) {
 	}
 	if m.Input != mustRate(t, "5.00") || m.LongContext != nil && m.LongContext.Input == 0 {
 		t.Errorf("claude-opus-4.6 input = %s after a regional lookup", m.Input.Per1M())
+	}
+}
+
+// TestBuiltinFastParseMatchesYAML: the start-up line parser reads the
+// built-in file exactly as the YAML parser does, and refuses what it does
+// not know.
+func TestBuiltinFastParseMatchesYAML(t *testing.T) {
+	fast, err := parseBuiltin(embeddedPrices)
+	if err != nil {
+		t.Fatalf("parseBuiltin: %v", err)
+	}
+	slow, err := parseOwnFormat("built-in prices.yaml", embeddedPrices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fast.asOf != slow.asOf || len(fast.models) != len(slow.models) {
+		t.Fatalf("as_of %s/%s, %d/%d models", fast.asOf, slow.asOf, len(fast.models), len(slow.models))
+	}
+	for i := range slow.models {
+		if !reflect.DeepEqual(fast.models[i], slow.models[i]) {
+			t.Errorf("model %s: line parser %+v, YAML %+v", slow.models[i].name, *fast.models[i], *slow.models[i])
+		}
+	}
+	for _, bad := range []string{
+		"as_of: \"2026-12-01\"\nmodels:\n  x:\n    input_per_1m: &a \"1\"\n",
+		"as_of: \"2026-12-01\"\nmodels:\n  x:\n    input_per_1m: \"1\\\"\"\n",
+		"as_of: \"2026-12-01\"\nmodels:\n  x: {input_per_1m: \"1\"}\n",
+		"as_of: \"2026-12-01\"\nmodels:\n  x:\n    long_context:\n      input_per_1m: \"1\"\n",
+		"as_of: \"2026-12-01\"\nmodels:\n  x:\n    surprise: 1\n",
+		"as_of: \"2026-12-01\"\nmodels:\n  x:\n    source: a # comment\n",
+	} {
+		if _, err := parseBuiltin([]byte(bad)); err == nil {
+			t.Errorf("parseBuiltin accepted %q", bad)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -136,7 +137,14 @@ var (
 // overrides into it without affecting others).
 func Default() (*Table, error) {
 	defaultOnce.Do(func() {
-		defaultRaw, defaultErr = parseOwnFormat("built-in prices.yaml", embeddedPrices)
+		// The built-in file is read with a small line parser (a few hundred
+		// microseconds, where building a YAML node tree of it costs several
+		// milliseconds of every command's start); anything it does not
+		// expect sends the file through the full YAML parser instead.
+		// TestBuiltinFastParseMatchesYAML keeps the two in step.
+		if defaultRaw, defaultErr = parseBuiltin(embeddedPrices); defaultErr != nil {
+			defaultRaw, defaultErr = parseOwnFormat("built-in prices.yaml", embeddedPrices)
+		}
 	})
 	if defaultErr != nil {
 		return nil, defaultErr
@@ -571,4 +579,136 @@ func (rr rawRates) apply(r Rates, haveBase bool) (Rates, error) {
 		r.BatchOutput = r.Output / 2
 	}
 	return r, nil
+}
+
+// parseBuiltin reads the built-in price file, which keeps to a fixed
+// subset of YAML: two-space indentation, one "key: value" per line, values
+// plain, double-quoted without escapes, or a flow list of plain names, and
+// whole-line comments. It returns an error for anything else, and the
+// caller falls back to the full YAML parser.
+func parseBuiltin(data []byte) (*rawFile, error) {
+	out := &rawFile{}
+	var m *rawModel
+	var long *rawLong
+	inModels := false
+	for n, line := range strings.Split(string(data), "\n") {
+		fail := func(msg string) error { return fmt.Errorf("prices.yaml:%d: %s", n+1, msg) }
+		trimmed := strings.TrimLeft(line, " ")
+		if trimmed == "" || trimmed[0] == '#' {
+			continue
+		}
+		indent := len(line) - len(trimmed)
+		key, val, ok := strings.Cut(trimmed, ":")
+		if !ok || strings.ContainsAny(key, " \t\"'") {
+			return nil, fail("not a key: value line")
+		}
+		val = strings.TrimSpace(val)
+		if val != "" {
+			switch {
+			case val[0] == '"':
+				if len(val) < 2 || val[len(val)-1] != '"' || strings.ContainsAny(val[1:len(val)-1], "\"\\") {
+					return nil, fail("quoted value")
+				}
+				val = val[1 : len(val)-1]
+			case val[0] == '[':
+			case strings.ContainsAny(val, "'{&*!|>%@`") || strings.Contains(val, " #"):
+				return nil, fail("value needs the YAML parser")
+			}
+		}
+		switch {
+		case indent == 0 && key == "as_of" && val != "":
+			out.asOf = val
+		case indent == 0 && key == "models" && val == "":
+			inModels = true
+		case indent == 2 && inModels && val == "":
+			m = &rawModel{name: strings.ToLower(key)}
+			long = nil
+			out.models = append(out.models, m)
+		case indent == 4 && m != nil && key == "long_context" && val == "":
+			long = &rawLong{}
+			m.long = long
+		case indent == 4 && m != nil:
+			long = nil
+			if err := m.setBuiltin(key, val); err != nil {
+				return nil, fail(err.Error())
+			}
+		case indent == 6 && long != nil:
+			if key == "above_tokens" {
+				a, err := strconv.ParseInt(val, 10, 64)
+				if err != nil || a <= 0 {
+					return nil, fail("above_tokens")
+				}
+				long.above = a
+				continue
+			}
+			f, ok := rateKeys[key]
+			if !ok {
+				return nil, fail("unknown long_context key " + key)
+			}
+			r, err := ParseRatePer1M(val)
+			if err != nil {
+				return nil, fail(err.Error())
+			}
+			*f(&long.rates) = &r
+		default:
+			return nil, fail("unexpected line")
+		}
+	}
+	for _, rm := range out.models {
+		if rm.long != nil && rm.long.above == 0 {
+			return nil, fmt.Errorf("prices.yaml: %s: long_context without above_tokens", rm.name)
+		}
+	}
+	if out.asOf == "" || len(out.models) == 0 {
+		return nil, errors.New("prices.yaml: no as_of or no models")
+	}
+	return out, nil
+}
+
+// setBuiltin sets one model-level key read by parseBuiltin.
+func (m *rawModel) setBuiltin(key, val string) error {
+	if f, ok := rateKeys[key]; ok {
+		r, err := ParseRatePer1M(val)
+		if err != nil {
+			return err
+		}
+		*f(&m.rates) = &r
+		return nil
+	}
+	switch key {
+	case "provider":
+		m.provider = &val
+	case "source":
+		m.source = &val
+	case "encoding":
+		if !validEncoding(val) {
+			return fmt.Errorf("unknown encoding %q", val)
+		}
+		m.encoding = &val
+	case "exact_tokenizer":
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		m.exactTokenizer = &b
+	case "context_window":
+		c, err := strconv.ParseInt(val, 10, 64)
+		if err != nil || c < 0 {
+			return errors.New("context_window")
+		}
+		m.contextWindow = &c
+	case "aliases":
+		if len(val) < 2 || val[0] != '[' || val[len(val)-1] != ']' {
+			return errors.New("aliases: expected [a, b]")
+		}
+		m.aliases = []string{}
+		for _, a := range strings.Split(val[1:len(val)-1], ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				m.aliases = append(m.aliases, strings.ToLower(a))
+			}
+		}
+	default:
+		return fmt.Errorf("unknown key %s", key)
+	}
+	return nil
 }
