@@ -126,6 +126,9 @@ func TestLookupLate2026Prices(t *testing.T) {
 		"claude-opus-4-8":   {"5.00", "0.50", "6.25", "10.00", "25.00"},
 		"o3-pro":            {"20.00", "20.00", "20.00", "20.00", "80.00"},
 		"gemini-3.5-flash":  {"1.50", "0.15", "1.50", "1.50", "9.00"},
+		// Vertex AI lists Gemini 2.0 Flash above the Gemini API's $0.10/$0.40
+		"vertex_ai/gemini-2.0-flash-001": {"0.15", "0.0375", "0.15", "0.15", "0.60"},
+		"gemini-2.0-flash-001":           {"0.10", "0.025", "0.10", "0.10", "0.40"},
 		// Bedrock regional endpoint: Sonnet 4.5's $3/$15 plus 10%
 		"us.anthropic.claude-sonnet-4-5-20250929-v1:0":     {"3.30", "0.33", "4.125", "6.60", "16.50"},
 		"global.anthropic.claude-sonnet-4-5-20250929-v1:0": {"3.00", "0.30", "3.75", "6.00", "15.00"},
