@@ -36,7 +36,7 @@ type SnapshotInfo struct {
 
 type snapshotFile struct {
 	Info   SnapshotInfo
-	Models []*Model
+	Models []Model // values: one allocation for all of them when decoded
 }
 
 // SnapshotPath is where the snapshot lives: $XDG_DATA_HOME/costctl/prices.snapshot,
@@ -56,7 +56,12 @@ func SnapshotPath(getenv func(string) string) (string, error) {
 func EncodeSnapshot(t *Table, info SnapshotInfo) ([]byte, error) {
 	info.Models = len(t.models)
 	var body bytes.Buffer
-	if err := gob.NewEncoder(&body).Encode(snapshotFile{Info: info, Models: t.Models()}); err != nil {
+	ms := t.Models()
+	vals := make([]Model, len(ms))
+	for i, m := range ms {
+		vals[i] = *m
+	}
+	if err := gob.NewEncoder(&body).Encode(snapshotFile{Info: info, Models: vals}); err != nil {
 		return nil, fmt.Errorf("price snapshot: %w", err)
 	}
 	sum := sha256.Sum256(body.Bytes())
@@ -82,9 +87,9 @@ func DecodeSnapshot(data []byte) (*Table, SnapshotInfo, error) {
 	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&f); err != nil {
 		return nil, SnapshotInfo{}, fmt.Errorf("unreadable snapshot: %v", err)
 	}
-	t := &Table{AsOf: f.Info.AsOf, models: map[string]*Model{}, index: map[string]*Model{}}
-	for _, m := range f.Models {
-		t.add(m)
+	t := &Table{AsOf: f.Info.AsOf, models: make(map[string]*Model, len(f.Models)), index: make(map[string]*Model, 2*len(f.Models))}
+	for i := range f.Models {
+		t.add(&f.Models[i])
 	}
 	t.Overrides = []string{"snapshot of " + f.Info.From + " taken " + f.Info.Taken.UTC().Format("2006-01-02")}
 	return t, f.Info, nil
