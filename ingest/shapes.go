@@ -399,17 +399,8 @@ func readFlat(l *line, e *ledger.Event) error {
 // price; so does a nil m (an unknown model).
 func priceEvent(m *pricing.Model, e *ledger.Event) {
 	e.Cost, e.CostExact, e.Unpriced = 0, pricing.Amount{}, true
-	if m == nil {
-		return
-	}
-	c, err := m.CostAtExact(pricing.Usage{
-		InputTokens:        e.InputTokens,
-		CachedInputTokens:  e.CachedTokens,
-		CacheWrite5mTokens: e.CacheWrite5mTokens,
-		CacheWrite1hTokens: e.CacheWrite1hTokens,
-		OutputTokens:       e.OutputTokens,
-	}, e.Batch, e.ServiceTier)
-	if err != nil {
+	c, ok := ledger.PriceUsage(m, e) // the same pricing reprice applies
+	if !ok {
 		return
 	}
 	nano, ok := c.Money()
