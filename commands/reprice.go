@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -98,21 +96,7 @@ says the same and writes nothing. Events for unpriced models are listed.` + exit
 // it (migrating its schema if it is older): a missing file is an error,
 // not a new empty ledger at a mistyped path.
 func openLedgerToWrite(f *Factory) func(context.Context) (*ledger.DB, error) {
-	return func(ctx context.Context) (*ledger.DB, error) {
-		p, err := f.LedgerPath()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
-		}
-		db, err := ledger.Open(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		warnLooseMode(f.IO.ErrOut, p)
-		return db, nil
-	}
+	return openExisting(f, ledger.Open)
 }
 
 type repriceJSONSums struct {

@@ -300,6 +300,12 @@ func pluralS(n int64, one, many string) string {
 // a new empty ledger at a mistyped path). A ledger others may read is named
 // in a warning on stderr.
 func openExistingLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
+	return openExisting(f, ledger.OpenReadOnly)
+}
+
+// openExisting opens the ledger the global flags name with open, after
+// checking it exists, and warns when its file mode lets others read it.
+func openExisting(f *Factory, open func(context.Context, string) (*ledger.DB, error)) func(context.Context) (*ledger.DB, error) {
 	return func(ctx context.Context) (*ledger.DB, error) {
 		p, err := f.LedgerPath()
 		if err != nil {
@@ -308,7 +314,7 @@ func openExistingLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
 		}
-		db, err := ledger.OpenReadOnly(ctx, p)
+		db, err := open(ctx, p)
 		if err != nil {
 			return nil, err
 		}
