@@ -11,16 +11,16 @@ import (
 	"github.com/costctl/costctl/pricing"
 )
 
-// Step names, in waterfall order.
+// Step names, in waterfall order: the baseline, then each lever's key.
 const (
 	StepBaseline    = "baseline"
-	StepSample      = "sample"
-	StepCascade     = "cascade"
-	StepEscalate    = "escalate"
-	StepCacheHit    = "cache-hit"
-	StepPromptCache = "prompt-cache"
-	StepBatch       = "batch"
-	StepInfra       = "infra"
+	StepSample      = KeySample
+	StepCascade     = KeyCascade
+	StepEscalate    = KeyEscalate
+	StepCacheHit    = KeyCacheHit
+	StepPromptCache = KeyPromptCache
+	StepBatch       = KeyBatch
+	StepInfra       = KeyInfra
 )
 
 // FreeTier is the cascade tier name for checks that make no API call
@@ -415,13 +415,11 @@ func (e *Estimator) tiers(l Levers) ([]tier, error) {
 	if err != nil {
 		return nil, err
 	}
-	judges, what := []CascadeTier(l.Cascade), "cascade"
-	if l.Escalate != nil {
-		if l.Cascade != nil {
-			return nil, errors.New("cascade and escalate both choose the judges: set one of them (none unsets a lever in a sweep or scenario)")
-		}
-		judges, what = l.Escalate, "escalate"
+	p, err := l.plan()
+	if err != nil {
+		return nil, err
 	}
+	judges, what := p.judges, p.judgesBy
 	if judges == nil {
 		return []tier{{name: base.Name, share: big.NewRat(1, 1), model: base}}, nil
 	}
@@ -441,34 +439,32 @@ func (e *Estimator) tiers(l Levers) ([]tier, error) {
 }
 
 // perRequest is the exact average cost per incoming request with the given
-// levers (nil levers are neutral), before fixed infrastructure:
+// levers (nil levers are neutral), before fixed infrastructure (returned
+// beside it, for figures); each lever's part comes from its apply in
+// LeverList:
 //
 //	sample × (1 − cache_hit) × Σ tiers share × callCost(tier)
 //
 // where the tiers are the cascade's (shares sum to 1) or the escalation's
 // stages (each share the fraction of evaluations that stage judges).
-func (e *Estimator) perRequest(l Levers) (*big.Rat, error) {
-	zero, one := new(big.Rat), big.NewRat(1, 1)
-	or := func(r, def *big.Rat) *big.Rat {
-		if r == nil {
-			return def
-		}
-		return r
+func (e *Estimator) perRequest(l Levers) (*big.Rat, *pricing.Money, error) {
+	p, err := l.plan()
+	if err != nil {
+		return nil, nil, err
 	}
 	tiers, err := e.tiers(l)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sum := new(big.Rat)
 	for _, t := range tiers {
 		if t.free {
 			continue
 		}
-		c := e.modelCost(t.model, or(l.PromptCache, zero), or(l.Batch, zero))
+		c := e.modelCost(t.model, p.promptCache, p.batch)
 		sum.Add(sum, c.Mul(c, t.share))
 	}
-	sum.Mul(sum, or(l.Sample, one))
-	return sum.Mul(sum, new(big.Rat).Sub(one, or(l.CacheHit, zero))), nil
+	return sum.Mul(sum, p.scale), p.infra, nil
 }
 
 func (e *Estimator) figures(perReq *big.Rat, infra *pricing.Money, baseline *big.Rat) Figures {
@@ -498,7 +494,7 @@ func (e *Estimator) figures(perReq *big.Rat, infra *pricing.Money, baseline *big
 
 // Baseline is the monthly cost of the run's --model with no lever set.
 func (e *Estimator) Baseline() (Figures, error) {
-	pr, err := e.perRequest(Levers{})
+	pr, _, err := e.perRequest(Levers{})
 	if err != nil {
 		return Figures{}, err
 	}
@@ -539,7 +535,7 @@ func (e *Estimator) Project(l Levers) (*Projection, error) {
 	}
 	p := &Projection{Levers: l, Model: base, Prices: e.PricesFor(base)}
 	cur := Levers{Model: l.Model}
-	basePR, err := e.perRequest(cur)
+	basePR, _, err := e.perRequest(cur)
 	if err != nil {
 		return nil, err
 	}
@@ -547,62 +543,19 @@ func (e *Estimator) Project(l Levers) (*Projection, error) {
 	p.Steps = append(p.Steps, Step{Name: StepBaseline, Detail: e.baselineDetail(base, p.Prices), Figures: baseline})
 
 	add := func(name, detail string) error {
-		pr, err := e.perRequest(cur)
+		pr, infra, err := e.perRequest(cur)
 		if err != nil {
 			return err
 		}
-		p.Steps = append(p.Steps, Step{Name: name, Detail: detail, Figures: e.figures(pr, cur.Infra, baseline.Monthly)})
+		p.Steps = append(p.Steps, Step{Name: name, Detail: detail, Figures: e.figures(pr, infra, baseline.Monthly)})
 		return nil
 	}
-	if l.Sample != nil {
-		cur.Sample = l.Sample
-		if err := add(StepSample, PercentString(l.Sample)+" of requests evaluated"); err != nil {
-			return nil, err
+	for _, lv := range leverList {
+		if !lv.isSet(l) {
+			continue
 		}
-	}
-	if l.Cascade != nil {
-		cur.Cascade = l.Cascade
-		tiers, _ := e.tiers(cur)
-		parts := make([]string, len(tiers))
-		for i, t := range tiers {
-			parts[i] = t.name + " " + PercentString(t.share)
-		}
-		if err := add(StepCascade, strings.Join(parts, ", ")); err != nil {
-			return nil, err
-		}
-	}
-	if l.Escalate != nil {
-		cur.Escalate = l.Escalate
-		tiers, _ := e.tiers(cur)
-		parts := make([]string, len(tiers))
-		for i, t := range tiers {
-			parts[i] = t.name + " " + PercentString(t.share)
-		}
-		if err := add(StepEscalate, strings.Join(parts, " → ")+" of evaluations"); err != nil {
-			return nil, err
-		}
-	}
-	if l.CacheHit != nil {
-		cur.CacheHit = l.CacheHit
-		if err := add(StepCacheHit, PercentString(l.CacheHit)+" of calls answered from cache"); err != nil {
-			return nil, err
-		}
-	}
-	if l.PromptCache != nil {
-		cur.PromptCache = l.PromptCache
-		if err := add(StepPromptCache, PercentString(l.PromptCache)+" of input tokens at cached price"); err != nil {
-			return nil, err
-		}
-	}
-	if l.Batch != nil {
-		cur.Batch = l.Batch
-		if err := add(StepBatch, PercentString(l.Batch)+" of calls via Batch API"); err != nil {
-			return nil, err
-		}
-	}
-	if l.Infra != nil {
-		cur.Infra = l.Infra
-		if err := add(StepInfra, "+"+l.Infra.Display()+"/month fixed"); err != nil {
+		lv.copy(&cur, l)
+		if err := add(lv.Key, lv.detail(e, cur)); err != nil {
 			return nil, err
 		}
 	}
@@ -774,17 +727,17 @@ func (e *Estimator) Total(l Levers, baseline *big.Rat) (Figures, error) {
 		return Figures{}, err
 	}
 	if baseline == nil {
-		pr, err := e.perRequest(Levers{Model: l.Model})
+		pr, _, err := e.perRequest(Levers{Model: l.Model})
 		if err != nil {
 			return Figures{}, err
 		}
 		baseline = e.figures(pr, nil, nil).Monthly
 	}
-	pr, err := e.perRequest(l)
+	pr, infra, err := e.perRequest(l)
 	if err != nil {
 		return Figures{}, err
 	}
-	return e.figures(pr, l.Infra, baseline), nil
+	return e.figures(pr, infra, baseline), nil
 }
 
 func (e *Estimator) baselineDetail(m *pricing.Model, p Prices) string {

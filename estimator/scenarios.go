@@ -120,7 +120,7 @@ func scalarOrCascade(key string, v *yaml.Node) (string, error) {
 		}
 		return v.Value, nil
 	case yaml.MappingNode:
-		if key != KeyCascade && key != KeyEscalate {
+		if lv, ok := LookupLever(key); !ok || !lv.Tiers {
 			return "", errors.New("want a single value, not a map")
 		}
 		var parts []string

@@ -22,87 +22,33 @@ const (
 	KeyInfra       = "infra"
 )
 
-// LeverKeys lists the keys in waterfall order (model first).
-var leverKeys = []string{KeyModel, KeySample, KeyCascade, KeyEscalate, KeyCacheHit, KeyPromptCache, KeyBatch, KeyInfra}
-
 // LeverKeys returns the lever keys in waterfall order.
 func LeverKeys() []string { return append([]string(nil), leverKeys...) }
 
 // None is the value that unsets a lever in a sweep or scenario.
 const None = "none"
 
-// SetLever sets one lever from its text: a share for sample, cache-hit,
-// prompt-cache and batch; a spec for cascade and escalate; a model name; USD per month for
-// infra. "none" unsets the lever.
+// SetLever sets one lever (or the model) from its text, as a flag, --sweep
+// value or scenario value gives it (see LeverList for each lever's form).
+// "none" unsets the lever.
 func SetLever(l *Levers, key, value string) error {
-	v := strings.TrimSpace(value)
-	if strings.EqualFold(v, None) {
-		switch key {
-		case KeyModel:
+	if key == KeyModel {
+		v := strings.TrimSpace(value)
+		switch {
+		case strings.EqualFold(v, None):
 			l.Model = ""
-		case KeySample:
-			l.Sample = nil
-		case KeyCascade:
-			l.Cascade = nil
-		case KeyEscalate:
-			l.Escalate = nil
-		case KeyCacheHit:
-			l.CacheHit = nil
-		case KeyPromptCache:
-			l.PromptCache = nil
-		case KeyBatch:
-			l.Batch = nil
-		case KeyInfra:
-			l.Infra = nil
-		default:
-			return unknownKey(key)
-		}
-		return nil
-	}
-	ratio := func(dst **big.Rat) error {
-		r, err := ParseRatio(v)
-		if err != nil {
-			return err
-		}
-		*dst = r
-		return nil
-	}
-	switch key {
-	case KeyModel:
-		if v == "" {
+		case v == "":
 			return errors.New("empty model name")
+		default:
+			l.Model = v
 		}
-		l.Model = v
-	case KeySample:
-		return ratio(&l.Sample)
-	case KeyCacheHit:
-		return ratio(&l.CacheHit)
-	case KeyPromptCache:
-		return ratio(&l.PromptCache)
-	case KeyBatch:
-		return ratio(&l.Batch)
-	case KeyCascade:
-		c, err := ParseCascade(v)
-		if err != nil {
-			return err
-		}
-		l.Cascade = c
-	case KeyEscalate:
-		x, err := ParseEscalate(v)
-		if err != nil {
-			return err
-		}
-		l.Escalate = x
-	case KeyInfra:
-		m, err := ParseUSD(v)
-		if err != nil {
-			return err
-		}
-		l.Infra = &m
-	default:
+		return nil
+	}
+	lv, ok := LookupLever(key)
+	if !ok {
 		return unknownKey(key)
 	}
-	return nil
+	return lv.Set(l, value)
 }
 
 func unknownKey(key string) error {
@@ -116,26 +62,10 @@ func LeverParams(l Levers, base string) map[string]string {
 	if l.Model != "" {
 		p[KeyModel] = l.Model
 	}
-	if l.Sample != nil {
-		p[KeySample] = DecimalString(l.Sample, 12)
-	}
-	if l.Cascade != nil {
-		p[KeyCascade] = l.Cascade.String()
-	}
-	if l.Escalate != nil {
-		p[KeyEscalate] = l.Escalate.String()
-	}
-	if l.CacheHit != nil {
-		p[KeyCacheHit] = DecimalString(l.CacheHit, 12)
-	}
-	if l.PromptCache != nil {
-		p[KeyPromptCache] = DecimalString(l.PromptCache, 12)
-	}
-	if l.Batch != nil {
-		p[KeyBatch] = DecimalString(l.Batch, 12)
-	}
-	if l.Infra != nil {
-		p[KeyInfra] = l.Infra.String()
+	for _, lv := range leverList {
+		if lv.isSet(l) {
+			p[lv.Key] = lv.exact(l)
+		}
 	}
 	return p
 }
@@ -160,8 +90,8 @@ func ParseSweep(spec string) (SweepAxis, error) {
 		return SweepAxis{}, fmt.Errorf("--sweep %q: %v", spec, unknownKey(key))
 	}
 	sep := ","
-	if key == KeyCascade || key == KeyEscalate {
-		sep = ";"
+	if lv, ok := LookupLever(key); ok {
+		sep = lv.SweepSeparator()
 	}
 	ax := SweepAxis{Key: key}
 	seen := map[string]bool{}
