@@ -137,7 +137,8 @@ func TestTopJSONKeys(t *testing.T) {
 }
 
 // A JSON row is made from tui.Columns' fields; it reads as the struct it
-// replaced did, key order and escaping (none of HTML) included.
+// replaced did, key order and escaping (none of HTML) included. (A new
+// column with a JSON field adds it to before, and to TestTopJSONKeys.)
 func TestTopJSONRowFromColumns(t *testing.T) {
 	type before struct {
 		Key          string         `json:"key"`
