@@ -99,8 +99,8 @@ type tierJSON struct {
 	CacheWrite5mPer1M *string `json:"cache_write_5m_per_1m"`
 	CacheWrite1hPer1M *string `json:"cache_write_1h_per_1m"`
 	OutputPer1M       string  `json:"output_per_1m"`
-	BatchInputPer1M   string  `json:"batch_input_per_1m"`
-	BatchOutputPer1M  string  `json:"batch_output_per_1m"`
+	BatchInputPer1M   *string `json:"batch_input_per_1m"`  // null: no Batch API (a batch call is unpriced)
+	BatchOutputPer1M  *string `json:"batch_output_per_1m"` // null: no Batch API
 }
 
 type modelJSON struct {
@@ -109,10 +109,13 @@ type modelJSON struct {
 	Encoding       string `json:"encoding"`
 	ExactTokenizer bool   `json:"exact_tokenizer"`
 	ContextWindow  int64  `json:"context_window"`
+	MaxOutput      int64  `json:"max_output_tokens,omitempty"`
+	Deprecated     string `json:"deprecated_on,omitempty"`
 	tierJSON
-	LongContext *tierJSON `json:"long_context,omitempty"`
-	Aliases     []string  `json:"aliases"`
-	Source      string    `json:"source"`
+	NoBatch     bool       `json:"no_batch_api,omitempty"`
+	LongContext []tierJSON `json:"long_context,omitempty"` // lowest threshold first; a prompt is priced at the last tier it is above
+	Aliases     []string   `json:"aliases"`
+	Source      string     `json:"source"`
 }
 
 func listed(r pricing.Rate, has bool) *string {
@@ -130,21 +133,22 @@ func tierOf(r pricing.Rates) tierJSON {
 		CacheWrite5mPer1M: listed(r.CacheWrite5m, r.HasCacheWrite5m),
 		CacheWrite1hPer1M: listed(r.CacheWrite1h, r.HasCacheWrite1h),
 		OutputPer1M:       r.Output.Per1M(),
-		BatchInputPer1M:   r.BatchInput.Per1M(),
-		BatchOutputPer1M:  r.BatchOutput.Per1M(),
+		BatchInputPer1M:   listed(r.BatchInput, !r.NoBatch),
+		BatchOutputPer1M:  listed(r.BatchOutput, !r.NoBatch),
 	}
 }
 
 func modelToJSON(m *pricing.Model) modelJSON {
 	j := modelJSON{Name: m.Name, Provider: m.Provider, Encoding: m.Encoding, ExactTokenizer: m.ExactTokenizer,
-		ContextWindow: m.ContextWindow, tierJSON: tierOf(m.Rates), Aliases: m.Aliases, Source: m.Source}
+		ContextWindow: m.ContextWindow, MaxOutput: m.MaxOutput, Deprecated: m.Deprecated, tierJSON: tierOf(m.Rates),
+		NoBatch: m.NoBatch, Aliases: m.Aliases, Source: m.Source}
 	if j.Aliases == nil {
 		j.Aliases = []string{}
 	}
-	if m.LongContext != nil {
-		lc := tierOf(m.LongContext.Rates)
-		lc.AboveTokens = m.LongContext.AboveTokens
-		j.LongContext = &lc
+	for _, lc := range m.LongContext {
+		tj := tierOf(lc.Rates)
+		tj.AboveTokens = lc.AboveTokens
+		j.LongContext = append(j.LongContext, tj)
 	}
 	return j
 }
@@ -207,16 +211,20 @@ func runPricing(opts *PricingOptions) error {
 			enc += " (approx.)"
 		}
 		name := m.Name
-		if m.LongContext != nil {
+		if len(m.LongContext) > 0 {
 			name += " *"
 		}
+		bin, bout := "$"+m.BatchInput.Per1M(), "$"+m.BatchOutput.Per1M()
+		if m.NoBatch {
+			bin, bout = "none", "none"
+		}
 		t.AddRow(name, m.Provider, "$"+m.Input.Per1M(), cached, "$"+m.Output.Per1M(),
-			"$"+m.BatchInput.Per1M(), "$"+m.BatchOutput.Per1M(), render.Int(m.ContextWindow), enc)
+			bin, bout, render.Int(m.ContextWindow), enc)
 	}
 	if err := t.WriteText(opts.IO.Out); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(opts.IO.Out, "\nUSD per 1M tokens; * has a long-context tier (costctl pricing show MODEL); %s\n", table.AsOfLabel())
+	_, err = fmt.Fprintf(opts.IO.Out, "\nUSD per 1M tokens; * has long-context tiers (costctl pricing show MODEL); batch none: no Batch API; %s\n", table.AsOfLabel())
 	return err
 }
 
@@ -243,8 +251,18 @@ func showModel(w io.Writer, table *pricing.Table, query string, m *pricing.Model
 	if !m.ExactTokenizer {
 		enc = m.Encoding + " (approximate: no public tokenizer)"
 	}
-	t.AddRow("encoding", enc)
-	t.AddRow("context window", render.Int(m.ContextWindow)+" tokens")
+	t.AddRow("tokenizer", enc)
+	tokens := func(n int64) string {
+		if n <= 0 {
+			return "not published"
+		}
+		return render.Int(n) + " tokens"
+	}
+	t.AddRow("context window", tokens(m.ContextWindow))
+	t.AddRow("max output", tokens(m.MaxOutput))
+	if m.Deprecated != "" {
+		t.AddRow("deprecated", "deprecated on "+m.Deprecated+" (the price is kept for past usage)")
+	}
 	tier := func(prefix string, r pricing.Rates) {
 		rate := func(label string, v pricing.Rate, has bool, derived string) {
 			if has {
@@ -258,12 +276,16 @@ func showModel(w io.Writer, table *pricing.Table, query string, m *pricing.Model
 		rate("cache write 5m", r.CacheWrite5m, r.HasCacheWrite5m, "")
 		rate("cache write 1h", r.CacheWrite1h, r.HasCacheWrite1h, "")
 		rate("output", r.Output, true, "")
+		if r.NoBatch {
+			t.AddRow(prefix+"batch", "none: no Batch API (a batch call is unpriced)")
+			return
+		}
 		rate("batch input", r.BatchInput, r.HasBatchInput, "50% of list")
 		rate("batch output", r.BatchOutput, r.HasBatchOutput, "50% of list")
 	}
 	tier("", m.Rates)
-	if m.LongContext != nil {
-		tier(fmt.Sprintf("> %s tokens: ", render.Int(m.LongContext.AboveTokens)), m.LongContext.Rates)
+	for _, lc := range m.LongContext {
+		tier(fmt.Sprintf("> %s tokens: ", render.Int(lc.AboveTokens)), lc.Rates)
 	}
 	if len(m.Aliases) > 0 {
 		t.AddRow("aliases", strings.Join(m.Aliases, ", "))

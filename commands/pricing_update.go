@@ -183,8 +183,21 @@ func writePriceDiff(w io.Writer, d pricing.TableDiff, a, b string) {
 	if len(d.Changed) > 0 {
 		t := &render.Table{Headers: []string{"MODEL", "PRICE", "OLD /1M", "NEW /1M", "CHANGE"},
 			Align: []render.Align{render.Left, render.Left, render.Right, render.Right, render.Right}}
+		price := func(p string) string {
+			if p == "" {
+				return "none"
+			}
+			return "$" + p
+		}
 		for _, c := range d.Changed {
-			t.AddRow(c.Model, c.Field, "$"+c.Old, "$"+c.New, fmt.Sprintf("%+.1f%%", c.Pct))
+			pct := fmt.Sprintf("%+.1f%%", c.Pct)
+			switch {
+			case c.Old == "":
+				pct = "new"
+			case c.New == "":
+				pct = "gone"
+			}
+			t.AddRow(c.Model, c.Field, price(c.Old), price(c.New), pct)
 		}
 		_ = t.WriteText(w)
 	}

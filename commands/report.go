@@ -14,7 +14,6 @@ import (
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/render"
-	"github.com/costctl/costctl/tui"
 )
 
 // ReportOptions are the inputs of `costctl report`.
@@ -274,13 +273,16 @@ func runReport(opts *ReportOptions) error {
 		return render.Int(n)
 	}
 	cells := func(tt ledger.Totals) []string {
-		mark := tui.Mark(tt.Calls, tt.UnpricedCalls)
-		cost := tui.WithMark(roundedMoney(tt.Cost, precision), tt.Calls, tt.UnpricedCalls)
+		cost := roundedMoney(tt.Cost, precision)
 		switch {
-		case csv && mark == tui.MarkAll:
+		case csv && tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
 			cost = "" // unknown; the UNPRICED column says why
 		case csv:
 			cost = tt.Cost.String()
+		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
+			cost = "unpriced"
+		case tt.UnpricedCalls > 0:
+			cost += "+"
 		}
 		unp := ""
 		if tt.UnpricedCalls > 0 {
@@ -301,7 +303,7 @@ func runReport(opts *ReportOptions) error {
 			if csv {
 				pct = ""
 			}
-		case mark == tui.MarkAll:
+		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
 			pct = "-" // no known cost, no share
 			if csv {
 				pct = ""

@@ -352,7 +352,7 @@ func (e *Estimator) pricesAt(m *pricing.Model, promptTokens int64) Prices {
 func (e *Estimator) modelCost(m *pricing.Model, promptCache, batch *big.Rat) *big.Rat {
 	n := len(e.loads)
 	cuts := []int{0, n}
-	if lc := m.LongContext; lc != nil {
+	for _, lc := range m.LongContext {
 		cuts = append(cuts, e.firstLoad(func(ld load) bool { return ld.tier > lc.AboveTokens }))
 	}
 	if promptCache.Sign() > 0 {

@@ -180,7 +180,7 @@ func TestLookupLongContextTiers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.LongContext == nil || m.LongContext.AboveTokens != c.above {
+		if len(m.LongContext) != 1 || m.LongContext[0].AboveTokens != c.above {
 			t.Errorf("%s: long context = %+v, want above %d", c.name, m.LongContext, c.above)
 			continue
 		}
@@ -204,7 +204,7 @@ func TestLookupRegionalIsACopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Input != mustRate(t, "5.00") || m.LongContext != nil && m.LongContext.Input == 0 {
+	if m.Input != mustRate(t, "5.00") || len(m.LongContext) > 0 && m.LongContext[0].Input == 0 {
 		t.Errorf("claude-opus-4.6 input = %s after a regional lookup", m.Input.Per1M())
 	}
 }

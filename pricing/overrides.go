@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -25,8 +26,8 @@ func (t *Table) MergeFile(path string) error {
 }
 
 // MergeFileWarn is MergeFile that also returns the file's warnings: prices
-// that are merged but look wrong (a per-1K-looking price, a LiteLLM model
-// with more long-context tiers than costctl keeps). Each is one line,
+// that are merged but look wrong (a per-1K-looking price, a LiteLLM price
+// below $0.001 per 1M). Each is one line,
 // "FILE:LINE: models.MODEL.KEY: what and the likely fix", for stderr.
 // A price that is almost surely in the wrong unit is an error instead.
 func (t *Table) MergeFileWarn(path string) ([]string, error) {
@@ -71,17 +72,11 @@ func (t *Table) MergeWarn(name string, data []byte) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.all()
 	for _, rm := range raw.models {
 		base := t.index[strings.ToLower(rm.name)]
 		if base != nil {
 			rm.name = base.Name
-			if rm.long != nil && base.LongContext != nil && base.LongContext.AboveTokens != rm.long.above {
-				// A tier at another threshold replaces the old one whole:
-				// none of its prices carry over.
-				cp := *base
-				cp.LongContext = nil
-				base = &cp
-			}
 		}
 		m, err := rm.build(base, name)
 		if err != nil {
@@ -98,8 +93,8 @@ func (t *Table) MergeWarn(name string, data []byte) ([]string, error) {
 			// Again after any merge: build derives 50% batch prices from
 			// new list prices, and a new long-context tier has its own.
 			noBatch(&m.Rates)
-			if m.LongContext != nil {
-				noBatch(&m.LongContext.Rates)
+			for i := range m.LongContext {
+				noBatch(&m.LongContext[i].Rates)
 			}
 		}
 		t.add(m)
@@ -169,7 +164,7 @@ var rateKeys = map[string]func(*rawRates) **Rate{
 	"priority_output_per_1m":       func(r *rawRates) **Rate { return &r.priority.output },
 }
 
-var modelKeys = []string{"provider", "encoding", "exact_tokenizer", "context_window", "long_context", "aliases", "source"}
+var modelKeys = []string{"provider", "encoding", "exact_tokenizer", "context_window", "max_output", "deprecated", "long_context", "aliases", "source"}
 
 func knownModelKeys() string {
 	ks := append([]string(nil), modelKeys...)
@@ -268,12 +263,22 @@ func parseOwnModel(file, model string, n *yaml.Node, warns *[]string) (*rawModel
 				return nil, fail(v, k.Value, "expected true or false")
 			}
 			rm.exactTokenizer = &b
-		case "context_window":
+		case "context_window", "max_output":
 			c, err := strconv.ParseInt(v.Value, 10, 64)
-			if err != nil || c < 0 {
+			if err != nil || c < 0 || v.Kind != yaml.ScalarNode {
 				return nil, fail(v, k.Value, "expected a whole number of tokens")
 			}
-			rm.contextWindow = &c
+			if k.Value == "max_output" {
+				rm.maxOutput = &c
+			} else {
+				rm.contextWindow = &c
+			}
+		case "deprecated":
+			if v.Kind != yaml.ScalarNode || !validDate(v.Value) {
+				return nil, fail(v, k.Value, "expected the deprecation date as YYYY-MM-DD, such as 2026-02-27")
+			}
+			d := v.Value
+			rm.deprecated = &d
 		case "aliases":
 			if v.Kind != yaml.SequenceNode {
 				return nil, fail(v, k.Value, "expected a list of names")
@@ -283,15 +288,31 @@ func parseOwnModel(file, model string, n *yaml.Node, warns *[]string) (*rawModel
 				rm.aliases = append(rm.aliases, strings.ToLower(a.Value))
 			}
 		case "long_context":
-			lc, err := parseLong(v, func(at *yaml.Node, key, msg string) error {
-				return fail(at, "long_context."+key, msg)
-			}, func(at *yaml.Node, key, msg string) {
-				warn(at, "long_context."+key, msg)
-			})
-			if err != nil {
-				return nil, err
+			// One tier (a map) or several (a list of maps, lowest
+			// threshold first).
+			tiers := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				tiers = v.Content
 			}
-			rm.long = lc
+			rm.long = []*rawLong{}
+			for ti, tn := range tiers {
+				at := "long_context"
+				if v.Kind == yaml.SequenceNode {
+					at += "[" + strconv.Itoa(ti) + "]"
+				}
+				lc, err := parseLong(tn, func(n *yaml.Node, key, msg string) error {
+					return fail(n, strings.TrimSuffix(at+"."+key, "."), msg)
+				}, func(n *yaml.Node, key, msg string) {
+					warn(n, at+"."+key, msg)
+				})
+				if err != nil {
+					return nil, err
+				}
+				if ti > 0 && lc.above <= rm.long[ti-1].above {
+					return nil, fail(tn, at+".above_tokens", fmt.Sprintf("%d is not above the previous tier's %d (list tiers from the lowest threshold up)", lc.above, rm.long[ti-1].above))
+				}
+				rm.long = append(rm.long, lc)
+			}
 		default:
 			return nil, fail(k, k.Value, "unknown key (known: "+knownModelKeys()+")")
 		}
@@ -434,6 +455,12 @@ func usd(r *big.Rat) string {
 	return "$" + groupThousands(whole) + frac
 }
 
+// validDate reports whether s is a calendar date written YYYY-MM-DD.
+func validDate(s string) bool {
+	_, err := time.Parse("2006-01-02", s)
+	return err == nil
+}
+
 func validEncoding(s string) bool {
 	switch s {
 	case "cl100k_base", "o200k_base", "p50k_base", "r50k_base":
@@ -532,12 +559,11 @@ var liteLLMBatchProviders = map[string]bool{
 // writes floats, so each price is rounded to the nearest $0.000001 per 1M
 // tokens; one that does not survive that (to within 1%) is an error.
 //
-// Long-context tiers: costctl keeps one per model (Model.LongContext). When
-// LiteLLM lists several thresholds for a model, the lowest is kept — every
-// prompt above it is then billed at least at that tier's prices, never at
-// the base ones — and a warning names the tiers left out. A price the tier
-// does not list is the base price for input and output (as LiteLLM bills
-// it); a cache write it does not list leaves such a write unpriced.
+// Long-context tiers: every `*_above_<N>k_tokens` threshold becomes a tier
+// (Model.LongContext, lowest first); a prompt is billed at the highest
+// tier it exceeds. A price the tier does not list is the base price for
+// input and output (as LiteLLM bills it); a cache write it does not list
+// leaves such a write unpriced.
 func parseLiteLLM(name string, doc *yaml.Node, warns *[]string) (*rawFile, error) {
 	out := &rawFile{}
 	for i := 0; i+1 < len(doc.Content); i += 2 {
@@ -568,8 +594,16 @@ func parseLiteLLM(name string, doc *yaml.Node, warns *[]string) (*rawFile, error
 					p := fv.Value
 					rm.provider = &p
 				case "max_input_tokens":
-					if c, err := strconv.ParseInt(fv.Value, 10, 64); err == nil {
+					if c, err := strconv.ParseInt(fv.Value, 10, 64); err == nil && c >= 0 {
 						rm.contextWindow = &c
+					}
+				case "max_output_tokens":
+					if c, err := strconv.ParseInt(fv.Value, 10, 64); err == nil && c >= 0 {
+						rm.maxOutput = &c
+					}
+				case "deprecation_date":
+					if d := fv.Value; validDate(d) {
+						rm.deprecated = &d
 					}
 				}
 				continue
@@ -599,22 +633,19 @@ func parseLiteLLM(name string, doc *yaml.Node, warns *[]string) (*rawFile, error
 				aboves = append(aboves, a)
 			}
 			sort.Slice(aboves, func(i, j int) bool { return aboves[i] < aboves[j] })
-			lr := long[aboves[0]]
-			if lr.input == nil {
-				lr.input = rm.rates.input
-			}
-			if lr.output == nil {
-				lr.output = rm.rates.output
-			}
-			dropPartialTiers(lr)
-			rm.long = &rawLong{above: aboves[0], rates: *lr}
-			if len(aboves) > 1 && warns != nil {
-				var left []string
-				for _, a := range aboves[1:] {
-					left = append(left, tokensK(a))
+			rm.long = make([]*rawLong, 0, len(aboves))
+			for _, a := range aboves {
+				// A price a tier leaves out is the base one for input and
+				// output, as LiteLLM bills it.
+				lr := long[a]
+				if lr.input == nil {
+					lr.input = rm.rates.input
 				}
-				*warns = append(*warns, fmt.Sprintf("%s:%d: %s: LiteLLM lists long-context prices above %s and %s tokens; costctl keeps one tier, so every prompt above %s tokens is priced at the above_%s prices (add a long_context entry in costctl's format to choose another)",
-					name, k.Line, k.Value, tokensK(aboves[0]), strings.Join(left, ", "), GroupInt(aboves[0]), tokensK(aboves[0])))
+				if lr.output == nil {
+					lr.output = rm.rates.output
+				}
+				dropPartialTiers(lr)
+				rm.long = append(rm.long, &rawLong{above: a, rates: *lr})
 			}
 		}
 		src := "LiteLLM " + name
@@ -633,14 +664,6 @@ func dropPartialTiers(r *rawRates) {
 			*t = rawTier{}
 		}
 	}
-}
-
-// tokensK writes a threshold as LiteLLM's keys do: 272000 → "272k".
-func tokensK(n int64) string {
-	if n%1000 == 0 {
-		return strconv.FormatInt(n/1000, 10) + "k"
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 // liteLLMRate parses a LiteLLM price in USD per token, rounded to the

@@ -306,7 +306,7 @@ func TestOverridesLiteLLM(t *testing.T) {
 		t.Errorf("gpt-4o from LiteLLM: %s %s %s", m.Input.Per1M(), m.BatchOutput.Per1M(), m.CachedInput.Per1M())
 	}
 	s, _ := tbl.Lookup("claude-sonnet-4.5")
-	if s.LongContext == nil || s.LongContext.Output.Per1M() != "22.50" || s.CacheWrite5m.Per1M() != "3.75" {
+	if len(s.LongContext) != 1 || s.LongContext[0].Output.Per1M() != "22.50" || s.CacheWrite5m.Per1M() != "3.75" {
 		t.Errorf("sonnet from LiteLLM: %+v", s.LongContext)
 	}
 	ml, err := tbl.Lookup("mistral/mistral-large-latest")

@@ -3,6 +3,7 @@ package pricing
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/gob"
 	"encoding/hex"
 	"errors"
@@ -10,8 +11,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,8 +27,13 @@ import (
 // behind a SHA-256, so loading it costs a decode, not a YAML parse: a
 // larger table does not slow start-up.
 
-// snapshotMagic starts every snapshot file.
-const snapshotMagic = "costctl-prices-snapshot 1\n"
+// snapshotMagic starts every snapshot file; the number is the format.
+// Format 2 (long-context tiers as a list, max output, deprecation date,
+// models decoded on demand) replaced format 1.
+const (
+	snapshotMagicPrefix = "costctl-prices-snapshot "
+	snapshotMagic       = snapshotMagicPrefix + "2\n"
+)
 
 // SnapshotInfo describes a snapshot.
 type SnapshotInfo struct {
@@ -34,9 +43,141 @@ type SnapshotInfo struct {
 	Models int
 }
 
-type snapshotFile struct {
-	Info   SnapshotInfo
-	Models []Model // values: one allocation for all of them when decoded
+// A format-2 snapshot, after its magic line and the SHA-256 of the rest:
+//
+//	uint32 big-endian length of the header, the gob-encoded snapshotHeader,
+//	then the models: one gob stream that starts with the type definitions
+//	and a zero Model (Header.Prefix bytes), followed by each model's value.
+//
+// Loading it checks the checksum and decodes the header alone (a sorted
+// index of names and aliases); a model is decoded the first time it is
+// looked up, from the type prefix and its own bytes. A command that prices
+// one model therefore decodes one model, however large the table
+// (BenchmarkSnapshotLookup).
+type snapshotHeader struct {
+	Info     SnapshotInfo
+	Keys     string  // the lower-cased names and aliases, sorted, concatenated
+	KeyEnd   []int32 // Keys[KeyEnd[i-1]:KeyEnd[i]] is key i
+	KeyModel []int32 // the model key i names
+	Prefix   int64   // bytes of the models' stream that hold the type definitions
+	ModelEnd []int64 // model i's value is stream[ModelEnd[i-1]:ModelEnd[i]] (ModelEnd[-1] = Prefix)
+}
+
+// lazyModels is a snapshot's models, decoded on demand.
+type lazyModels struct {
+	mu     sync.Mutex
+	hdr    snapshotHeader
+	stream []byte
+	cache  []*Model
+	done   bool  // every model decoded into the table's maps
+	err    error // the first model that failed to decode
+}
+
+func (l *lazyModels) key(i int) string {
+	from := int32(0)
+	if i > 0 {
+		from = l.hdr.KeyEnd[i-1]
+	}
+	return l.hdr.Keys[from:l.hdr.KeyEnd[i]]
+}
+
+func (l *lazyModels) find(t *Table, key string) *Model {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return t.index[key]
+	}
+	n := len(l.hdr.KeyEnd)
+	i := sort.Search(n, func(i int) bool { return l.key(i) >= key })
+	if i == n || l.key(i) != key {
+		return nil
+	}
+	return l.model(int(l.hdr.KeyModel[i]))
+}
+
+// model decodes model i (l.mu held); nil, with l.err set, if it cannot.
+func (l *lazyModels) model(i int) *Model {
+	if m := l.cache[i]; m != nil {
+		return m
+	}
+	from := l.hdr.Prefix
+	if i > 0 {
+		from = l.hdr.ModelEnd[i-1]
+	}
+	buf := make([]byte, 0, l.hdr.Prefix+l.hdr.ModelEnd[i]-from)
+	buf = append(append(buf, l.stream[:l.hdr.Prefix]...), l.stream[from:l.hdr.ModelEnd[i]]...)
+	dec := gob.NewDecoder(bytes.NewReader(buf))
+	var zero, m Model
+	if err := dec.Decode(&zero); err != nil {
+		l.fail(i, err)
+		return nil
+	}
+	if err := dec.Decode(&m); err != nil {
+		l.fail(i, err)
+		return nil
+	}
+	l.cache[i] = &m
+	return &m
+}
+
+func (l *lazyModels) fail(i int, err error) {
+	if l.err == nil {
+		l.err = fmt.Errorf("price snapshot: model %d is unreadable (%v); costctl pricing update --reset removes the snapshot", i, err)
+	}
+}
+
+// materialize decodes every model into t's maps, keyed as when the
+// snapshot was written.
+func (l *lazyModels) materialize(t *Table) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return
+	}
+	t.models = make(map[string]*Model, len(l.cache))
+	t.index = make(map[string]*Model, len(l.hdr.KeyEnd))
+	// One decoder over the whole stream: a decoder per model would compile
+	// the types each time.
+	dec := gob.NewDecoder(bytes.NewReader(l.stream))
+	var zero Model
+	err := dec.Decode(&zero)
+	vals := make([]Model, len(l.cache))
+	for i := range l.cache {
+		if err != nil {
+			l.fail(i, err)
+			break
+		}
+		if l.cache[i] != nil {
+			// Decoded already (a lookup holds it): skip its bytes.
+			err = dec.Decode(&zero)
+			zero = Model{}
+			continue
+		}
+		if err = dec.Decode(&vals[i]); err == nil {
+			l.cache[i] = &vals[i]
+		}
+	}
+	for _, m := range l.cache {
+		if m != nil {
+			t.models[m.Name] = m
+		}
+	}
+	for k := range l.hdr.KeyEnd {
+		if m := l.cache[l.hdr.KeyModel[k]]; m != nil {
+			t.index[l.key(k)] = m
+		}
+	}
+	l.done = true
+}
+
+// lazyErr is the error of a snapshot model that could not be decoded.
+func (t *Table) lazyErr() error {
+	if t.lazy == nil {
+		return nil
+	}
+	t.lazy.mu.Lock()
+	defer t.lazy.mu.Unlock()
+	return t.lazy.err
 }
 
 // SnapshotPath is where the snapshot lives: $XDG_DATA_HOME/costctl/prices.snapshot,
@@ -54,45 +195,116 @@ func SnapshotPath(getenv func(string) string) (string, error) {
 
 // EncodeSnapshot is t as a snapshot file's bytes.
 func EncodeSnapshot(t *Table, info SnapshotInfo) ([]byte, error) {
-	info.Models = len(t.models)
-	var body bytes.Buffer
 	ms := t.Models()
-	vals := make([]Model, len(ms))
-	for i, m := range ms {
-		vals[i] = *m
-	}
-	if err := gob.NewEncoder(&body).Encode(snapshotFile{Info: info, Models: vals}); err != nil {
+	info.Models = len(ms)
+	pos := make(map[*Model]int32, len(ms))
+	byName := make(map[string]int32, len(ms))
+	var stream bytes.Buffer
+	enc := gob.NewEncoder(&stream)
+	if err := enc.Encode(Model{}); err != nil {
 		return nil, fmt.Errorf("price snapshot: %w", err)
 	}
-	sum := sha256.Sum256(body.Bytes())
-	out := make([]byte, 0, len(snapshotMagic)+65+body.Len())
+	hdr := snapshotHeader{Info: info, Prefix: int64(stream.Len()), ModelEnd: make([]int64, len(ms))}
+	for i, m := range ms {
+		if err := enc.Encode(m); err != nil {
+			return nil, fmt.Errorf("price snapshot: %s: %w", m.Name, err)
+		}
+		hdr.ModelEnd[i] = int64(stream.Len())
+		pos[m], byName[m.Name] = int32(i), int32(i)
+	}
+	keys := make([]string, 0, len(t.index))
+	for k := range t.index {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var kb strings.Builder
+	for _, k := range keys {
+		m := t.index[k]
+		i, ok := pos[m]
+		if !ok {
+			if i, ok = byName[m.Name]; !ok {
+				continue
+			}
+		}
+		kb.WriteString(k)
+		hdr.KeyEnd = append(hdr.KeyEnd, int32(kb.Len()))
+		hdr.KeyModel = append(hdr.KeyModel, i)
+	}
+	hdr.Keys = kb.String()
+	var hb bytes.Buffer
+	if err := gob.NewEncoder(&hb).Encode(hdr); err != nil {
+		return nil, fmt.Errorf("price snapshot: %w", err)
+	}
+	body := make([]byte, 4, 4+hb.Len()+stream.Len())
+	binary.BigEndian.PutUint32(body, uint32(hb.Len()))
+	body = append(append(body, hb.Bytes()...), stream.Bytes()...)
+	sum := sha256.Sum256(body)
+	out := make([]byte, 0, len(snapshotMagic)+65+len(body))
 	out = append(out, snapshotMagic...)
 	out = append(out, hex.EncodeToString(sum[:])...)
 	out = append(out, '\n')
-	return append(out, body.Bytes()...), nil
+	return append(out, body...), nil
 }
 
-// DecodeSnapshot reads a snapshot file's bytes, checking its checksum.
+// DecodeSnapshot reads a snapshot file's bytes, checking its checksum. Its
+// models are decoded when first looked up; data must not change after.
 func DecodeSnapshot(data []byte) (*Table, SnapshotInfo, error) {
-	if !bytes.HasPrefix(data, []byte(snapshotMagic)) || len(data) < len(snapshotMagic)+65 {
+	if !bytes.HasPrefix(data, []byte(snapshotMagic)) {
+		if bytes.HasPrefix(data, []byte(snapshotMagicPrefix)) {
+			line, _, _ := bytes.Cut(data[len(snapshotMagicPrefix):], []byte("\n"))
+			return nil, SnapshotInfo{}, fmt.Errorf("snapshot format %.10q is not this costctl's (format 2): write it again with costctl pricing update --from SOURCE", line)
+		}
 		return nil, SnapshotInfo{}, errors.New("not a costctl price snapshot")
 	}
+	if len(data) < len(snapshotMagic)+65+4 {
+		return nil, SnapshotInfo{}, errors.New("checksum mismatch: the snapshot is damaged (truncated)")
+	}
 	rest := data[len(snapshotMagic):]
-	want, body := string(rest[:64]), rest[65:]
+	want, body := rest[:64], rest[65:]
 	sum := sha256.Sum256(body)
-	if hex.EncodeToString(sum[:]) != want || rest[64] != '\n' {
+	var got [64]byte
+	hex.Encode(got[:], sum[:])
+	if !bytes.Equal(got[:], want) || rest[64] != '\n' {
 		return nil, SnapshotInfo{}, errors.New("checksum mismatch: the snapshot is damaged")
 	}
-	var f snapshotFile
-	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&f); err != nil {
+	n := int(binary.BigEndian.Uint32(body))
+	if n > len(body)-4 {
+		return nil, SnapshotInfo{}, errors.New("unreadable snapshot: header length out of range")
+	}
+	l := &lazyModels{stream: body[4+n:]}
+	if err := gob.NewDecoder(bytes.NewReader(body[4 : 4+n])).Decode(&l.hdr); err != nil {
 		return nil, SnapshotInfo{}, fmt.Errorf("unreadable snapshot: %v", err)
 	}
-	t := &Table{AsOf: f.Info.AsOf, models: make(map[string]*Model, len(f.Models)), index: make(map[string]*Model, 2*len(f.Models))}
-	for i := range f.Models {
-		t.add(&f.Models[i])
+	if err := l.hdr.check(len(l.stream)); err != nil {
+		return nil, SnapshotInfo{}, fmt.Errorf("unreadable snapshot: %v", err)
 	}
-	t.Overrides = []string{"snapshot of " + f.Info.From + " taken " + f.Info.Taken.UTC().Format("2006-01-02")}
-	return t, f.Info, nil
+	l.cache = make([]*Model, len(l.hdr.ModelEnd))
+	info := l.hdr.Info
+	t := &Table{AsOf: info.AsOf, lazy: l}
+	t.Overrides = []string{"snapshot of " + info.From + " taken " + info.Taken.UTC().Format("2006-01-02")}
+	return t, info, nil
+}
+
+// check validates the header's offsets against a stream of n bytes.
+func (h *snapshotHeader) check(n int) error {
+	if len(h.KeyEnd) != len(h.KeyModel) || h.Prefix < 0 || h.Prefix > int64(n) {
+		return errors.New("inconsistent index")
+	}
+	prev := h.Prefix
+	for _, e := range h.ModelEnd {
+		if e < prev || e > int64(n) {
+			return errors.New("model offsets out of range")
+		}
+		prev = e
+	}
+	prevK := int32(0)
+	for i, e := range h.KeyEnd {
+		if e < prevK || int(e) > len(h.Keys) || h.KeyModel[i] < 0 || int(h.KeyModel[i]) >= len(h.ModelEnd) {
+			return errors.New("index out of range")
+		}
+		prevK = e
+	}
+	return nil
 }
 
 // LoadSnapshot reads the snapshot at path; ok is false when there is none.
@@ -150,6 +362,7 @@ func FromSource(name string, data []byte) (*Table, int, []string, error) {
 		return nil, 0, nil, err
 	}
 	n := 0
+	t.all()
 	for _, m := range t.models {
 		if m.Origin == name {
 			n++
@@ -164,10 +377,10 @@ func FromSource(name string, data []byte) (*Table, int, []string, error) {
 // PriceChange is one price that differs between two tables.
 type PriceChange struct {
 	Model string  `json:"model"`
-	Field string  `json:"field"` // input, cached_input, cache_write_5m, cache_write_1h, output, batch_input, batch_output
-	Old   string  `json:"old_per_1m"`
-	New   string  `json:"new_per_1m"`
-	Pct   float64 `json:"change_pct"` // (new − old) / old × 100; 0 when old is 0
+	Field string  `json:"field"`      // input, cached_input, cache_write_5m, cache_write_1h, output, batch_input, batch_output; a long-context tier's with _above_<N>k (input_above_272k)
+	Old   string  `json:"old_per_1m"` // "" when the old table has no such price (a new long-context tier)
+	New   string  `json:"new_per_1m"` // "" when the new table has none
+	Pct   float64 `json:"change_pct"` // (new − old) / old × 100; 0 when old is 0 or either is missing
 }
 
 // TableDiff is what changed from one table to another.
@@ -200,6 +413,8 @@ var priceFields = []struct {
 // Diff lists the models only in a (removed), only in b (added) and the
 // prices that differ between them, sorted by model and field.
 func Diff(a, b *Table) TableDiff {
+	a.all()
+	b.all()
 	d := TableDiff{Added: []string{}, Removed: []string{}, Changed: []PriceChange{}}
 	for name := range a.models {
 		if _, ok := b.models[name]; !ok {
@@ -212,16 +427,12 @@ func Diff(a, b *Table) TableDiff {
 			d.Added = append(d.Added, name)
 			continue
 		}
-		for _, f := range priceFields {
-			oa, ob := f.get(ma.Rates), f.get(mb.Rates)
-			if oa == ob || !f.listed(ma.Rates) && !f.listed(mb.Rates) {
-				continue
-			}
-			pct := 0.0
-			if oa != 0 {
-				pct = math.Round((float64(ob)-float64(oa))/float64(oa)*1000) / 10
-			}
-			d.Changed = append(d.Changed, PriceChange{Model: name, Field: f.name, Old: oa.Per1M(), New: ob.Per1M(), Pct: pct})
+		d.Changed = append(d.Changed, diffRates(name, "", &ma.Rates, &mb.Rates)...)
+		// Long-context tiers, matched by threshold; a tier only one side
+		// has lists its prices against "" (none).
+		for _, above := range tierThresholds(ma, mb) {
+			ra, rb := tierAt(ma, above), tierAt(mb, above)
+			d.Changed = append(d.Changed, diffRates(name, "_above_"+tokensK(above), ra, rb)...)
 		}
 	}
 	sort.Strings(d.Added)
@@ -235,10 +446,68 @@ func Diff(a, b *Table) TableDiff {
 	return d
 }
 
+// diffRates lists the prices that differ between a and b (either nil: a
+// tier that side does not have), each field named with suffix.
+func diffRates(model, suffix string, a, b *Rates) []PriceChange {
+	var out []PriceChange
+	for _, f := range priceFields {
+		switch {
+		case a != nil && b != nil:
+			oa, ob := f.get(*a), f.get(*b)
+			if oa == ob || !f.listed(*a) && !f.listed(*b) {
+				continue
+			}
+			pct := 0.0
+			if oa != 0 {
+				pct = math.Round((float64(ob)-float64(oa))/float64(oa)*1000) / 10
+			}
+			out = append(out, PriceChange{Model: model, Field: f.name + suffix, Old: oa.Per1M(), New: ob.Per1M(), Pct: pct})
+		case a != nil && f.listed(*a):
+			out = append(out, PriceChange{Model: model, Field: f.name + suffix, Old: f.get(*a).Per1M()})
+		case b != nil && f.listed(*b):
+			out = append(out, PriceChange{Model: model, Field: f.name + suffix, New: f.get(*b).Per1M()})
+		}
+	}
+	return out
+}
+
+// tierThresholds is the sorted union of a's and b's long-context thresholds.
+func tierThresholds(a, b *Model) []int64 {
+	var out []int64
+	for _, m := range []*Model{a, b} {
+		for _, lc := range m.LongContext {
+			if i, found := slices.BinarySearch(out, lc.AboveTokens); !found {
+				out = slices.Insert(out, i, lc.AboveTokens)
+			}
+		}
+	}
+	return out
+}
+
+// tierAt is m's long-context tier at threshold above, or nil.
+func tierAt(m *Model, above int64) *Rates {
+	for i := range m.LongContext {
+		if m.LongContext[i].AboveTokens == above {
+			return &m.LongContext[i].Rates
+		}
+	}
+	return nil
+}
+
+// tokensK writes a threshold as LiteLLM's keys do: 272000 → "272k".
+func tokensK(n int64) string {
+	if n%1000 == 0 {
+		return strconv.FormatInt(n/1000, 10) + "k"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // Implausible says why next should not replace cur, or "" when it may: a
 // source that leaves out most of the models cur prices, or that changes most
 // input or output prices by more than 10× (a unit mistake), is refused.
 func Implausible(cur, next *Table, sourceModels int) string {
+	cur.all()
+	next.all()
 	if n := len(cur.models); sourceModels*2 < n && sourceModels < 50 {
 		return fmt.Sprintf("it prices %d models where the current table has %d: a snapshot replaces the whole table (use --pricing FILE for a few overrides)", sourceModels, n)
 	}

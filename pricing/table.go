@@ -50,7 +50,8 @@ type TierRates struct {
 func (t TierRates) Listed() bool { return t.HasInput && t.HasOutput }
 
 // LongContext is a tier that prices the whole request when its prompt is
-// above AboveTokens tokens (Anthropic's 1M-context Sonnet, Gemini 2.5 Pro).
+// above AboveTokens tokens (Anthropic's 1M-context Sonnet, Gemini 2.5 Pro,
+// GPT-5.4 above 272k).
 type LongContext struct {
 	AboveTokens int64
 	Rates
@@ -63,8 +64,14 @@ type Model struct {
 	Encoding       string // tiktoken encoding used to count its tokens
 	ExactTokenizer bool   // false: counted with a stand-in encoding (Claude, Gemini)
 	ContextWindow  int64
+	MaxOutput      int64  // most output tokens one call may produce; 0: not published
+	Deprecated     string // the provider's deprecation (retirement) date, "2026-02-27"; "" for none. The price is kept.
 	Rates
-	LongContext *LongContext
+	// LongContext lists the model's long-context tiers, sorted by
+	// AboveTokens, each with a higher threshold than the one before: a
+	// prompt is priced at the last tier whose threshold it exceeds
+	// (RatesFor), else at Rates.
+	LongContext []LongContext
 	Aliases     []string
 	Source      string // where the prices came from
 	Origin      string // "built-in" or the override file that last set it
@@ -79,10 +86,14 @@ type Usage struct {
 	OutputTokens       int64
 }
 
-// RatesFor returns the tier that applies to a prompt of promptTokens tokens.
+// RatesFor returns the rates that apply to a prompt of promptTokens tokens:
+// those of the highest long-context tier whose threshold the prompt
+// exceeds, else the base rates. It is the one place a tier is chosen.
 func (m *Model) RatesFor(promptTokens int64) Rates {
-	if m.LongContext != nil && promptTokens > m.LongContext.AboveTokens {
-		return m.LongContext.Rates
+	for i := len(m.LongContext) - 1; i >= 0; i-- {
+		if promptTokens > m.LongContext[i].AboveTokens {
+			return m.LongContext[i].Rates
+		}
 	}
 	return m.Rates
 }
@@ -125,6 +136,27 @@ type Table struct {
 	Overrides []string // override files merged in, in order ("FILE" or "FILE as of DATE")
 	models    map[string]*Model
 	index     map[string]*Model // lower-cased names and aliases
+
+	// lazy, for a table read from a snapshot, decodes a model the first
+	// time it is looked up (snapshot.go); models and index stay empty
+	// until something needs every model (all).
+	lazy *lazyModels
+}
+
+// find returns the model a lower-cased name or alias keys, or nil.
+func (t *Table) find(key string) *Model {
+	if t.lazy != nil {
+		return t.lazy.find(t, key)
+	}
+	return t.index[key]
+}
+
+// all makes models and index complete: a snapshot table decodes every
+// model. Whatever walks or changes the whole table calls it first.
+func (t *Table) all() {
+	if t.lazy != nil {
+		t.lazy.materialize(t)
+	}
 }
 
 var (
@@ -170,6 +202,7 @@ func MustDefault() *Table {
 }
 
 func (t *Table) add(m *Model) {
+	t.all()
 	if old, ok := t.models[m.Name]; ok {
 		for _, a := range old.Aliases {
 			delete(t.index, strings.ToLower(a))
@@ -195,6 +228,7 @@ func (t *Table) AsOfLabel() string {
 
 // Models returns every model, sorted by provider then name.
 func (t *Table) Models() []*Model {
+	t.all()
 	out := make([]*Model, 0, len(t.models))
 	for _, m := range t.models {
 		out = append(out, m)
@@ -280,7 +314,7 @@ func (t *Table) Lookup(name string) (*Model, error) {
 	if n == "" {
 		return nil, errors.New("empty model name")
 	}
-	if m, ok := t.index[n]; ok {
+	if m := t.find(n); m != nil {
 		return m, nil
 	}
 	platform, rest := "", n
@@ -299,11 +333,14 @@ func (t *Table) Lookup(name string) (*Model, error) {
 		}
 	}
 	m := t.resolve(n, rest)
+	if err := t.lazyErr(); err != nil {
+		return nil, err
+	}
 	if m == nil {
 		return nil, &UnknownModelError{Name: name, Closest: t.closest(n, 3)}
 	}
 	if platform != "" {
-		if pm, ok := t.index[platform+"/"+m.Name]; ok {
+		if pm := t.find(platform + "/" + m.Name); pm != nil {
 			m = pm
 		}
 	}
@@ -320,7 +357,7 @@ func (t *Table) resolve(n, rest string) *Model {
 	cands := []string{rest, n}
 	for k := 0; k < len(cands); k++ {
 		c := cands[k]
-		if m, ok := t.index[c]; ok {
+		if m := t.find(c); m != nil {
 			return m
 		}
 		if i := strings.LastIndex(c, "/"); i >= 0 && len(cands) < 16 {
@@ -335,7 +372,7 @@ func (t *Table) resolve(n, rest string) *Model {
 			if next == c || next == "" {
 				continue
 			}
-			if m, ok := t.index[next]; ok {
+			if m := t.find(next); m != nil {
 				return m
 			}
 			if len(cands) < 16 {
@@ -355,10 +392,10 @@ func (m *Model) regional(platform, region string) *Model {
 	cp.Name = platform + "/" + region + "." + strings.TrimPrefix(m.Name, platform+"/")
 	cp.Provider = platform
 	cp.Rates = cp.Rates.uplift()
-	if m.LongContext != nil {
-		lc := *m.LongContext
+	cp.LongContext = make([]LongContext, len(m.LongContext))
+	for i, lc := range m.LongContext {
 		lc.Rates = lc.Rates.uplift()
-		cp.LongContext = &lc
+		cp.LongContext[i] = lc
 	}
 	cp.Aliases = nil
 	cp.Source = m.Source + "; " + platform + " regional endpoint (" + region + ".): +10% (Anthropic: regional endpoints carry a 10% premium from Claude 4.5 on)"
@@ -386,6 +423,7 @@ func (t *Table) closest(n string, k int) []string {
 		name string
 		d    int
 	}
+	t.all()
 	best := map[string]int{}
 	for key, m := range t.index {
 		d := levenshtein(n, key)
@@ -452,8 +490,10 @@ type rawModel struct {
 	encoding       *string
 	exactTokenizer *bool
 	contextWindow  *int64
+	maxOutput      *int64
+	deprecated     *string
 	rates          rawRates
-	long           *rawLong
+	long           []*rawLong // nil: the file says nothing about long context
 	aliases        []string
 	source         *string
 }
@@ -475,10 +515,7 @@ func (r *rawModel) build(base *Model, origin string) (*Model, error) {
 		cp := *base
 		m = &cp
 		m.Origin = origin
-		if base.LongContext != nil {
-			lc := *base.LongContext
-			m.LongContext = &lc
-		}
+		m.LongContext = append([]LongContext(nil), base.LongContext...)
 	}
 	if r.provider != nil {
 		m.Provider = *r.provider
@@ -494,6 +531,12 @@ func (r *rawModel) build(base *Model, origin string) (*Model, error) {
 	if r.contextWindow != nil {
 		m.ContextWindow = *r.contextWindow
 	}
+	if r.maxOutput != nil {
+		m.MaxOutput = *r.maxOutput
+	}
+	if r.deprecated != nil {
+		m.Deprecated = *r.deprecated
+	}
 	if r.aliases != nil {
 		m.Aliases = append(append([]string(nil), m.Aliases...), r.aliases...)
 	}
@@ -505,21 +548,41 @@ func (r *rawModel) build(base *Model, origin string) (*Model, error) {
 		return nil, fmt.Errorf("models.%s.%w", r.name, err)
 	}
 	if r.long != nil {
-		prev := Rates{}
-		had := false
-		if m.LongContext != nil {
-			prev, had = m.LongContext.Rates, true
+		// The file's tiers replace the model's: a tier at a threshold the
+		// model already has keeps the prices the file does not set; one at
+		// a new threshold starts afresh; a tier the file leaves out is gone.
+		old := m.LongContext
+		m.LongContext = make([]LongContext, 0, len(r.long))
+		for i, rl := range r.long {
+			prev, had := Rates{}, false
+			for _, o := range old {
+				if o.AboveTokens == rl.above {
+					prev, had = o.Rates, true
+				}
+			}
+			lr, err := rl.rates.apply(prev, had)
+			if err != nil {
+				return nil, fmt.Errorf("models.%s.long_context%s.%w", r.name, tierIndex(len(r.long), i), err)
+			}
+			if i > 0 && rl.above <= r.long[i-1].above {
+				return nil, fmt.Errorf("models.%s.long_context%s.above_tokens: %d is not above the previous tier's %d (list tiers from the lowest threshold up)",
+					r.name, tierIndex(len(r.long), i), rl.above, r.long[i-1].above)
+			}
+			m.LongContext = append(m.LongContext, LongContext{AboveTokens: rl.above, Rates: lr})
 		}
-		lr, err := r.long.rates.apply(prev, had)
-		if err != nil {
-			return nil, fmt.Errorf("models.%s.long_context.%w", r.name, err)
-		}
-		m.LongContext = &LongContext{AboveTokens: r.long.above, Rates: lr}
 	}
 	if m.Provider == "" {
 		m.Provider = "custom"
 	}
 	return m, nil
+}
+
+// tierIndex names tier i of n in an error: "[1]" when there are several.
+func tierIndex(n, i int) string {
+	if n < 2 {
+		return ""
+	}
+	return "[" + strconv.Itoa(i) + "]"
 }
 
 func (rr rawRates) apply(r Rates, haveBase bool) (Rates, error) {
@@ -626,7 +689,7 @@ func parseBuiltin(data []byte) (*rawFile, error) {
 			out.models = append(out.models, m)
 		case indent == 4 && m != nil && key == "long_context" && val == "":
 			long = &rawLong{}
-			m.long = long
+			m.long = []*rawLong{long}
 		case indent == 4 && m != nil:
 			long = nil
 			if err := m.setBuiltin(key, val); err != nil {
@@ -655,7 +718,7 @@ func parseBuiltin(data []byte) (*rawFile, error) {
 		}
 	}
 	for _, rm := range out.models {
-		if rm.long != nil && rm.long.above == 0 {
+		if len(rm.long) == 1 && rm.long[0].above == 0 {
 			return nil, fmt.Errorf("prices.yaml: %s: long_context without above_tokens", rm.name)
 		}
 	}
@@ -691,12 +754,21 @@ func (m *rawModel) setBuiltin(key, val string) error {
 			return err
 		}
 		m.exactTokenizer = &b
-	case "context_window":
+	case "context_window", "max_output":
 		c, err := strconv.ParseInt(val, 10, 64)
 		if err != nil || c < 0 {
-			return errors.New("context_window")
+			return errors.New(key)
 		}
-		m.contextWindow = &c
+		if key == "max_output" {
+			m.maxOutput = &c
+		} else {
+			m.contextWindow = &c
+		}
+	case "deprecated":
+		if !validDate(val) {
+			return errors.New("deprecated: expected a date such as 2026-02-27")
+		}
+		m.deprecated = &val
 	case "aliases":
 		if len(val) < 2 || val[0] != '[' || val[len(val)-1] != ']' {
 			return errors.New("aliases: expected [a, b]")
