@@ -14,6 +14,7 @@ import (
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/render"
+	"github.com/costctl/costctl/tui"
 )
 
 // ReportOptions are the inputs of `costctl report`.
@@ -273,16 +274,13 @@ func runReport(opts *ReportOptions) error {
 		return render.Int(n)
 	}
 	cells := func(tt ledger.Totals) []string {
-		cost := roundedMoney(tt.Cost, precision)
+		mark := tui.Mark(tt.Calls, tt.UnpricedCalls)
+		cost := tui.WithMark(roundedMoney(tt.Cost, precision), tt.Calls, tt.UnpricedCalls)
 		switch {
-		case csv && tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
+		case csv && mark == tui.MarkAll:
 			cost = "" // unknown; the UNPRICED column says why
 		case csv:
 			cost = tt.Cost.String()
-		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
-			cost = "unpriced"
-		case tt.UnpricedCalls > 0:
-			cost += "+"
 		}
 		unp := ""
 		if tt.UnpricedCalls > 0 {
@@ -303,7 +301,7 @@ func runReport(opts *ReportOptions) error {
 			if csv {
 				pct = ""
 			}
-		case tt.UnpricedCalls > 0 && tt.UnpricedCalls == tt.Calls:
+		case mark == tui.MarkAll:
 			pct = "-" // no known cost, no share
 			if csv {
 				pct = ""

@@ -1,7 +1,9 @@
 package commands
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,16 +170,40 @@ func runTop(opts *TopOptions) error {
 	return nil
 }
 
-type topJSONRow struct {
-	Key          string         `json:"key"`
-	Calls        int64          `json:"calls"`
-	CacheHits    int64          `json:"cache_hits"`
-	InputTokens  int64          `json:"input_tokens"`
-	OutputTokens int64          `json:"output_tokens"`
-	Cost         pricing.Amount `json:"cost_usd"`
-	Share        float64        `json:"share_pct"`
-	AvgLatencyMS int64          `json:"avg_latency_ms"`
-	Unpriced     bool           `json:"unpriced"`
+// topJSONRow is one row of top's JSON: the fields of tui.Columns, in
+// their order.
+type topJSONRow struct{ r tui.Row }
+
+func (j topJSONRow) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for _, c := range tui.Columns {
+		for _, f := range c.JSON {
+			name, err := jsonValue(f.Name)
+			if err != nil {
+				return nil, err
+			}
+			v, err := jsonValue(f.Value(j.r))
+			if err != nil {
+				return nil, err
+			}
+			if len(b) > 1 {
+				b = append(b, ',')
+			}
+			b = append(append(append(b, name...), ':'), v...)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// jsonValue is v in JSON as render.JSON writes it (no HTML escaping).
+func jsonValue(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 type topJSONDoc struct {
@@ -209,8 +235,7 @@ func topJSON(s tui.Snapshot) topJSONDoc {
 		CacheHitPct: round1(s.Spend.CachedShare() * 100), CacheHits: s.Spend.CacheHits, Avoided: s.Spend.Avoided,
 		Rows: []topJSONRow{}, Alerts: []tui.Alert{}}
 	for _, r := range s.Rows {
-		d.Rows = append(d.Rows, topJSONRow{Key: r.Key, Calls: r.Calls, CacheHits: r.CacheHits, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
-			Cost: r.Cost, Share: round1(r.Share), AvgLatencyMS: r.AvgLatencyMS(), Unpriced: r.UnpricedCalls > 0})
+		d.Rows = append(d.Rows, topJSONRow{r})
 	}
 	d.Alerts = append(d.Alerts, s.Alerts...)
 	return d
@@ -223,15 +248,15 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		window = "last " + s.Config.Window
 	}
 	pct := s.Spend.Cost.Float64() / pricing.AmountFromMoney(s.Config.DailyBudget).Float64() * 100
-	spend := tui.WithMark(cents(s.Spend.Cost), s.Spend.Calls, s.Spend.UnpricedCalls)
+	spend := tui.WithMark(tui.Cents(s.Spend.Cost), s.Spend.Calls, s.Spend.UnpricedCalls)
 	if s.Spend.UnpricedCalls > 0 {
 		spend += fmt.Sprintf(" (%s unpriced %s not counted: cost unknown)", render.Int(s.Spend.UnpricedCalls), pluralS(s.Spend.UnpricedCalls, "call", "calls"))
 	}
 	fmt.Fprintf(w, "costctl top · %s · by %s · at %s\n", window, s.Config.GroupBy, s.At.In(opts.Loc).Format(time.RFC3339))
 	fmt.Fprintf(w, "spend %s of daily budget %s (%s)\n", spend, s.Config.DailyBudget.Display(), render.Pct(pct))
 	fmt.Fprintf(w, "burn %s/h (last 5 min) · projected today %s · cached %s of prompt tokens\n",
-		tui.WithMark(cents(s.Burn), s.Recent.Calls, s.Recent.UnpricedCalls),
-		tui.WithMark(cents(s.Projected), s.Today.Calls+s.Recent.Calls, s.Today.UnpricedCalls+s.Recent.UnpricedCalls),
+		tui.WithMark(tui.Cents(s.Burn), s.Recent.Calls, s.Recent.UnpricedCalls),
+		tui.WithMark(tui.Cents(s.Projected), s.Today.Calls+s.Recent.Calls, s.Today.UnpricedCalls+s.Recent.UnpricedCalls),
 		render.Pct(s.Spend.CachedShare()*100))
 	if s.Spend.CacheHits > 0 {
 		fmt.Fprintln(w, "cache: "+tui.CacheHitsLine(s.Spend))
@@ -243,30 +268,21 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		fmt.Fprintf(w, "ALERT %s: %s\n", a.Kind, a.Message)
 	}
 	fmt.Fprintln(w)
-	t := &render.Table{
-		Headers: []string{strings.ToUpper(s.Config.GroupBy), "CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST", "SHARE", "BURN/H", "AVG LATENCY", "UNPRICED"},
-		Align:   []render.Align{render.Left, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right},
+	t := &render.Table{}
+	for _, c := range tui.Columns {
+		t.Headers = append(t.Headers, c.WideTitle(s.Config.GroupBy))
+		if c.IsKey() {
+			t.Align = append(t.Align, render.Left)
+		} else {
+			t.Align = append(t.Align, render.Right)
+		}
 	}
 	for _, r := range s.Rows {
-		key := r.Key
-		if key == "" {
-			key = "(none)"
+		cells := make([]string, len(tui.Columns))
+		for i, c := range tui.Columns {
+			cells[i] = c.Text(r)
 		}
-		cost := tui.WithMark(cents(r.Cost), r.Calls, r.UnpricedCalls)
-		share := render.Pct(r.Share)
-		if tui.Mark(r.Calls, r.UnpricedCalls) == "unpriced" {
-			share = "-"
-		}
-		lat := "-"
-		if r.LatencyCalls > 0 {
-			lat = tui.FormatLatency(r.AvgLatencyMS())
-		}
-		unp := ""
-		if r.UnpricedCalls > 0 {
-			unp = render.Int(r.UnpricedCalls)
-		}
-		t.AddRow(key, render.Int(r.Calls), render.Int(r.InputTokens), render.Int(r.OutputTokens), cost,
-			share, tui.WithMark(cents(r.Burn), r.RecentCalls, r.RecentUnpriced), lat, unp)
+		t.AddRow(cells...)
 	}
 	if len(s.Rows) == 0 {
 		fmt.Fprintf(w, "no spend in this window (ledger %s)\n", path)
@@ -277,14 +293,6 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 	}
 	fmt.Fprintln(w, "costs as recorded in the ledger (priced when each event was written, or by costctl reprice); + marks figures that leave out unpriced calls")
 	return nil
-}
-
-// cents is money for a table: rounded to cents, "<$0.01" for dust.
-func cents(m pricing.Amount) string {
-	if m.Sign() > 0 && m.Cmp(pricing.AmountFromPico(pricing.PicoPerDollar/200)) < 0 {
-		return "<$0.01"
-	}
-	return m.DisplayRounded(2)
 }
 
 func pluralS(n int64, one, many string) string {

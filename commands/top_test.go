@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/tui"
 )
 
@@ -131,5 +133,43 @@ func TestTopJSONKeys(t *testing.T) {
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// A JSON row is made from tui.Columns' fields; it reads as the struct it
+// replaced did, key order and escaping (none of HTML) included. (A new
+// column with a JSON field adds it to before, and to TestTopJSONKeys.)
+func TestTopJSONRowFromColumns(t *testing.T) {
+	type before struct {
+		Key          string         `json:"key"`
+		Calls        int64          `json:"calls"`
+		CacheHits    int64          `json:"cache_hits"`
+		InputTokens  int64          `json:"input_tokens"`
+		OutputTokens int64          `json:"output_tokens"`
+		Cost         pricing.Amount `json:"cost_usd"`
+		Share        float64        `json:"share_pct"`
+		AvgLatencyMS int64          `json:"avg_latency_ms"`
+		Unpriced     bool           `json:"unpriced"`
+	}
+	rows := []tui.Row{
+		{Key: `a<b>&"c" é`, Totals: ledger.Totals{Calls: 12, CacheHits: 3, InputTokens: 1200, OutputTokens: 34,
+			Cost: pricing.AmountFromMoney(pricing.Dollars(7) / 3), UnpricedCalls: 2, LatencyMSSum: 12345, LatencyCalls: 12}, Share: 33.35},
+		{Key: "", Totals: ledger.Totals{Calls: 1, UnpricedCalls: 1}},
+	}
+	var want, got []any
+	for _, r := range rows {
+		want = append(want, before{Key: r.Key, Calls: r.Calls, CacheHits: r.CacheHits, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+			Cost: r.Cost, Share: round1(r.Share), AvgLatencyMS: r.AvgLatencyMS(), Unpriced: r.UnpricedCalls > 0})
+		got = append(got, topJSONRow{r})
+	}
+	var w, g strings.Builder
+	if err := writeJSON(&w, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSON(&g, got); err != nil {
+		t.Fatal(err)
+	}
+	if g.String() != w.String() {
+		t.Fatalf("got\n%s\nwant\n%s", g.String(), w.String())
 	}
 }

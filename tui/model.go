@@ -60,7 +60,7 @@ type Model struct {
 	seq     int // of the latest fetch asked for; older answers are dropped
 
 	width, height int
-	sortCol       int
+	sortCol       int // index in Columns
 	reverse       bool
 	filter        string
 	filtering     bool
@@ -79,7 +79,7 @@ func New(o Options) Model {
 	if o.Ctx == nil {
 		o.Ctx = context.Background()
 	}
-	return Model{opts: o, cfg: o.Config, keys: defaultKeys(), styles: newStyles(o.Color), sortCol: ColCost}
+	return Model{opts: o, cfg: o.Config, keys: defaultKeys(), styles: newStyles(o.Color), sortCol: defaultSort}
 }
 
 // Init fetches the first snapshot and starts the refresh tick.
@@ -172,9 +172,9 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case m.keys.Reverse.matches(msg):
 		m.reverse = !m.reverse
 	case m.keys.SortLeft.matches(msg):
-		m.sortCol = (m.sortCol + numCols - 1) % numCols
+		m.sortCol = (m.sortCol + len(Columns) - 1) % len(Columns)
 	case m.keys.SortRight.matches(msg):
-		m.sortCol = (m.sortCol + 1) % numCols
+		m.sortCol = (m.sortCol + 1) % len(Columns)
 	case m.keys.Group.matches(msg):
 		dims := ledger.Dimensions
 		for i, d := range dims {
@@ -335,75 +335,53 @@ func (m Model) visibleRows() []Row {
 	return rows
 }
 
-// Fixed column widths (right-aligned numbers), each preceded by one space.
-var colWidths = [numCols]int{0, 7, 7, 7, 10, 6, 9, 7, 8}
-
-var colNames = [numCols]string{"", "CALLS", "IN TOK", "OUT TOK", "COST", "SHARE", "BURN/H", "AVG LAT", "UNPRICED"}
-
+// fixedWidth is what the columns other than the key take: each its width
+// and one space before it.
 var fixedWidth = func() int {
 	n := 0
-	for _, w := range colWidths[1:] {
-		n += w + 1
+	for _, c := range Columns {
+		if !c.IsKey() {
+			n += c.Width + 1
+		}
 	}
 	return n
 }()
 
 func (m Model) headerLine(keyW int) string {
 	var b strings.Builder
-	for c := 0; c < numCols; c++ {
-		name := colNames[c]
-		if c == ColKey {
-			name = strings.ToUpper(m.cfg.GroupBy)
-		}
-		if c == m.sortCol {
+	for i, c := range Columns {
+		name := c.Title(m.cfg.GroupBy)
+		if i == m.sortCol {
 			if m.reverse {
 				name += "▲"
 			} else {
 				name += "▼"
 			}
 		}
-		if c == ColKey {
+		if c.IsKey() {
 			b.WriteString(padRight(truncate(name, keyW), keyW))
 			continue
 		}
-		if r := []rune(name); len(r) > colWidths[c] {
+		if r := []rune(name); len(r) > c.Width {
 			// Keep the sort arrow; shorten the name.
-			name = string(r[:colWidths[c]-1]) + string(r[len(r)-1])
+			name = string(r[:c.Width-1]) + string(r[len(r)-1])
 		}
-		b.WriteString(" " + padLeft(name, colWidths[c]))
+		b.WriteString(" " + padLeft(name, c.Width))
 	}
 	return b.String()
 }
 
 func (m Model) rowLine(r Row, keyW int) string {
-	name := r.Key
-	if name == "" {
-		name = "(none)"
-	}
-	cost := WithMark(money(r.Cost), r.Calls, r.UnpricedCalls)
-	share := render1(r.Share) + "%"
-	if Mark(r.Calls, r.UnpricedCalls) == "unpriced" {
-		share = "–"
-	}
-	unpriced := ""
-	if r.UnpricedCalls > 0 {
-		unpriced = "⚠ " + compact(r.UnpricedCalls)
-	}
-	lat := "–"
-	if r.LatencyCalls > 0 {
-		lat = FormatLatency(r.AvgLatencyMS())
-	}
-	cells := [numCols]string{
-		truncate(name, keyW), compact(r.Calls), compact(r.InputTokens), compact(r.OutputTokens),
-		cost, share, WithMark(money(r.Burn), r.RecentCalls, r.RecentUnpriced), lat, unpriced,
-	}
 	var b strings.Builder
-	b.WriteString(padRight(cells[0], keyW))
-	for c := 1; c < numCols; c++ {
-		b.WriteString(" " + padLeft(truncate(cells[c], colWidths[c]), colWidths[c]))
+	for _, c := range Columns {
+		if c.IsKey() {
+			b.WriteString(padRight(truncate(c.Cell(r), keyW), keyW))
+			continue
+		}
+		b.WriteString(" " + padLeft(truncate(c.Cell(r), c.Width), c.Width))
 	}
 	line := b.String()
-	if r.UnpricedCalls > 0 {
+	if Mark(r.Calls, r.UnpricedCalls) != MarkNone {
 		return m.styles.warn.Render(line)
 	}
 	return line

@@ -58,30 +58,6 @@ type Row struct {
 	Share                       float64 // of the window's priced cost, 0..100
 }
 
-// Mark says how a priced figure relates to unpriced calls: "" (none),
-// "+" (the figure leaves some out, so it is a lower bound) or "unpriced"
-// (all calls are unpriced, the figure is unknown).
-func Mark(calls, unpriced int64) string {
-	switch {
-	case unpriced <= 0:
-		return ""
-	case unpriced >= calls:
-		return "unpriced"
-	}
-	return "+"
-}
-
-// WithMark renders a money figure with its Mark: "$1.00", "$1.00+", "unpriced".
-func WithMark(s string, calls, unpriced int64) string {
-	switch Mark(calls, unpriced) {
-	case "unpriced":
-		return "unpriced"
-	case "+":
-		return s + "+"
-	}
-	return s
-}
-
 // CacheHitsLine says how many answers came from costctl's cache (eval
 // verdicts) instead of a provider — not calls, not billed — and what they
 // avoided: "12 hits from costctl's cache (not calls, not billed) · $0.42 avoided".
@@ -194,7 +170,7 @@ func fetch(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Conf
 		}
 		s.Rows = append(s.Rows, r)
 	}
-	SortRows(s.Rows, ColCost, false)
+	SortRows(s.Rows, defaultSort, false)
 	s.Alerts = alerts(s, cfg)
 	return s, nil
 }
@@ -239,73 +215,23 @@ func alerts(s Snapshot, cfg Config) []Alert {
 	return out
 }
 
-// Columns of the table (also the sort keys).
-const (
-	ColKey = iota
-	ColCalls
-	ColIn
-	ColOut
-	ColCost
-	ColShare
-	ColBurn
-	ColLatency
-	ColUnpriced
-	numCols
-)
-
-// SortRows sorts by col: numbers largest first and names A→Z, reversed
-// when reverse is set; ties by name.
+// SortRows sorts by Columns[col]: numbers largest first and names A→Z,
+// reversed when reverse is set; ties by name (not reversed).
 func SortRows(rows []Row, col int, reverse bool) {
+	compare := Columns[col].Compare
 	sort.SliceStable(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
-		c := compare(a, b, col)
+		c := compare(a, b)
 		if c == 0 {
-			c = strings.Compare(a.Key, b.Key)
-			if col != ColKey {
-				// Name order is the tie-break, not reversed.
-				return c < 0
-			}
+			// Name order is the tie-break, not reversed (for the key
+			// column c stays 0: equal names).
+			return strings.Compare(a.Key, b.Key) < 0
 		}
 		if reverse {
 			return c > 0
 		}
 		return c < 0
 	})
-}
-
-// compare returns <0 when a sorts first in the column's natural order.
-func compare(a, b Row, col int) int {
-	num := func(x, y int64) int {
-		switch {
-		case x > y:
-			return -1
-		case x < y:
-			return 1
-		}
-		return 0
-	}
-	switch col {
-	case ColKey:
-		return strings.Compare(a.Key, b.Key)
-	case ColCalls:
-		return num(a.Calls, b.Calls)
-	case ColIn:
-		return num(a.InputTokens, b.InputTokens)
-	case ColOut:
-		return num(a.OutputTokens, b.OutputTokens)
-	case ColShare, ColCost:
-		if c := b.Cost.Cmp(a.Cost); c != 0 { // larger first, as num
-			return c
-		}
-		return num(a.UnpricedCalls, b.UnpricedCalls)
-	case ColBurn:
-		return b.Burn.Cmp(a.Burn)
-	case ColLatency:
-		return num(a.AvgLatencyMS(), b.AvgLatencyMS())
-	case ColUnpriced:
-		return num(a.UnpricedCalls, b.UnpricedCalls)
-	}
-	return 0
 }
 
 // FormatLatency is "850ms", "1.5s", "32.1s".
