@@ -194,7 +194,7 @@ func parseRows(t testing.TB, b []byte) []Row {
 func (e *env) ledgerSum(run string) (n int64, cost, avoided pricing.Money) {
 	e.t.Helper()
 	var c, a int64
-	err := e.db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(cost_nano),0), COALESCE(SUM(avoided_nano),0) FROM events WHERE source='eval' AND (?='' OR run_id=?)`, run, run).Scan(&n, &c, &a)
+	err := e.db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(cost_dollars * 1000000000 + cost_pico / 1000),0), COALESCE(SUM(avoided_nano),0) FROM events WHERE source='eval' AND (?='' OR run_id=?)`, run, run).Scan(&n, &c, &a)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -293,7 +293,7 @@ func TestCancelledCallsRecordedAtWorstCase(t *testing.T) {
 	}
 	var n int64
 	var cost int64
-	e.db.SQL().QueryRow(`SELECT COUNT(*), SUM(cost_nano) FROM events WHERE run_id = ? AND estimate = 'unsettled'`, res.RunID).Scan(&n, &cost)
+	e.db.SQL().QueryRow(`SELECT COUNT(*), SUM(cost_dollars * 1000000000 + cost_pico / 1000) FROM events WHERE run_id = ? AND estimate = 'unsettled'`, res.RunID).Scan(&n, &cost)
 	var want pricing.Money
 	m := cfg.Order[0]
 	for i := 0; i < 4; i++ {

@@ -42,7 +42,7 @@ type row struct {
 func rows(t *testing.T, db *ledger.DB) []row {
 	t.Helper()
 	rs, err := db.SQL().Query(`SELECT event_key, tenant, user, endpoint, model, ts_ms, input_tokens, cached_tokens,
-		output_tokens, cost_nano, latency_ms, unpriced FROM events ORDER BY id`)
+		output_tokens, cost_dollars * 1000000000 + cost_pico / 1000, latency_ms, unpriced FROM events ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}

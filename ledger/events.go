@@ -270,13 +270,13 @@ func isZero(v any) bool {
 	return false
 }
 
-func (w *eventInserter) exec(chunk []Event) (int64, error) {
+func (w *eventInserter) exec(chunk []Event) (n, last int64, err error) {
 	w.rows = w.rows[:0]
 	for i := range chunk {
 		e := &chunk[i]
 		exact := eventCost(e)
 		w.rows = append(w.rows, [eventColumns]any{e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
-			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(e.Cost), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
+			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(0), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
 			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash,
 			exact.Dollars, exact.Pico})
 	}
@@ -295,7 +295,7 @@ func (w *eventInserter) exec(chunk []Event) (int64, error) {
 	}
 	s, err := w.stmt(stmtKey{len(chunk), zero})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	w.args = w.args[:0]
 	for r := range w.rows {
@@ -308,43 +308,62 @@ func (w *eventInserter) exec(chunk []Event) (int64, error) {
 	res, err := s.ExecContext(w.ctx, w.args...)
 	if err != nil {
 		if len(chunk) == 1 {
-			return 0, fmt.Errorf("ledger: insert event %q: %w", chunk[0].Key, err)
+			return 0, 0, fmt.Errorf("ledger: insert event %q: %w", chunk[0].Key, err)
 		}
-		return 0, fmt.Errorf("ledger: insert events: %w", err)
+		return 0, 0, fmt.Errorf("ledger: insert events: %w", err)
 	}
-	return res.RowsAffected()
+	if n, err = res.RowsAffected(); err != nil {
+		return 0, 0, err
+	}
+	if last, err = res.LastInsertId(); err != nil {
+		return 0, 0, err
+	}
+	return n, last, nil
 }
 
 // insert writes chunk with one statement. When every row is new (the usual
-// case) it returns nil; when some keys were already there it undoes the
-// statement and writes row by row, returning which rows were inserted.
+// case) it returns nil. When some keys were already there (or repeat in the
+// chunk: the first wins), it returns which rows were inserted: a new row
+// takes the rowid after the table's largest, so the n rows one statement
+// inserted hold the n rowids that end at the last one, and their keys say
+// which rows they were. (No savepoint and no second pass: a savepoint makes
+// SQLite journal every page the chunk touches.)
 func (w *eventInserter) insert(chunk []Event) ([]bool, error) {
-	if _, err := w.tx.ExecContext(w.ctx, "SAVEPOINT chunk"); err != nil {
-		return nil, fmt.Errorf("ledger: savepoint: %w", err)
-	}
-	n, err := w.exec(chunk)
+	n, last, err := w.exec(chunk)
 	if err != nil {
 		return nil, err
 	}
 	if int(n) == len(chunk) {
-		if _, err := w.tx.ExecContext(w.ctx, "RELEASE chunk"); err != nil {
-			return nil, fmt.Errorf("ledger: release: %w", err)
-		}
 		return nil, nil
 	}
-	if _, err := w.tx.ExecContext(w.ctx, "ROLLBACK TO chunk"); err != nil {
-		return nil, fmt.Errorf("ledger: rollback to savepoint: %w", err)
-	}
-	if _, err := w.tx.ExecContext(w.ctx, "RELEASE chunk"); err != nil {
-		return nil, fmt.Errorf("ledger: release: %w", err)
-	}
 	inserted := make([]bool, len(chunk))
-	for i := range chunk {
-		n, err := w.exec(chunk[i : i+1])
-		if err != nil {
-			return nil, err
+	if n == 0 {
+		return inserted, nil
+	}
+	rows, err := w.tx.QueryContext(w.ctx, `SELECT event_key FROM events WHERE id > ? AND id <= ?`, last-n, last)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read inserted keys: %w", err)
+	}
+	defer rows.Close()
+	fresh := make(map[string]bool, n)
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("ledger: read inserted keys: %w", err)
 		}
-		inserted[i] = n == 1
+		fresh[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: read inserted keys: %w", err)
+	}
+	if len(fresh) != int(n) {
+		return nil, fmt.Errorf("ledger: insert events: %d rows inserted but %d found by rowid", n, len(fresh))
+	}
+	for i := range chunk {
+		if fresh[chunk[i].Key] {
+			inserted[i] = true
+			delete(fresh, chunk[i].Key) // a repeat later in the chunk was skipped
+		}
 	}
 	return inserted, nil
 }

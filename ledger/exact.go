@@ -16,8 +16,10 @@ import (
 // 0 ≤ cost_pico < 10^12) in the events and in every rollup, which keeps
 // sums exact and unable to wrap before $9.2×10^18; reads sum the two
 // columns and normalise (pricing.Amount), and money is rounded once, when
-// printed. cost_nano in events is the cost rounded to the nano-dollar, kept
-// for readers of older versions. Token counts per event are bounded (ingest
+// printed. cost_nano in events is no longer written (0 since v6's
+// writers; only a pre-v5 ledger read with OpenReadOnly uses it): an older
+// costctl refuses a newer schema, so nothing reads it, and it cost bytes on
+// every row. Token counts per event are bounded (ingest
 // refuses counts above 10^10), so no product or sum of tokens can wrap
 // either.
 

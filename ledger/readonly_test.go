@@ -320,7 +320,9 @@ func downgrade(t *testing.T, db *DB, v int) {
 			"UPDATE "+l.table+" SET cost_nano = cost_dollars * 1000000000 + cost_pico / 1000",
 			"ALTER TABLE "+l.table+" DROP COLUMN cost_dollars", "ALTER TABLE "+l.table+" DROP COLUMN cost_pico")
 	}
-	stmts = append(stmts, "ALTER TABLE events DROP COLUMN cost_dollars", "ALTER TABLE events DROP COLUMN cost_pico")
+	// (this build leaves events.cost_nano 0; a v4 build wrote it)
+	stmts = append(stmts, "UPDATE events SET cost_nano = cost_dollars * 1000000000 + cost_pico / 1000",
+		"ALTER TABLE events DROP COLUMN cost_dollars", "ALTER TABLE events DROP COLUMN cost_pico")
 	for _, l := range rollupLevels {
 		for _, c := range hitCols {
 			stmts = append(stmts, "ALTER TABLE "+l.table+" DROP COLUMN "+c.col)

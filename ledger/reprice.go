@@ -168,7 +168,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	if len(evs) == 0 {
 		return 0, 0, 0, nil
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = ?, cost_dollars = ?, cost_pico = ?, unpriced = ?, avoided_nano = ? WHERE id = ?`)
+	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = 0, cost_dollars = ?, cost_pico = ?, unpriced = ?, avoided_nano = ? WHERE id = ?`)
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: %w", err)
 	}
@@ -203,8 +203,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 			continue
 		}
 		res.Changed++
-		nano, _ := cost.Money()
-		if _, err := upd.ExecContext(ctx, int64(nano), cost.Dollars, cost.Pico, b2i(unpriced), int64(avoided), e.id); err != nil {
+		if _, err := upd.ExecContext(ctx, cost.Dollars, cost.Pico, b2i(unpriced), int64(avoided), e.id); err != nil {
 			return 0, 0, 0, fmt.Errorf("ledger: reprice: update event: %w", err)
 		}
 		ms := e.Time.UnixMilli()

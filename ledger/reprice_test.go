@@ -103,7 +103,7 @@ func checkRollups(t *testing.T, db *DB) {
 // eventCosts is each event's cost, unpriced flag and avoided cost.
 func eventCosts(t *testing.T, db *DB) map[string]string {
 	t.Helper()
-	rows, err := db.SQL().Query(`SELECT event_key, cost_nano, unpriced, avoided_nano FROM events`)
+	rows, err := db.SQL().Query(`SELECT event_key, cost_dollars * 1000000000 + cost_pico / 1000, unpriced, avoided_nano FROM events`)
 	if err != nil {
 		t.Fatal(err)
 	}
