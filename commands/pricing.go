@@ -45,7 +45,11 @@ costctl's format (YAML or JSON):
     gpt-4o:                      # an existing model keeps what you don't set
       input_per_1m: "2.00"
 
-or LiteLLM's model_prices_and_context_window.json (detected automatically).
+or LiteLLM's model_prices_and_context_window.json, or pydantic's genai-prices
+data.json (detected automatically). long_context takes one tier or a list of
+tiers (lowest above_tokens first); a prompt above several thresholds is
+priced at the highest. costctl pricing update --from FILE|URL makes a source
+the table every command uses.
 A --pricing file (or COSTCTL_PRICING) that is missing or unreadable exits 1;
 one that is read but wrong exits 2, naming the file, line and key.` + exitStatusSection,
 		Example: `  costctl pricing list
@@ -64,7 +68,11 @@ one that is read but wrong exits 2, naming the file, line and key.` + exitStatus
 	show := &cobra.Command{
 		Use:   "show MODEL",
 		Short: "Show one model's prices (aliases and dated snapshots resolve)",
-		Long:  "Show every price of one model. Aliases, dated snapshots and provider prefixes resolve (openai/gpt-4o-2024-08-06 → gpt-4o)." + exitStatusSection,
+		Long: `Show every price of one model — each long-context tier, batch prices (or that
+the model has no Batch API) — with its context window, max output, tokenizer,
+source and, for a model past its provider's deprecation date, the date (its
+price is kept for past usage). Aliases, dated snapshots and provider prefixes
+resolve (openai/gpt-4o-2024-08-06 → gpt-4o).` + exitStatusSection,
 		Example: `  costctl pricing show gpt-4o
   costctl pricing show anthropic/claude-sonnet-4-20250514 --format json`,
 		Args: cobra.ExactArgs(1),

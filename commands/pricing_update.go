@@ -37,8 +37,9 @@ func newPricingUpdateCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update --from FILE|URL",
 		Short: "Update the price table from a file or URL, without a new release",
-		Long: `Read a price source — costctl's own format (YAML or JSON) or LiteLLM's
-model_prices_and_context_window.json — from a file or an http(s) URL,
+		Long: `Read a price source — costctl's own format (YAML or JSON), LiteLLM's
+model_prices_and_context_window.json or pydantic's genai-prices
+prices/data.json (the format is detected) — from a file or an http(s) URL,
 validate all of it, merge it over the built-in table and write the result as
 a dated, checksummed snapshot ($XDG_DATA_HOME/costctl/prices.snapshot, else
 ~/.local/share/costctl/prices.snapshot). Every command then prices with the
@@ -48,8 +49,14 @@ A source that cannot be read or parsed, prices far fewer models than the
 current table, or changes most input and output prices by more than 10× (a
 per-token or per-1K price where per-1M is expected) is refused and the
 current table stays in place. --dry-run prints what would change and writes
-nothing. --reset removes the snapshot: back to the built-in table.` + exitStatusSection,
+nothing. --reset removes the snapshot: back to the built-in table.
+
+From genai-prices, each model takes the price in force today (its dated
+prices' latest start_date not after today), tiered prices become
+long-context tiers, and a host's model (aws, groq, ...) is named
+"<host>/<model>" so it never replaces the first party's price.` + exitStatusSection,
 		Example: `  costctl pricing update --from https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json --dry-run
+  costctl pricing update --from https://raw.githubusercontent.com/pydantic/genai-prices/main/prices/data.json
   costctl pricing update --from prices.yaml
   costctl pricing update --reset`,
 		Args: cobra.NoArgs,
@@ -63,7 +70,7 @@ nothing. --reset removes the snapshot: back to the built-in table.` + exitStatus
 			return runPricingUpdate(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.From, "from", "", "price source: a file or an http(s) URL (costctl format or LiteLLM JSON)")
+	cmd.Flags().StringVar(&opts.From, "from", "", "price source: a file or an http(s) URL (costctl format, LiteLLM JSON or genai-prices JSON)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print what would change; write nothing")
 	cmd.Flags().BoolVar(&opts.Reset, "reset", false, "remove the snapshot and use the built-in table again")
 	return cmd
@@ -133,7 +140,7 @@ func runPricingUpdate(ctx context.Context, opts *PricingUpdateOptions) error {
 	if err != nil {
 		return err
 	}
-	next, n, warns, err := pricing.FromSource(opts.From, data)
+	next, n, warns, err := pricing.FromSourceAt(opts.From, data, opts.Now())
 	if err != nil {
 		return usageErrorf("%v; the current table stays in place", err)
 	}
@@ -213,6 +220,7 @@ func writePriceDiff(w io.Writer, d pricing.TableDiff, a, b string) {
 type PricingDiffOptions struct {
 	IO           *IOStreams
 	Getenv       func(string) string
+	Now          func() time.Time
 	HTTPClient   *http.Client
 	A, B         string
 	Format       string
@@ -220,15 +228,15 @@ type PricingDiffOptions struct {
 }
 
 func newPricingDiffCmd(f *Factory) *cobra.Command {
-	opts := &PricingDiffOptions{IO: f.IO, Getenv: f.Getenv, HTTPClient: f.HTTPClient}
+	opts := &PricingDiffOptions{IO: f.IO, Getenv: f.Getenv, Now: f.Now, HTTPClient: f.HTTPClient}
 	cmd := &cobra.Command{
 		Use:   "diff A B",
 		Short: "Compare two price tables: added, removed and changed prices",
 		Long: `Compare two price sources and list the models added and removed and every
 list price that changed, with the change in percent. A source is "builtin"
 (the table compiled in), "snapshot" (the one pricing update wrote), a file or
-an http(s) URL (costctl format or LiteLLM JSON, merged over the built-in
-table). --fail-on-change exits 3 when anything differs: a CI job that
+an http(s) URL (costctl format, LiteLLM JSON or genai-prices JSON, merged
+over the built-in table). --fail-on-change exits 3 when anything differs: a CI job that
 watches prices.` + exitStatusSection,
 		Example: `  costctl pricing diff builtin snapshot
   costctl pricing diff builtin prices.yaml --format json
@@ -269,7 +277,11 @@ func loadPriceSource(ctx context.Context, opts *PricingDiffOptions, src string) 
 	if err != nil {
 		return nil, err
 	}
-	t, _, warns, err := pricing.FromSource(src, data)
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	t, _, warns, err := pricing.FromSourceAt(src, data, now())
 	if err != nil {
 		return nil, usageError(err)
 	}

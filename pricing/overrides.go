@@ -47,34 +47,64 @@ func (t *Table) Merge(name string, data []byte) error {
 // MergeWarn is MergeFileWarn over bytes already read; name labels errors
 // and warnings.
 func (t *Table) MergeWarn(name string, data []byte) ([]string, error) {
+	return t.MergeWarnAt(name, data, time.Now())
+}
+
+// MergeWarnAt is MergeWarn for a source whose prices change over time
+// (genai-prices' dated prices): now picks the prices in force.
+func (t *Table) MergeWarnAt(name string, data []byte, now time.Time) ([]string, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%s: not valid YAML or JSON: %v", name, trimYAMLErr(err))
 	}
+	var (
+		raw      *rawFile
+		err      error
+		warns    []string
+		lite     bool
+		batchSet map[string]bool // the providers with a Batch API, for a source that lists no batch prices
+	)
+	if len(root.Content) > 0 && looksGenAIPrices(root.Content[0]) {
+		raw, err = parseGenAIPrices(name, root.Content[0], now, &warns)
+		if err != nil {
+			return nil, err
+		}
+		return t.mergeRaw(name, raw, warns, genAIBatchProviders, true, true)
+	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: expected a map at the top level (costctl's `models:` format or LiteLLM's JSON)", name)
+		return nil, fmt.Errorf("%s: expected a map at the top level (costctl's `models:` format, LiteLLM's JSON) or genai-prices' list of providers", name)
 	}
 	doc := root.Content[0]
-	var (
-		raw   *rawFile
-		err   error
-		warns []string
-		lite  bool
-	)
 	if mapGet(doc, "models") != nil {
 		raw, err = parseOwnNode(name, doc, &warns)
 	} else if looksLiteLLM(doc) {
 		raw, err = parseLiteLLM(name, doc, &warns)
-		lite = true
+		lite, batchSet = true, liteLLMBatchProviders
 	} else {
-		return nil, fmt.Errorf("%s: unrecognised price file: expected a top-level `models:` map (costctl format) or LiteLLM's model_prices_and_context_window.json", name)
+		return nil, fmt.Errorf("%s: unrecognised price file: expected a top-level `models:` map (costctl format), LiteLLM's model_prices_and_context_window.json or genai-prices' data.json", name)
 	}
 	if err != nil {
 		return nil, err
 	}
+	return t.mergeRaw(name, raw, warns, batchSet, lite, false)
+}
+
+// mergeRaw merges a parsed source into t. derived: the source lists batch
+// prices only where they differ (LiteLLM, genai-prices), so a model of a
+// provider outside batchSet that lists none has no Batch API. resolve: a
+// first party's name the table does not key (claude-sonnet-4-5 for
+// claude-sonnet-4.5) merges into the model Lookup resolves it to.
+func (t *Table) mergeRaw(name string, raw *rawFile, warns []string, batchSet map[string]bool, derived, resolve bool) ([]string, error) {
 	t.all()
 	for _, rm := range raw.models {
 		base := t.index[strings.ToLower(rm.name)]
+		if base == nil && resolve && rm.provider != nil && !strings.Contains(rm.name, "/") {
+			// A first party's spelling of a model the table knows
+			// (claude-sonnet-4-5, a dated or -latest name) merges into it.
+			if b := t.resolve(rm.name, rm.name); b != nil && b.Provider == *rm.provider {
+				base = b
+			}
+		}
 		if base != nil {
 			rm.name = base.Name
 		}
@@ -84,7 +114,7 @@ func (t *Table) MergeWarn(name string, data []byte) ([]string, error) {
 		}
 		listsBatch := rm.rates.bin != nil || rm.rates.bout != nil
 		switch {
-		case lite && !listsBatch && !liteLLMBatchProviders[m.Provider]:
+		case derived && !listsBatch && !batchSet[m.Provider]:
 			m.NoBatch = true
 		case listsBatch:
 			m.NoBatch = false

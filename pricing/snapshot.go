@@ -353,11 +353,17 @@ func WriteSnapshot(path string, data []byte) error {
 // of it; it returns the table, how many models the source priced and the
 // warnings the merge raised (prices that look like the wrong unit).
 func FromSource(name string, data []byte) (*Table, int, []string, error) {
+	return FromSourceAt(name, data, time.Now())
+}
+
+// FromSourceAt is FromSource with the date that picks a dated source's
+// prices in force (genai-prices).
+func FromSourceAt(name string, data []byte, now time.Time) (*Table, int, []string, error) {
 	t, err := Default()
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	warns, err := t.MergeWarn(name, data)
+	warns, err := t.MergeWarnAt(name, data, now)
 	if err != nil {
 		return nil, 0, nil, err
 	}
