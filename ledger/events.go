@@ -222,7 +222,7 @@ func (w *eventInserter) stmt(k stmtKey) (*sql.Stmt, error) {
 		return s, nil
 	}
 	var b strings.Builder
-	b.WriteString("INSERT INTO events " + eventCols + " VALUES ")
+	b.WriteString("INSERT OR IGNORE INTO events " + eventCols + " VALUES ")
 	for r := 0; r < k.n; r++ {
 		if r > 0 {
 			b.WriteByte(',')
@@ -244,7 +244,10 @@ func (w *eventInserter) stmt(k stmtKey) (*sql.Stmt, error) {
 		}
 		b.WriteByte(')')
 	}
-	b.WriteString(" ON CONFLICT(event_key) DO NOTHING")
+	// (OR IGNORE, not ON CONFLICT(event_key) DO NOTHING: the same for the one
+	// UNIQUE column, but no constraint can then abort the statement halfway,
+	// so SQLite keeps no statement journal of every page it touches. No
+	// value bound here is ever NULL, so NOT NULL cannot skip a row.)
 	s, err := w.tx.PrepareContext(w.ctx, b.String())
 	if err != nil {
 		return nil, fmt.Errorf("ledger: prepare: %w", err)
