@@ -2,6 +2,7 @@ package pricing
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -132,6 +133,27 @@ func TestOwnFormatLongContextTiers(t *testing.T) {
 		err := MustDefault().Merge("b.yaml", []byte(bad.src))
 		if err == nil || err.Error() != bad.err {
 			t.Errorf("error = %v\nwant    %s", err, bad.err)
+		}
+	}
+}
+
+// TestBuiltinMaxOutputAndDeprecation: every built-in chat model says how
+// much it may write (within its context window), and a model past its
+// provider's deprecation date keeps its price and carries the date.
+func TestBuiltinMaxOutputAndDeprecation(t *testing.T) {
+	tbl := MustDefault()
+	for _, m := range tbl.Models() {
+		if strings.HasPrefix(m.Name, "text-embedding-") {
+			continue
+		}
+		if m.MaxOutput <= 0 || m.MaxOutput > m.ContextWindow {
+			t.Errorf("%s: max output %d (context window %d)", m.Name, m.MaxOutput, m.ContextWindow)
+		}
+	}
+	for name, date := range map[string]string{"claude-3.7-sonnet": "2026-02-19", "claude-opus-4.1": "2026-08-05", "gemini-2.0-flash": "2026-06-01"} {
+		m, err := tbl.Lookup(name)
+		if err != nil || m.Deprecated != date || m.Input == 0 {
+			t.Errorf("%s: deprecated %q, input %s, %v; want %s with its price", name, m.Deprecated, m.Input.Per1M(), err, date)
 		}
 	}
 }
