@@ -36,9 +36,13 @@ type Config struct {
 	file  string
 }
 
-// Judge is an LLM judge: a model on an OpenAI-compatible endpoint.
+// Judge is an LLM judge: a model behind a provider's API (default openai:
+// any OpenAI-compatible endpoint).
 type Judge struct {
-	Name      string `yaml:"-"`
+	Name string `yaml:"-"`
+	// Provider names the API the judge speaks, a key of the providers
+	// registry (provider.go); empty means ProviderOpenAI.
+	Provider  string `yaml:"provider"`
 	Model     string `yaml:"model"`
 	BaseURL   string `yaml:"base_url"`
 	APIKeyEnv string `yaml:"api_key_env"`
@@ -49,6 +53,14 @@ type Judge struct {
 	Reasoning *bool `yaml:"reasoning"`
 
 	Price *pricing.Model `yaml:"-"`
+}
+
+// ProviderName is the judge's provider (ProviderOpenAI when not set).
+func (j *Judge) ProviderName() string {
+	if j.Provider == "" {
+		return ProviderOpenAI
+	}
+	return j.Provider
 }
 
 // JSON reports whether the judge is asked for response_format json_object.
@@ -252,6 +264,9 @@ func (c *Config) validate(table *pricing.Table) error {
 			return c.errf("judge %q: empty; give it a model", name)
 		}
 		j.Name = name
+		if _, ok := providers[j.ProviderName()]; !ok {
+			return c.errf("judge %q: provider %q is not known (want one of: %s)", name, j.Provider, providerNames())
+		}
 		if j.Model == "" {
 			return c.errf("judge %q: missing model", name)
 		}

@@ -110,11 +110,12 @@ func DryRun(ctx context.Context, opts Options) (*DryResult, error) {
 					continue
 				}
 			}
-			p := jc.promptTokens(chatMessages(m.Prompt, user, nil))
+			p := jc.provider.PromptTokens(Prompt{System: m.Prompt, User: user})
 			dm.CallsMax++
 			dm.PromptTokens += p
 			dm.OutputMax += int64(m.judge.MaxTokens)
-			dm.CostHigh += jc.worstCost(p)
+			_, worst := jc.worst(p)
+			dm.CostHigh += worst
 			if !unknown {
 				dm.CallsMin++
 				dm.CostLow += m.judge.Price.Cost(pricing.Usage{InputTokens: p}, false)

@@ -15,15 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	openai "github.com/sashabaranov/go-openai"
-
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/records"
 )
 
-// DefaultBaseURL is the judge endpoint when neither the judge, --base-url
-// nor OPENAI_BASE_URL names one.
+// DefaultBaseURL is the endpoint of an openai judge when neither the judge,
+// --base-url nor OPENAI_BASE_URL names one.
 const DefaultBaseURL = "https://api.openai.com/v1"
 
 // Options configure a run. Durations and the random source are injectable
@@ -37,7 +35,7 @@ type Options struct {
 
 	HTTPClient *http.Client
 	Getenv     func(string) string
-	BaseURL    string // --base-url; else OPENAI_BASE_URL; else DefaultBaseURL
+	BaseURL    string // --base-url; else the provider's variable (OPENAI_BASE_URL); else its default (DefaultBaseURL)
 
 	Concurrency int           // default 8
 	MaxRetries  int           // retries after the first attempt (0 allowed)
@@ -214,25 +212,29 @@ func (o *Options) defaults() {
 	}
 }
 
-// Endpoint is the base URL a judge is called at.
+// Endpoint is the base URL a judge is called at: its base_url, else
+// --base-url, else its provider's variable (OPENAI_BASE_URL), else its
+// provider's default.
 func (o *Options) Endpoint(j *Judge) string {
+	def := providers[j.ProviderName()]
 	switch {
 	case j.BaseURL != "":
 		return j.BaseURL
 	case o.BaseURL != "":
 		return o.BaseURL
-	case o.Getenv != nil && o.Getenv("OPENAI_BASE_URL") != "":
-		return o.Getenv("OPENAI_BASE_URL")
+	case o.Getenv != nil && def.baseURLEnv != "" && o.Getenv(def.baseURLEnv) != "":
+		return o.Getenv(def.baseURLEnv)
 	}
-	return DefaultBaseURL
+	return def.baseURL
 }
 
-// KeyEnv is the environment variable holding a judge's API key.
+// KeyEnv is the environment variable holding a judge's API key: its
+// api_key_env, else its provider's (OPENAI_API_KEY).
 func KeyEnv(j *Judge) string {
 	if j.APIKeyEnv != "" {
 		return j.APIKeyEnv
 	}
-	return "OPENAI_API_KEY"
+	return providers[j.ProviderName()].keyEnv
 }
 
 // newClients builds a client per judge; with needKeys, a judge without an
@@ -244,22 +246,13 @@ func newClients(o *Options, needKeys bool) (map[string]*judgeClient, error) {
 		if needKeys && key == "" {
 			return nil, &ConfigError{fmt.Sprintf("judge %q: %s is not set; export the API key for %s (or set api_key_env for the judge); --dry-run needs no key", j.Name, KeyEnv(j), redactURL(o.Endpoint(j)))}
 		}
-		jc, err := newJudgeClient(j, o.Endpoint(j), key, o.HTTPClient)
+		jc, err := newJudgeClient(j, o.Endpoint(j), key, o.HTTPClient, o.Now)
 		if err != nil {
 			return nil, err
 		}
 		out[j.Name] = jc
 	}
 	return out, nil
-}
-
-// keys are the API keys of the run's judges, for redaction.
-func (r *run) keys() []string {
-	var ks []string
-	for _, jc := range r.clients {
-		ks = append(ks, jc.key)
-	}
-	return ks
 }
 
 // Run evaluates every (sampled) record of opts.Files against the config's
@@ -661,7 +654,7 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 				if out.skipPrompt == nil {
 					out.skipPrompt = map[string]int64{}
 				}
-				out.skipPrompt[m.Name] += jc.promptTokens(chatMessages(m.Prompt, UserMessage(m, rec), nil))
+				out.skipPrompt[m.Name] += jc.provider.PromptTokens(Prompt{System: m.Prompt, User: UserMessage(m, rec)})
 			}
 			states[m.Name] = state{status: StatusSkipped, known: true}
 			out.rows = append(out.rows, row)
@@ -713,19 +706,18 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 }
 
 // checkUsage validates a reply's usage block against what an honest server
-// can bill for the request, and returns the usage to bill: the server's
-// own, or, when it sent none or an impossible one, an estimate from local
-// counts (the prompt bound and the reply's tokens; a reasoning model's
-// hidden reasoning is unknown, so its full completion bound).
-func (r *run) checkUsage(jc *judgeClient, res callResult, bound int64) (pricing.Usage, string) {
+// can bill for the request (worst: the provider's WorstUsage of the prompt
+// bound), and returns the usage to bill: the server's own, or, when it sent
+// none or an impossible one, an estimate from local counts (the worst
+// prompt and the provider's count of the reply; for a reasoning model,
+// whose hidden reasoning is unknown, its full completion bound).
+func (r *run) checkUsage(jc *judgeClient, res callResult, worst pricing.Usage) (pricing.Usage, string) {
 	u := res.usage
-	maxOut := jc.maxOutput()
+	bound, maxOut := worst.InputTokens, worst.OutputTokens
 	estimate := func() pricing.Usage {
-		out := maxOut
-		if !jc.reasoning {
-			out = min(jc.counter.Text(res.reply), maxOut)
-		}
-		return pricing.Usage{InputTokens: bound, OutputTokens: out}
+		e := worst
+		e.OutputTokens = jc.provider.ReplyTokens(res.reply)
+		return e
 	}
 	flag := func(why string) {
 		r.flagged.Add(1)
@@ -734,7 +726,8 @@ func (r *run) checkUsage(jc *judgeClient, res callResult, bound int64) (pricing.
 	switch {
 	case !res.hasUsage:
 		return estimate(), ledger.EstimateNoUsage
-	case u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 || u.CachedInputTokens > u.InputTokens:
+	case u.InputTokens < 0 || u.OutputTokens < 0 || u.CachedInputTokens < 0 || u.CacheWrite5mTokens < 0 || u.CacheWrite1hTokens < 0 ||
+		u.CachedInputTokens+u.CacheWrite5mTokens+u.CacheWrite1hTokens > u.InputTokens:
 		flag(fmt.Sprintf("judge %q: invalid usage (prompt_tokens %d, cached_tokens %d, completion_tokens %d); billed from local counts",
 			jc.judge.Name, u.InputTokens, u.CachedInputTokens, u.OutputTokens))
 		return estimate(), ledger.EstimateBadUsage
@@ -759,6 +752,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	event := func(suffix string, u pricing.Usage, cost, avoided pricing.Money, hit bool, lat int64) ledger.Event {
 		return ledger.Event{Key: evKey(suffix), Time: now, Source: ledger.SourceEval, RunID: r.opts.RunID, Tenant: rec.Tenant,
 			Endpoint: jc.endpoint, Metric: m.Name, Model: m.judge.Model, InputTokens: u.InputTokens, CachedTokens: u.CachedInputTokens,
+			CacheWrite5mTokens: u.CacheWrite5mTokens, CacheWrite1hTokens: u.CacheWrite1hTokens,
 			OutputTokens: u.OutputTokens, Cost: cost, Avoided: avoided, CacheHit: hit, LatencyMS: lat}
 	}
 	pass := func(score float64) string {
@@ -821,7 +815,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		}
 	}
 
-	msgs := chatMessages(system, user, nil)
+	prompt := Prompt{System: system, User: user}
 	var total pricing.Usage
 	var totalCost pricing.Money
 	var totalLat int64
@@ -830,9 +824,9 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	// doCall reserves the call's worst case, sends it and settles the
 	// budget. A paid call's event is returned, not yet committed: the
 	// caller commits it, with the verdict when there is one.
-	doCall := func(msgs []openai.ChatCompletionMessage) (callResult, *ledger.Event, error) {
-		bound := promptBound(msgs)
-		worst := jc.worstCost(bound)
+	doCall := func(p Prompt) (callResult, *ledger.Event, error) {
+		bound := jc.provider.PromptBound(p)
+		worstUsage, worst := jc.worst(bound)
 		if err := r.budget.reserve(ctx, r.stopCh, worst); err != nil {
 			return callResult{}, nil, err
 		}
@@ -841,7 +835,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			// Sent, then cancelled or timed out: the server may bill it.
 			// Record its worst case (marked unsettled) before anything else.
 			unsettledNo++
-			ev := event(fmt.Sprintf("%d-unsettled-%d", callNo+1, unsettledNo), pricing.Usage{InputTokens: bound, OutputTokens: jc.maxOutput()}, worst, 0, false, 0)
+			ev := event(fmt.Sprintf("%d-unsettled-%d", callNo+1, unsettledNo), worstUsage, worst, 0, false, 0)
 			ev.Estimate = ledger.EstimateUnsettled
 			r.budget.settle(worst, worst)
 			holding = false
@@ -859,19 +853,19 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			holding = true
 			return nil
 		}}
-		res, err := jc.call(ctx, r.rp, msgs, hooks)
+		res, err := jc.call(ctx, r.rp, p, hooks)
 		if err != nil {
 			if holding {
 				r.budget.settle(worst, 0)
 			}
 			return res, nil, err
 		}
-		u, est := r.checkUsage(jc, res, bound)
+		u, est := r.checkUsage(jc, res, worstUsage)
 		cost := price.Cost(u, false)
 		r.budget.settle(worst, cost)
 		if cost > worst {
 			r.overbill.CompareAndSwap(nil, fmt.Sprintf("judge %q billed %s for one call where at most %s was reserved (prompt_tokens %d, bound %d; completion_tokens %d, max %d): %s over; the endpoint counts more tokens than the request can hold",
-				jc.judge.Name, cost.Display(), worst.Display(), u.InputTokens, bound, u.OutputTokens, jc.maxOutput(), (cost-worst).Display()))
+				jc.judge.Name, cost.Display(), worst.Display(), u.InputTokens, bound, u.OutputTokens, worstUsage.OutputTokens, (cost-worst).Display()))
 			r.stop(StopOverbill, nil)
 		}
 		callNo++
@@ -880,6 +874,8 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		}
 		total.InputTokens += u.InputTokens
 		total.CachedInputTokens += u.CachedInputTokens
+		total.CacheWrite5mTokens += u.CacheWrite5mTokens
+		total.CacheWrite1hTokens += u.CacheWrite1hTokens
 		total.OutputTokens += u.OutputTokens
 		totalCost += cost
 		totalLat += res.latencyMS
@@ -918,7 +914,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		result = flightResult{errMsg: row.Error}
 		return nil
 	}
-	res, ev, err := doCall(msgs)
+	res, ev, err := doCall(prompt)
 	if err != nil {
 		return callFailed(err)
 	}
@@ -933,11 +929,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			return errStopped
 		}
 		r.retried(RetryRepair)
-		repair := []openai.ChatCompletionMessage{
-			{Role: openai.ChatMessageRoleAssistant, Content: res.reply},
-			{Role: openai.ChatMessageRoleUser, Content: fmt.Sprintf(repairInstruction, perr)},
-		}
-		res2, ev2, err := doCall(chatMessages(system, user, repair))
+		res2, ev2, err := doCall(Prompt{System: system, User: user, Repair: &Repair{Reply: res.reply, Instruction: fmt.Sprintf(repairInstruction, perr)}})
 		if err != nil {
 			return callFailed(err)
 		}
@@ -963,8 +955,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			InputTokens: total.InputTokens, CachedTokens: total.CachedInputTokens, OutputTokens: total.OutputTokens,
 			Cost: totalCost, LatencyMS: totalLat, Created: now}
 		if r.opts.StoreText {
-			b, _ := json.Marshal(msgs)
-			jr.RequestText, jr.ResponseText = string(b), reply
+			jr.RequestText, jr.ResponseText = jc.provider.RequestText(prompt), reply
 		}
 	}
 	if err := commit(ev, jr); err != nil {
