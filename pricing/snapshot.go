@@ -2,12 +2,12 @@ package pricing
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/gob"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,19 +20,21 @@ import (
 )
 
 // Price snapshots: `costctl pricing update` validates a price source (a
-// file or URL in costctl's format or LiteLLM's JSON), merges it over the
-// built-in table and writes the result as a dated, checksummed snapshot
-// that every command then prices with instead of the built-in table, until
-// `pricing update --reset`. The snapshot is the whole table, gob-encoded
-// behind a SHA-256, so loading it costs a decode, not a YAML parse: a
-// larger table does not slow start-up.
+// file or URL in costctl's format, LiteLLM's or genai-prices' JSON), merges
+// it over the built-in table and writes the result as a dated, checksummed
+// snapshot that every command then prices with instead of the built-in
+// table, until `pricing update --reset`. The snapshot is the whole table
+// behind an index of names, so loading it costs a checksum and a lookup
+// decodes one model, not a YAML parse nor the whole table: a larger table
+// does not slow start-up.
 
 // snapshotMagic starts every snapshot file; the number is the format.
-// Format 2 (long-context tiers as a list, max output, deprecation date,
-// models decoded on demand) replaced format 1.
+// Format 3 (long-context tiers as a list, max output, deprecation date, an
+// index read in place and models decoded on demand) replaced formats 1
+// and 2.
 const (
 	snapshotMagicPrefix = "costctl-prices-snapshot "
-	snapshotMagic       = snapshotMagicPrefix + "2\n"
+	snapshotMagic       = snapshotMagicPrefix + "3\n"
 )
 
 // SnapshotInfo describes a snapshot.
@@ -43,42 +45,54 @@ type SnapshotInfo struct {
 	Models int
 }
 
-// A format-2 snapshot, after its magic line and the SHA-256 of the rest:
+// A format-3 snapshot, after its magic line and the CRC-32C (Castagnoli)
+// of the rest in hex on a line of its own, is little-endian:
 //
-//	uint32 big-endian length of the header, the gob-encoded snapshotHeader,
-//	then the models: one gob stream that starts with the type definitions
-//	and a zero Model (Header.Prefix bytes), followed by each model's value.
+//	6 × uint32      number of keys, of models; bytes of info, of keys, of
+//	                the models' type prefix, of the models' stream
+//	info            SnapshotInfo as JSON
+//	keyEnd[keys]    uint32: key i is keys[keyEnd[i-1]:keyEnd[i]]
+//	keyModel[keys]  uint32: the model key i names
+//	modelEnd[models] uint32: model i is stream[modelEnd[i-1]:modelEnd[i]]
+//	                (modelEnd[-1] = the prefix's length)
+//	keys            the lower-cased names and aliases, sorted, concatenated
+//	stream          one gob stream: the type definitions and a zero Model
+//	                (the prefix), then each model's value
 //
-// Loading it checks the checksum and decodes the header alone (a sorted
-// index of names and aliases); a model is decoded the first time it is
-// looked up, from the type prefix and its own bytes. A command that prices
-// one model therefore decodes one model, however large the table
-// (BenchmarkSnapshotLookup).
-type snapshotHeader struct {
-	Info     SnapshotInfo
-	Keys     string  // the lower-cased names and aliases, sorted, concatenated
-	KeyEnd   []int32 // Keys[KeyEnd[i-1]:KeyEnd[i]] is key i
-	KeyModel []int32 // the model key i names
-	Prefix   int64   // bytes of the models' stream that hold the type definitions
-	ModelEnd []int64 // model i's value is stream[ModelEnd[i-1]:ModelEnd[i]] (ModelEnd[-1] = Prefix)
+// Loading it checks the checksum and reads the index where it lies: no
+// model and no key is decoded or copied until a lookup needs it, and then
+// only the model it resolves to (from the type prefix and its own bytes).
+// A command that prices one model thus allocates next to nothing for a
+// table of thousands (BenchmarkSnapshotLookup, TestSnapshotLookupAllocs).
+type snapshotIndex struct {
+	nKeys, nModels int
+	keyEnd         []byte // uint32s
+	keyModel       []byte
+	modelEnd       []byte
+	keys           []byte
+	prefix         []byte // the stream's type prefix
+	stream         []byte
 }
+
+func u32(b []byte, i int) int { return int(binary.LittleEndian.Uint32(b[4*i:])) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // lazyModels is a snapshot's models, decoded on demand.
 type lazyModels struct {
-	mu     sync.Mutex
-	hdr    snapshotHeader
-	stream []byte
-	cache  []*Model
-	done   bool  // every model decoded into the table's maps
-	err    error // the first model that failed to decode
+	mu    sync.Mutex
+	idx   snapshotIndex
+	cache []*Model
+	done  bool  // every model decoded into the table's maps
+	err   error // the first model that failed to decode
 }
 
-func (l *lazyModels) key(i int) string {
-	from := int32(0)
+func (l *lazyModels) key(i int) []byte {
+	from := 0
 	if i > 0 {
-		from = l.hdr.KeyEnd[i-1]
+		from = u32(l.idx.keyEnd, i-1)
 	}
-	return l.hdr.Keys[from:l.hdr.KeyEnd[i]]
+	return l.idx.keys[from:u32(l.idx.keyEnd, i)]
 }
 
 func (l *lazyModels) find(t *Table, key string) *Model {
@@ -87,12 +101,21 @@ func (l *lazyModels) find(t *Table, key string) *Model {
 	if l.done {
 		return t.index[key]
 	}
-	n := len(l.hdr.KeyEnd)
-	i := sort.Search(n, func(i int) bool { return l.key(i) >= key })
-	if i == n || l.key(i) != key {
+	n := l.idx.nKeys
+	i := sort.Search(n, func(i int) bool { return string(l.key(i)) >= key })
+	if i == n || string(l.key(i)) != key {
 		return nil
 	}
-	return l.model(int(l.hdr.KeyModel[i]))
+	return l.model(u32(l.idx.keyModel, i))
+}
+
+// span is model i's bytes in the stream.
+func (l *lazyModels) span(i int) []byte {
+	from := len(l.idx.prefix)
+	if i > 0 {
+		from = u32(l.idx.modelEnd, i-1)
+	}
+	return l.idx.stream[from:u32(l.idx.modelEnd, i)]
 }
 
 // model decodes model i (l.mu held); nil, with l.err set, if it cannot.
@@ -100,13 +123,9 @@ func (l *lazyModels) model(i int) *Model {
 	if m := l.cache[i]; m != nil {
 		return m
 	}
-	from := l.hdr.Prefix
-	if i > 0 {
-		from = l.hdr.ModelEnd[i-1]
-	}
-	buf := make([]byte, 0, l.hdr.Prefix+l.hdr.ModelEnd[i]-from)
-	buf = append(append(buf, l.stream[:l.hdr.Prefix]...), l.stream[from:l.hdr.ModelEnd[i]]...)
-	dec := gob.NewDecoder(bytes.NewReader(buf))
+	v := l.span(i)
+	buf := make([]byte, 0, len(l.idx.prefix)+len(v))
+	dec := gob.NewDecoder(bytes.NewReader(append(append(buf, l.idx.prefix...), v...)))
 	var zero, m Model
 	if err := dec.Decode(&zero); err != nil {
 		l.fail(i, err)
@@ -135,10 +154,10 @@ func (l *lazyModels) materialize(t *Table) {
 		return
 	}
 	t.models = make(map[string]*Model, len(l.cache))
-	t.index = make(map[string]*Model, len(l.hdr.KeyEnd))
+	t.index = make(map[string]*Model, l.idx.nKeys)
 	// One decoder over the whole stream: a decoder per model would compile
 	// the types each time.
-	dec := gob.NewDecoder(bytes.NewReader(l.stream))
+	dec := gob.NewDecoder(bytes.NewReader(l.idx.stream))
 	var zero Model
 	err := dec.Decode(&zero)
 	vals := make([]Model, len(l.cache))
@@ -162,9 +181,9 @@ func (l *lazyModels) materialize(t *Table) {
 			t.models[m.Name] = m
 		}
 	}
-	for k := range l.hdr.KeyEnd {
-		if m := l.cache[l.hdr.KeyModel[k]]; m != nil {
-			t.index[l.key(k)] = m
+	for k := 0; k < l.idx.nKeys; k++ {
+		if m := l.cache[u32(l.idx.keyModel, k)]; m != nil {
+			t.index[string(l.key(k))] = m
 		}
 	}
 	l.done = true
@@ -197,27 +216,29 @@ func SnapshotPath(getenv func(string) string) (string, error) {
 func EncodeSnapshot(t *Table, info SnapshotInfo) ([]byte, error) {
 	ms := t.Models()
 	info.Models = len(ms)
-	pos := make(map[*Model]int32, len(ms))
-	byName := make(map[string]int32, len(ms))
+	pos := make(map[*Model]int, len(ms))
+	byName := make(map[string]int, len(ms))
 	var stream bytes.Buffer
 	enc := gob.NewEncoder(&stream)
 	if err := enc.Encode(Model{}); err != nil {
 		return nil, fmt.Errorf("price snapshot: %w", err)
 	}
-	hdr := snapshotHeader{Info: info, Prefix: int64(stream.Len()), ModelEnd: make([]int64, len(ms))}
+	prefix := stream.Len()
+	modelEnd := make([]uint32, len(ms))
 	for i, m := range ms {
 		if err := enc.Encode(m); err != nil {
 			return nil, fmt.Errorf("price snapshot: %s: %w", m.Name, err)
 		}
-		hdr.ModelEnd[i] = int64(stream.Len())
-		pos[m], byName[m.Name] = int32(i), int32(i)
+		modelEnd[i] = uint32(stream.Len())
+		pos[m], byName[m.Name] = i, i
 	}
 	keys := make([]string, 0, len(t.index))
 	for k := range t.index {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var kb strings.Builder
+	var kb bytes.Buffer
+	var keyEnd, keyModel []uint32
 	for _, k := range keys {
 		m := t.index[k]
 		i, ok := pos[m]
@@ -227,82 +248,95 @@ func EncodeSnapshot(t *Table, info SnapshotInfo) ([]byte, error) {
 			}
 		}
 		kb.WriteString(k)
-		hdr.KeyEnd = append(hdr.KeyEnd, int32(kb.Len()))
-		hdr.KeyModel = append(hdr.KeyModel, i)
+		keyEnd = append(keyEnd, uint32(kb.Len()))
+		keyModel = append(keyModel, uint32(i))
 	}
-	hdr.Keys = kb.String()
-	var hb bytes.Buffer
-	if err := gob.NewEncoder(&hb).Encode(hdr); err != nil {
+	ij, err := json.Marshal(info)
+	if err != nil {
 		return nil, fmt.Errorf("price snapshot: %w", err)
 	}
-	body := make([]byte, 4, 4+hb.Len()+stream.Len())
-	binary.BigEndian.PutUint32(body, uint32(hb.Len()))
-	body = append(append(body, hb.Bytes()...), stream.Bytes()...)
-	sum := sha256.Sum256(body)
-	out := make([]byte, 0, len(snapshotMagic)+65+len(body))
+	if stream.Len() > math.MaxUint32/2 {
+		return nil, errors.New("price snapshot: table too large")
+	}
+	var body bytes.Buffer
+	le := func(v any) { _ = binary.Write(&body, binary.LittleEndian, v) }
+	le([]uint32{uint32(len(keyEnd)), uint32(len(ms)), uint32(len(ij)), uint32(kb.Len()), uint32(prefix), uint32(stream.Len())})
+	body.Write(ij)
+	le(keyEnd)
+	le(keyModel)
+	le(modelEnd)
+	body.Write(kb.Bytes())
+	body.Write(stream.Bytes())
+	out := make([]byte, 0, len(snapshotMagic)+9+body.Len())
 	out = append(out, snapshotMagic...)
-	out = append(out, hex.EncodeToString(sum[:])...)
-	out = append(out, '\n')
-	return append(out, body...), nil
+	out = fmt.Appendf(out, "%08x\n", crc32.Checksum(body.Bytes(), castagnoli))
+	return append(out, body.Bytes()...), nil
 }
 
-// DecodeSnapshot reads a snapshot file's bytes, checking its checksum. Its
-// models are decoded when first looked up; data must not change after.
+// DecodeSnapshot reads a snapshot file's bytes, checking its checksum. The
+// table reads its index and models from data where they lie: data must not
+// change after.
 func DecodeSnapshot(data []byte) (*Table, SnapshotInfo, error) {
 	if !bytes.HasPrefix(data, []byte(snapshotMagic)) {
 		if bytes.HasPrefix(data, []byte(snapshotMagicPrefix)) {
 			line, _, _ := bytes.Cut(data[len(snapshotMagicPrefix):], []byte("\n"))
-			return nil, SnapshotInfo{}, fmt.Errorf("snapshot format %.10q is not this costctl's (format 2): write it again with costctl pricing update --from SOURCE", line)
+			return nil, SnapshotInfo{}, fmt.Errorf("snapshot format %.10q is not this costctl's (format 3): write it again with costctl pricing update --from SOURCE", line)
 		}
 		return nil, SnapshotInfo{}, errors.New("not a costctl price snapshot")
 	}
-	if len(data) < len(snapshotMagic)+65+4 {
+	rest := data[len(snapshotMagic):]
+	if len(rest) < 9+24 || rest[8] != '\n' {
 		return nil, SnapshotInfo{}, errors.New("checksum mismatch: the snapshot is damaged (truncated)")
 	}
-	rest := data[len(snapshotMagic):]
-	want, body := rest[:64], rest[65:]
-	sum := sha256.Sum256(body)
-	var got [64]byte
-	hex.Encode(got[:], sum[:])
-	if !bytes.Equal(got[:], want) || rest[64] != '\n' {
+	want, err := strconv.ParseUint(string(rest[:8]), 16, 32)
+	body := rest[9:]
+	if err != nil || uint32(want) != crc32.Checksum(body, castagnoli) {
 		return nil, SnapshotInfo{}, errors.New("checksum mismatch: the snapshot is damaged")
 	}
-	n := int(binary.BigEndian.Uint32(body))
-	if n > len(body)-4 {
-		return nil, SnapshotInfo{}, errors.New("unreadable snapshot: header length out of range")
+	var h [6]int
+	for i := range h {
+		h[i] = u32(body, i)
 	}
-	l := &lazyModels{stream: body[4+n:]}
-	if err := gob.NewDecoder(bytes.NewReader(body[4 : 4+n])).Decode(&l.hdr); err != nil {
+	nKeys, nModels, infoLen, keysLen, prefixLen, streamLen := h[0], h[1], h[2], h[3], h[4], h[5]
+	if 24+infoLen+8*nKeys+4*nModels+keysLen+streamLen != len(body) || prefixLen > streamLen {
+		return nil, SnapshotInfo{}, errors.New("unreadable snapshot: sections do not add up")
+	}
+	p := body[24:]
+	take := func(n int) []byte { b := p[:n:n]; p = p[n:]; return b }
+	var info SnapshotInfo
+	if err := json.Unmarshal(take(infoLen), &info); err != nil {
 		return nil, SnapshotInfo{}, fmt.Errorf("unreadable snapshot: %v", err)
 	}
-	if err := l.hdr.check(len(l.stream)); err != nil {
+	idx := snapshotIndex{nKeys: nKeys, nModels: nModels, keyEnd: take(4 * nKeys), keyModel: take(4 * nKeys), modelEnd: take(4 * nModels), keys: take(keysLen)}
+	idx.stream = take(streamLen)
+	idx.prefix = idx.stream[:prefixLen]
+	if err := idx.check(); err != nil {
 		return nil, SnapshotInfo{}, fmt.Errorf("unreadable snapshot: %v", err)
 	}
-	l.cache = make([]*Model, len(l.hdr.ModelEnd))
-	info := l.hdr.Info
+	l := &lazyModels{idx: idx, cache: make([]*Model, nModels)}
 	t := &Table{AsOf: info.AsOf, lazy: l}
 	t.Overrides = []string{"snapshot of " + info.From + " taken " + info.Taken.UTC().Format("2006-01-02")}
 	return t, info, nil
 }
 
-// check validates the header's offsets against a stream of n bytes.
-func (h *snapshotHeader) check(n int) error {
-	if len(h.KeyEnd) != len(h.KeyModel) || h.Prefix < 0 || h.Prefix > int64(n) {
-		return errors.New("inconsistent index")
-	}
-	prev := h.Prefix
-	for _, e := range h.ModelEnd {
-		if e < prev || e > int64(n) {
+// check validates the index's offsets (so that a lookup cannot slice out
+// of range).
+func (x *snapshotIndex) check() error {
+	prev := len(x.prefix)
+	for i := 0; i < x.nModels; i++ {
+		e := u32(x.modelEnd, i)
+		if e < prev || e > len(x.stream) {
 			return errors.New("model offsets out of range")
 		}
 		prev = e
 	}
-	prevK := int32(0)
-	for i, e := range h.KeyEnd {
-		if e < prevK || int(e) > len(h.Keys) || h.KeyModel[i] < 0 || int(h.KeyModel[i]) >= len(h.ModelEnd) {
+	prev = 0
+	for i := 0; i < x.nKeys; i++ {
+		e, m := u32(x.keyEnd, i), u32(x.keyModel, i)
+		if e < prev || e > len(x.keys) || m >= x.nModels {
 			return errors.New("index out of range")
 		}
-		prevK = e
+		prev = e
 	}
 	return nil
 }

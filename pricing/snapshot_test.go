@@ -3,6 +3,7 @@ package pricing
 import (
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -87,13 +88,16 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
-// TestSnapshotOldOrDamaged: a format-1 snapshot (written before tiers were
-// a list) is refused with what to do; a damaged one by its checksum.
+// TestSnapshotOldOrDamaged: a snapshot of an older format (1: one
+// long-context tier; 2: a gob-encoded index) is refused with what to do; a
+// damaged one by its checksum.
 func TestSnapshotOldOrDamaged(t *testing.T) {
 	data := snapshotOf(t, MustDefault())
-	old := append([]byte("costctl-prices-snapshot 1\n"), data[len(snapshotMagic):]...)
-	if _, _, err := DecodeSnapshot(old); err == nil || err.Error() != `snapshot format "1" is not this costctl's (format 2): write it again with costctl pricing update --from SOURCE` {
-		t.Errorf("format 1: %v", err)
+	for _, v := range []string{"1", "2"} {
+		old := append([]byte("costctl-prices-snapshot "+v+"\n"), data[len(snapshotMagic):]...)
+		if _, _, err := DecodeSnapshot(old); err == nil || err.Error() != `snapshot format "`+v+`" is not this costctl's (format 3): write it again with costctl pricing update --from SOURCE` {
+			t.Errorf("format %s: %v", v, err)
+		}
 	}
 	bad := append([]byte(nil), data...)
 	bad[len(bad)-10] ^= 0xff
@@ -153,6 +157,36 @@ func BenchmarkSnapshotLookup(b *testing.B) {
 		if _, err := t.Lookup("gpt-4o-2024-08-06"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSnapshotLookupAllocs: loading a LiteLLM-sized snapshot and pricing
+// one model allocates a few kilobytes — the index is read in place and one
+// model decoded — not the table (counted, not timed: start-up stays flat as
+// the table grows).
+func TestSnapshotLookupAllocs(t *testing.T) {
+	tbl := MustDefault()
+	if _, err := tbl.MergeWarn("big.json", bigLiteLLM(2600)); err != nil {
+		t.Fatal(err)
+	}
+	data := snapshotOf(t, tbl)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	const runs = 20
+	for i := 0; i < runs; i++ {
+		st, _, err := DecodeSnapshot(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Lookup("gpt-4o-2024-08-06"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&ms)
+	perRun := (ms.TotalAlloc - before) / runs
+	if perRun > 64<<10 || uint64(len(data)) < 8*perRun {
+		t.Errorf("load + one lookup allocates %d bytes per run for a %d-byte snapshot; want a few KB", perRun, len(data))
 	}
 }
 
