@@ -208,6 +208,7 @@ func runIngest(opts *IngestOptions) error {
 			errMu.Unlock()
 		},
 	})
+	defer in.Close()
 	var runErr error
 	if opts.Follow {
 		// One follower per file; the first to fail stops the others

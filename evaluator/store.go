@@ -21,127 +21,64 @@ type Store interface {
 	FinishRun(ctx context.Context, id, status string, at time.Time) error
 }
 
-// commitReq is one worker's write: a paid call's event (with the verdict it
-// produced) or cache-hit events. done, when set, receives the outcome.
-type commitReq struct {
-	events []ledger.Event
-	judges []ledger.JudgeResult
-	done   chan error
-}
-
-// committer is the one goroutine that writes to the ledger. Workers hand it
-// each paid call as soon as the server answers and wait until it is
-// committed, so a kill -9 loses at most the calls in flight; requests that
-// arrive while a transaction is open are written together in the next one
-// (group commit), which keeps throughput at high concurrency.
+// committer is the run's side of the ledger's shared writer
+// (ledger.Writer): workers hand it each paid call as soon as the server
+// answers and wait until it is committed, so a kill -9 loses at most the
+// calls in flight; calls that arrive while a transaction is open are
+// written together in the next one (group commit). It counts the paid
+// calls that could not be written and reports the first failure.
 type committer struct {
-	store    Store
-	reqs     chan *commitReq
-	retryFor time.Duration // how long a busy database is retried (wall clock)
-
+	w          *ledger.Writer // nil: no ledger (nothing is written)
 	failed     atomic.Bool
 	unrecorded atomic.Int64 // paid calls that could not be written
 	onFail     func(error)  // the first persistent failure
-	done       chan struct{}
 }
 
-// maxGroup bounds the requests written in one transaction.
-const maxGroup = 256
-
 func newCommitter(store Store, retryFor time.Duration, onFail func(error)) *committer {
-	c := &committer{store: store, reqs: make(chan *commitReq, 64), retryFor: retryFor, onFail: onFail, done: make(chan struct{})}
-	go c.loop()
+	c := &committer{onFail: onFail}
+	if store != nil {
+		c.w = ledger.NewWriter(store, ledger.WriterConfig{RetryBusy: retryFor})
+	}
 	return c
+}
+
+// done is called with the outcome of each write.
+func (c *committer) done(events []ledger.Event, err error) {
+	if err == nil {
+		return
+	}
+	for _, ev := range events {
+		if !ev.CacheHit {
+			c.unrecorded.Add(1)
+		}
+	}
+	if c.failed.CompareAndSwap(false, true) && c.onFail != nil {
+		c.onFail(err)
+	}
 }
 
 // commit writes events and verdicts and waits until they are durable.
 func (c *committer) commit(events []ledger.Event, judges []ledger.JudgeResult) error {
-	if c.store == nil {
+	if c.w == nil {
 		return nil
 	}
-	r := &commitReq{events: events, judges: judges, done: make(chan error, 1)}
-	c.reqs <- r
-	return <-r.done
+	_, err := c.w.Write(context.Background(), events, judges)
+	c.done(events, err)
+	return err
 }
 
 // commitAsync queues events that cost nothing (cache hits) without waiting.
 func (c *committer) commitAsync(events []ledger.Event) {
-	if c.store == nil || len(events) == 0 {
+	if c.w == nil || len(events) == 0 {
 		return
 	}
-	c.reqs <- &commitReq{events: events}
+	c.w.Go(context.Background(), events, nil, func(_ ledger.InsertResult, err error) { c.done(events, err) })
 }
 
-// close writes what is queued and stops the goroutine.
+// close writes what is queued and stops the writer.
 func (c *committer) close() {
-	close(c.reqs)
-	<-c.done
-}
-
-func (c *committer) loop() {
-	defer close(c.done)
-	ctx := context.Background()
-	for r := range c.reqs {
-		batch := []*commitReq{r}
-	drain:
-		for len(batch) < maxGroup {
-			select {
-			case r, ok := <-c.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		var events []ledger.Event
-		var judges []ledger.JudgeResult
-		for _, r := range batch {
-			events = append(events, r.events...)
-			judges = append(judges, r.judges...)
-		}
-		err := c.write(ctx, events, judges)
-		if err != nil {
-			for _, ev := range events {
-				if !ev.CacheHit {
-					c.unrecorded.Add(1)
-				}
-			}
-			if c.failed.CompareAndSwap(false, true) && c.onFail != nil {
-				c.onFail(err)
-			}
-		}
-		for _, r := range batch {
-			if r.done != nil {
-				r.done <- err
-			}
-		}
-	}
-}
-
-// write commits one group, retrying a busy database with backoff for up to
-// retryFor (another process may hold a long write) and any other error a
-// few times. Once a write has failed for good, later groups get one try.
-func (c *committer) write(ctx context.Context, events []ledger.Event, judges []ledger.JudgeResult) error {
-	deadline := time.Now().Add(c.retryFor)
-	wait := 20 * time.Millisecond
-	for n := 0; ; n++ {
-		_, err := c.store.Record(ctx, events, judges)
-		if err == nil {
-			return nil
-		}
-		if c.failed.Load() {
-			return err
-		}
-		busy := ledger.IsBusy(err)
-		if (!busy && n >= 2) || (busy && !time.Now().Before(deadline)) {
-			return err
-		}
-		time.Sleep(min(wait, time.Until(deadline)+time.Millisecond))
-		if wait < 2*time.Second {
-			wait *= 2
-		}
+	if c.w != nil {
+		c.w.Close()
 	}
 }
 

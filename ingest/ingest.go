@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"math/rand/v2"
 	"os"
 	"sort"
 	"strings"
@@ -189,8 +188,9 @@ func hashStr(b []byte, tag byte, v string) []byte {
 // safe for concurrent use by several readers (one per followed file); the
 // writes are serialised.
 type Ingester struct {
-	db  *ledger.DB
-	cfg Config
+	db     Store
+	writer *ledger.Writer
+	cfg    Config
 
 	mu       sync.Mutex // guards the batch being filled
 	batch    []ledger.Event
@@ -219,8 +219,19 @@ type origin struct {
 	rest string // parseLine's key without "ingest:": the key older versions wrote, after that prefix
 }
 
-// New returns an Ingester writing to db.
-func New(db *ledger.DB, cfg Config) *Ingester {
+// Store is what ingest needs from a ledger: the shared write, and two
+// reads that tell a duplicate from a conflict. *ledger.DB implements it.
+type Store interface {
+	ledger.Recorder
+	// LookupKeys returns what is stored under those of keys that are.
+	LookupKeys(ctx context.Context, keys []string) (map[string]ledger.StoredKey, error)
+	// HasKeyPrefix reports whether any event key starts with prefix.
+	HasKeyPrefix(ctx context.Context, prefix string) (bool, error)
+}
+
+// New returns an Ingester writing to db through one ledger.Writer; Close
+// stops it.
+func New(db Store, cfg Config) *Ingester {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 20000
 	}
@@ -234,8 +245,13 @@ func New(db *ledger.DB, cfg Config) *Ingester {
 		cfg.BusyRetry = 2 * time.Minute
 	}
 	return &Ingester{db: db, cfg: cfg, models: map[string]*pricing.Model{},
+		writer:  ledger.NewWriter(db, ledger.WriterConfig{RetryBusy: cfg.BusyRetry, Queue: 1}),
 		pending: map[string]int64{}, stats: Stats{UnpricedModels: map[string]int64{}}}
 }
+
+// Close writes what is queued and stops the writer (Flush first to write
+// the batch being filled).
+func (in *Ingester) Close() { in.writer.Close() }
 
 // Stats returns the counts so far (committed events only).
 func (in *Ingester) Stats() Stats {
@@ -328,9 +344,9 @@ func (in *Ingester) Flush(ctx context.Context) error {
 
 func (in *Ingester) flushLocked(ctx context.Context) error { return in.dispatchLocked(ctx, false) }
 
-// dispatchLocked hands the batch to a writer goroutine so the next batch
-// is parsed while this one is written (at most one write in flight; one
-// writer at a time). wait: return only when it is committed. Conflicts the
+// dispatchLocked hands the batch to the writer so the next batch is
+// parsed while this one is written (at most one write in flight).
+// wait: return only when it is committed. Conflicts the
 // writer found are reported here, under mu, so reports come in a fixed
 // order for a given input and batch size.
 func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
@@ -349,12 +365,22 @@ func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
 	in.batch = make([]ledger.Event, 0, in.cfg.BatchSize)
 	in.from = make([]origin, 0, in.cfg.BatchSize)
 	in.pending = map[string]int64{}
+	// The write is not cut short by the caller's cancellation: what was
+	// read is saved.
+	ctx = context.WithoutCancel(ctx)
+	var dups int64
+	if err := in.dropLegacy(ctx, w, &dups); err != nil {
+		in.smu.Lock()
+		in.werr = err
+		in.smu.Unlock()
+		return err
+	}
 	done := make(chan struct{})
 	in.inflight = done
-	go func() {
+	in.writer.Go(ctx, w.events, nil, func(res ledger.InsertResult, err error) {
 		defer close(done)
-		in.write(ctx, w)
-	}()
+		in.written(ctx, w, dups, res, err)
+	})
 	if !wait {
 		return nil
 	}
@@ -401,26 +427,14 @@ func (w *write) drop(keep func(i int) bool) {
 	w.events, w.from = w.events[:n], w.from[:n]
 }
 
-// write stores a batch: events already in the ledger under an old-format
-// key are dropped first (see legacyPrefixes), then the rest go in one
-// transaction (retried while another writer holds the lock), and each event
-// the ledger skipped is classified by the content hash stored under its key:
-// the same (or none) is a duplicate, another is a conflict.
-func (in *Ingester) write(ctx context.Context, w *write) {
-	// The write is not cut short by the caller's cancellation: what was
-	// read is saved.
-	ctx = context.WithoutCancel(ctx)
-	var dups, conflicts int64
+// written classifies what the writer did with a batch (on the writer's
+// goroutine, in batch order): each event the ledger skipped is classified
+// by the content hash stored under its key: the same (or none) is a
+// duplicate, another is a conflict. Events already stored under an
+// old-format key (see legacyPrefixes) were dropped before the write.
+func (in *Ingester) written(ctx context.Context, w *write, dups int64, res ledger.InsertResult, err error) {
+	var conflicts int64
 	var reports []string
-	err := in.dropLegacy(ctx, w, &dups)
-	var res ledger.InsertResult
-	if err == nil {
-		err = in.retryBusy(func() error {
-			var err error
-			res, err = in.db.Insert(ctx, w.events)
-			return err
-		})
-	}
 	skipped := make([]bool, len(w.events))
 	if err == nil && len(res.Skipped) > 0 {
 		keys := make([]string, len(res.Skipped))
@@ -521,25 +535,11 @@ func (in *Ingester) dropLegacy(ctx context.Context, w *write, dups *int64) error
 	return nil
 }
 
-// retryBusy runs op until it succeeds, fails with something other than a
-// locked ledger, or the ledger has stayed locked for BusyRetry: another
-// writer (ingest, eval, a proxy) holds the write lock for a while, and
-// waiting with jittered, doubling pauses (10 ms to 1 s) lets every writer
-// through in turn.
+// retryBusy runs a read until it succeeds, fails with something other
+// than a locked ledger, or the ledger has stayed locked for BusyRetry
+// (ledger.RetryBusy).
 func (in *Ingester) retryBusy(op func() error) error {
-	start := time.Now()
-	pause := 10 * time.Millisecond
-	for {
-		err := op()
-		if err == nil || !ledger.IsBusy(err) || in.cfg.BusyRetry < 0 {
-			return err
-		}
-		if waited := time.Since(start); waited >= in.cfg.BusyRetry {
-			return fmt.Errorf("%w (another writer held the ledger for %s; try again when it is done)", err, waited.Round(time.Second))
-		}
-		time.Sleep(pause/2 + rand.N(pause))
-		pause = min(2*pause, time.Second)
-	}
+	return ledger.RetryBusy(in.cfg.BusyRetry, func(int) (bool, error) { return false, op() })
 }
 
 // Reader ingests r to its end; name is used in bad-line reports.

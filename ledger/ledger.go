@@ -33,7 +33,9 @@ func IsBusy(err error) bool {
 			return true
 		}
 	}
-	return false
+	// Another store (or a test's fake) says so by the error's Busy method.
+	var b interface{ Busy() bool }
+	return errors.As(err, &b) && b.Busy()
 }
 
 // DB is an open ledger file.
