@@ -298,7 +298,11 @@ func showModel(w io.Writer, table *pricing.Table, query string, m *pricing.Model
 	if len(m.Aliases) > 0 {
 		t.AddRow("aliases", strings.Join(m.Aliases, ", "))
 	}
-	t.AddRow("source", m.Source)
+	src := m.Source
+	if src == "" {
+		src = "not given"
+	}
+	t.AddRow("source", src)
 	if m.Origin != "" && m.Origin != "built-in" {
 		t.AddRow("overridden by", m.Origin)
 	}
