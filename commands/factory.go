@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -146,4 +147,45 @@ func (f *Factory) Color() bool {
 		return false
 	}
 	return true
+}
+
+// OpenExistingLedger opens the ledger the global flags name for a command
+// that reads it (report, top: toWrite false) or changes what it holds
+// (reprice: toWrite true, migrating an older schema). Read-only never
+// changes the file, creates tables or leaves -wal/-shm files behind. A
+// missing ledger is an error, not a new empty one at a mistyped path. This
+// is where the kind of store is decided, so the checks that only a file has
+// (it exists; its mode is not open to others, else a warning on stderr)
+// live here, not in the commands.
+func (f *Factory) OpenExistingLedger(ctx context.Context, toWrite bool) (*ledger.DB, error) {
+	p, err := f.LedgerPath()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
+	}
+	open := ledger.OpenReadOnly
+	if toWrite {
+		open = ledger.Open
+	}
+	db, err := open(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	warnLooseMode(f.IO.ErrOut, p)
+	return db, nil
+}
+
+// warnLooseMode warns, on one line, when the ledger at p may be read (or
+// written) by others: costctl creates it 0600, and it holds who spent what.
+func warnLooseMode(w io.Writer, p string) {
+	if runtime.GOOS == "windows" {
+		return // no Unix modes
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	fmt.Fprintf(w, "costctl: warning: ledger %s has mode %04o, open to other users: chmod 600 %s\n", p, st.Mode().Perm(), shellQuote(p))
 }

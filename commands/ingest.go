@@ -253,7 +253,7 @@ func runIngest(opts *IngestOptions) error {
 	interrupted := runErr != nil && (errors.Is(runErr, context.Canceled) || ctx.Err() != nil)
 	failed := runErr != nil && !interrupted
 	tooBad := st.Bad+st.Conflicts > opts.MaxBad
-	sum := ingestSummary{st: st, table: table, path: db.Path()}
+	sum := ingestSummary{st: st, table: table, path: db.Name()}
 	if failed || tooBad {
 		// A failed run prints nothing on stdout; what was saved before
 		// the failure is still worth knowing, so the summary goes to stderr.

@@ -32,7 +32,7 @@ type ReportOptions struct {
 }
 
 func newReportCmd(f *Factory, runF func(*ReportOptions) error) *cobra.Command {
-	opts := &ReportOptions{IO: f.IO, Now: f.Now, Ledger: openExistingLedger(f), Loc: time.Local}
+	opts := &ReportOptions{IO: f.IO, Now: f.Now, Ledger: func(ctx context.Context) (*ledger.DB, error) { return f.OpenExistingLedger(ctx, false) }, Loc: time.Local}
 	var by string
 	cmd := &cobra.Command{
 		Use:   "report",

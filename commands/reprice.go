@@ -32,7 +32,7 @@ type RepriceOptions struct {
 }
 
 func newRepriceCmd(f *Factory, runF func(*RepriceOptions) error) *cobra.Command {
-	opts := &RepriceOptions{IO: f.IO, Now: f.Now, Loc: time.Local, Pricing: f.Pricing, Ledger: openLedgerToWrite(f)}
+	opts := &RepriceOptions{IO: f.IO, Now: f.Now, Loc: time.Local, Pricing: f.Pricing, Ledger: func(ctx context.Context) (*ledger.DB, error) { return f.OpenExistingLedger(ctx, true) }}
 	cmd := &cobra.Command{
 		Use:   "reprice",
 		Short: "Price the ledger's events again with the current price table",
@@ -90,13 +90,6 @@ says the same and writes nothing. Events for unpriced models are listed.` + exit
 	fl.StringVar(&opts.Format, "format", "text", "summary format: text or json")
 	fl.IntVar(&opts.BatchSize, "batch-size", 5000, "events per transaction")
 	return cmd
-}
-
-// openLedgerToWrite opens an existing ledger for a command that changes
-// it (migrating its schema if it is older): a missing file is an error,
-// not a new empty ledger at a mistyped path.
-func openLedgerToWrite(f *Factory) func(context.Context) (*ledger.DB, error) {
-	return openExisting(f, ledger.Open)
 }
 
 type repriceJSONSums struct {

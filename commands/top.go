@@ -6,18 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"math"
-	"os"
-	"runtime"
 	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/render"
 	"github.com/costctl/costctl/tui"
@@ -28,7 +23,7 @@ type TopOptions struct {
 	IO          *IOStreams
 	Now         func() time.Time
 	Loc         *time.Location
-	Ledger      func(context.Context) (*ledger.DB, error)
+	Ledger      func(context.Context) (TopLedger, error)
 	Color       bool
 	Ctx         context.Context
 	Config      tui.Config
@@ -39,7 +34,8 @@ type TopOptions struct {
 }
 
 func newTopCmd(f *Factory, runF func(*TopOptions) error) *cobra.Command {
-	opts := &TopOptions{IO: f.IO, Now: f.Now, Ledger: openExistingLedger(f), Loc: time.Local}
+	opts := &TopOptions{IO: f.IO, Now: f.Now, Loc: time.Local,
+		Ledger: func(ctx context.Context) (TopLedger, error) { return f.OpenExistingLedger(ctx, false) }}
 	var budget string
 	cmd := &cobra.Command{
 		Use:   "top",
@@ -144,7 +140,7 @@ func runTop(opts *TopOptions) error {
 		if opts.Format == render.FormatJSON {
 			err = writeJSON(opts.IO.Out, topJSON(snap))
 		} else {
-			err = writeTopTable(opts, snap, db.Path())
+			err = writeTopTable(opts, snap, db.Name())
 		}
 		if err != nil {
 			return err
@@ -302,48 +298,6 @@ func pluralS(n int64, one, many string) string {
 	return many
 }
 
-// openExistingLedger opens the ledger for a command that only reads it
-// (report, top): read-only, so reading never changes the file, creates
-// tables or leaves -wal/-shm files behind; a missing file is an error (not
-// a new empty ledger at a mistyped path). A ledger others may read is named
-// in a warning on stderr.
-func openExistingLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
-	return openExisting(f, ledger.OpenReadOnly)
-}
-
-// openExisting opens the ledger the global flags name with open, after
-// checking it exists, and warns when its file mode lets others read it.
-func openExisting(f *Factory, open func(context.Context, string) (*ledger.DB, error)) func(context.Context) (*ledger.DB, error) {
-	return func(ctx context.Context) (*ledger.DB, error) {
-		p, err := f.LedgerPath()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
-		}
-		db, err := open(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		warnLooseMode(f.IO.ErrOut, p)
-		return db, nil
-	}
-}
-
-// warnLooseMode warns, on one line, when the ledger at p may be read (or
-// written) by others: costctl creates it 0600, and it holds who spent what.
-func warnLooseMode(w io.Writer, p string) {
-	if runtime.GOOS == "windows" {
-		return // no Unix modes
-	}
-	st, err := os.Stat(p)
-	if err != nil || st.Mode().Perm()&0o077 == 0 {
-		return
-	}
-	fmt.Fprintf(w, "costctl: warning: ledger %s has mode %04o, open to other users: chmod 600 %s\n", p, st.Mode().Perm(), shellQuote(p))
-}
-
 // shellQuote quotes p for a command line a user may paste.
 func shellQuote(p string) string {
 	if p != "" && strings.IndexFunc(p, func(r rune) bool {
@@ -352,4 +306,12 @@ func shellQuote(p string) string {
 		return p
 	}
 	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
+}
+
+// TopLedger is what top needs from a ledger: the live view's sums, a name
+// to show, and Close. *ledger.DB implements it.
+type TopLedger interface {
+	tui.Source
+	Name() string
+	Close() error
 }

@@ -128,6 +128,10 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 // Path is the file the ledger lives in.
 func (db *DB) Path() string { return db.path }
 
+// Name is how the ledger is shown to a person: its file (another store
+// shows its URL, without credentials).
+func (db *DB) Name() string { return db.path }
+
 // SQL exposes the handle for packages that add their own queries.
 func (db *DB) SQL() *sql.DB { return db.sql }
 

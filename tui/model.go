@@ -28,9 +28,12 @@ type Options struct {
 }
 
 // DBFetch is the FetchFunc that reads db, keeping the sums of past days
-// between refreshes.
-func DBFetch(db *ledger.DB) FetchFunc {
-	cache := db.NewLiveCache()
+// between refreshes when db offers such a cache (the SQLite ledger does).
+func DBFetch(db Source) FetchFunc {
+	var cache Grouper
+	if c, ok := db.(interface{ NewLiveCache() *ledger.LiveCache }); ok {
+		cache = c.NewLiveCache()
+	}
 	return func(ctx context.Context, cfg Config, now time.Time) (Snapshot, error) {
 		return FetchCached(ctx, db, cache, cfg, now)
 	}

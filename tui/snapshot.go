@@ -112,19 +112,37 @@ func midnight(now time.Time, loc *time.Location) time.Time {
 	return time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, loc)
 }
 
+// Source is what the live view reads from a ledger: sums over the
+// rollups, never the events table. *ledger.DB implements it; another
+// store (PostgreSQL) or a test's fake can too.
+type Source interface {
+	// TotalsSince sums [start, now).
+	TotalsSince(ctx context.Context, start, now time.Time) (ledger.Totals, error)
+	// GroupedSince sums [start, now) per key of dim, most cost first.
+	GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]ledger.GroupRow, error)
+	// MinuteSeries is the n whole minutes before end, oldest first.
+	MinuteSeries(ctx context.Context, end time.Time, n int) ([]ledger.Totals, error)
+}
+
+// Grouper is the GroupedSince a refresh may answer from a cache of past
+// days' sums (ledger.LiveCache).
+type Grouper interface {
+	GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]ledger.GroupRow, error)
+}
+
 // Fetch takes a snapshot at now. It runs a handful of queries over the
 // rollups (window totals, today, the last 5 minutes, the groups, the
 // minute series), none of which reads the events table.
-func Fetch(ctx context.Context, db *ledger.DB, cfg Config, now time.Time) (Snapshot, error) {
+func Fetch(ctx context.Context, db Source, cfg Config, now time.Time) (Snapshot, error) {
 	return fetch(ctx, db, nil, cfg, now)
 }
 
 // FetchCached is Fetch reusing cache's sums of past days (for refreshes).
-func FetchCached(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Config, now time.Time) (Snapshot, error) {
+func FetchCached(ctx context.Context, db Source, cache Grouper, cfg Config, now time.Time) (Snapshot, error) {
 	return fetch(ctx, db, cache, cfg, now)
 }
 
-func fetch(ctx context.Context, db *ledger.DB, cache *ledger.LiveCache, cfg Config, now time.Time) (Snapshot, error) {
+func fetch(ctx context.Context, db Source, cache Grouper, cfg Config, now time.Time) (Snapshot, error) {
 	s := Snapshot{At: now, Config: cfg, End: now}
 	s.Start = WindowStart(cfg.Window, now, cfg.Loc)
 	var err error
