@@ -12,8 +12,9 @@ import (
 )
 
 // genAISource is a genai-prices data.json that prices every built-in
-// first-party model as the table does (gpt-4o at $2.00 instead of $2.50)
-// plus gpt-9-tiered, with >200k and >272k tiers.
+// first-party model as the table does, long-context tiers included (gpt-4o
+// at $2.00 instead of $2.50), plus gpt-9-tiered, with >200k and >272k
+// tiers.
 func genAISource(t *testing.T) string {
 	t.Helper()
 	type model struct {
@@ -26,12 +27,22 @@ func genAISource(t *testing.T) string {
 		if strings.Contains(m.Name, "/") || (m.Provider != "openai" && m.Provider != "anthropic" && m.Provider != "google") {
 			continue
 		}
-		in := json.RawMessage(m.Input.Per1M())
+		in, out := m.Input.Per1M(), m.Output.Per1M()
 		if m.Name == "gpt-4o" {
-			in = json.RawMessage("2.00")
+			in = "2.00"
+		}
+		// The model's long-context tiers, as genai-prices writes them.
+		if len(m.LongContext) > 0 {
+			var ti, to []string
+			for _, lc := range m.LongContext {
+				ti = append(ti, fmt.Sprintf(`{"start": %d, "price": %s}`, lc.AboveTokens, lc.Input.Per1M()))
+				to = append(to, fmt.Sprintf(`{"start": %d, "price": %s}`, lc.AboveTokens, lc.Output.Per1M()))
+			}
+			in = fmt.Sprintf(`{"base": %s, "tiers": [%s]}`, in, strings.Join(ti, ", "))
+			out = fmt.Sprintf(`{"base": %s, "tiers": [%s]}`, out, strings.Join(to, ", "))
 		}
 		byProvider[m.Provider] = append(byProvider[m.Provider], model{ID: m.Name, Match: map[string]string{"equals": m.Name},
-			Prices: map[string]json.RawMessage{"input_mtok": in, "output_mtok": json.RawMessage(m.Output.Per1M())}})
+			Prices: map[string]json.RawMessage{"input_mtok": json.RawMessage(in), "output_mtok": json.RawMessage(out)}})
 	}
 	byProvider["openai"] = append(byProvider["openai"], model{ID: "gpt-9-tiered", Match: map[string]string{"equals": "gpt-9-tiered"},
 		Prices: json.RawMessage(`{"input_mtok": {"base": 2, "tiers": [{"start": 200000, "price": 4}, {"start": 272000, "price": 6}]},

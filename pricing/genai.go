@@ -209,6 +209,9 @@ func parseGenAIModel(file, provider string, mn *yaml.Node, today string, warns *
 		}
 	}
 	fill(&rm.rates, 0)
+	// genai-prices writes every tier a price has: a model without any
+	// is priced flat, and loses a long-context tier the table had.
+	rm.long = []*rawLong{}
 	for _, s := range starts {
 		lr := &rawLong{above: s}
 		fill(&lr.rates, s)

@@ -81,6 +81,23 @@ func TestGenAIPricesImport(t *testing.T) {
 	}
 }
 
+// TestGenAIPricesFlatDropsTier: a model genai-prices prices flat loses the
+// long-context tier the built-in table gave it (a 300k prompt at $3, not $6).
+func TestGenAIPricesFlatDropsTier(t *testing.T) {
+	tbl := MustDefault()
+	if m, _ := tbl.Lookup("claude-sonnet-4.5"); len(m.LongContext) == 0 {
+		t.Fatal("the built-in claude-sonnet-4.5 has no long-context tier to drop")
+	}
+	src := `[{"id": "anthropic", "models": [{"id": "claude-sonnet-4-5", "prices": {"input_mtok": 3, "output_mtok": 15}}]}]`
+	if _, err := tbl.MergeWarnAt("g.json", []byte(src), genAINow); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := tbl.Lookup("claude-sonnet-4.5")
+	if c, err := m.CostAt(Usage{InputTokens: 300_000}, false, ""); err != nil || c.String() != "0.90" || len(m.LongContext) != 0 {
+		t.Errorf("300k prompt: %s, %v; tiers %+v", c, err, m.LongContext)
+	}
+}
+
 // TestGenAIPricesErrors: the whole source is checked before anything is
 // merged; an error names the line and the provider.model.key path.
 func TestGenAIPricesErrors(t *testing.T) {
