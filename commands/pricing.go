@@ -29,8 +29,8 @@ func newPricingCmd(f *Factory, runF func(*PricingOptions) error) *cobra.Command 
 		Short: "List and show the price table costctl bills by",
 		Long: `The price table every costctl figure is computed from: USD per 1M tokens for
 input, cached input, cache writes (Anthropic 5 min / 1 h), output and Batch API,
-long-context tiers, each model's context window and tokenizer encoding, and the
-date the prices were taken ("prices as of").
+long-context tiers, each model's context window, max output, tokenizer encoding
+and deprecation date, and the date the prices were taken ("prices as of").
 
 The table is built in. --pricing FILE merges your own prices over it, in
 costctl's format (YAML or JSON):
@@ -50,6 +50,7 @@ data.json (detected automatically). long_context takes one tier or a list of
 tiers (lowest above_tokens first); a prompt above several thresholds is
 priced at the highest. costctl pricing update --from FILE|URL makes a source
 the table every command uses.
+
 A --pricing file (or COSTCTL_PRICING) that is missing or unreadable exits 1;
 one that is read but wrong exits 2, naming the file, line and key.` + exitStatusSection,
 		Example: `  costctl pricing list

@@ -177,3 +177,20 @@ func dropRuler(s string) string {
 	}
 	return lines[0] + "\n" + lines[2]
 }
+
+// TestPricingDiffTierTable: the diff table names a long-context tier by its
+// threshold and shows a tier only one side has against none.
+func TestPricingDiffTierTable(t *testing.T) {
+	e := newPricingEnv(t)
+	p := filepath.Join(e.home, "tier.yaml")
+	os.WriteFile(p, []byte("models:\n  gpt-4o:\n    long_context: {above_tokens: 200000, input_per_1m: \"5.00\", output_per_1m: \"20.00\"}\n"), 0o644)
+	code, out, errOut := e.run("pricing", "diff", "builtin", p)
+	want := "builtin → " + p + ": 0 added, 0 removed, 2 prices changed\n" +
+		"MODEL   PRICE              OLD /1M  NEW /1M  CHANGE\n" +
+		"---------------------------------------------------\n" +
+		"gpt-4o  input_above_200k      none    $5.00     new\n" +
+		"gpt-4o  output_above_200k     none   $20.00     new\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d %s\n%s\nwant:\n%s", code, errOut, out, want)
+	}
+}
