@@ -210,3 +210,33 @@ func BenchmarkSnapshotAll(b *testing.B) {
 		}
 	}
 }
+
+// TestSnapshotConcurrentLookups: a snapshot table decodes on demand under
+// a lock, so commands that price from several goroutines (eval) stay
+// race-free (go test -race).
+func TestSnapshotConcurrentLookups(t *testing.T) {
+	tbl := MustDefault()
+	got, _, err := DecodeSnapshot(snapshotOf(t, tbl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"gpt-4o", "claude-sonnet-4.5", "gemini-2.5-pro", "o3", "gpt-5.4"}
+	done := make(chan error)
+	for g := 0; g < 8; g++ {
+		go func(g int) {
+			var err error
+			for i := 0; i < 50 && err == nil; i++ {
+				_, err = got.Lookup(names[(g+i)%len(names)])
+				if i == 25 && g == 0 {
+					got.Models()
+				}
+			}
+			done <- err
+		}(g)
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
