@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes, the same for every command (see `costctl help exit-codes`).
@@ -22,6 +23,9 @@ const (
 type ExitErr struct {
 	Code int
 	Err  error
+	// hint: after the message, point at the command's --help (cobra's own
+	// usage errors: a wrong number of arguments, an unknown command).
+	hint bool
 }
 
 func (e *ExitErr) Error() string {
@@ -67,13 +71,26 @@ func exitCode(err error) int {
 	if errors.Is(err, context.Canceled) {
 		return ExitInterrupted
 	}
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument", "required flag"} {
-		if strings.HasPrefix(msg, p) {
-			return ExitUsage
+	return ExitError
+}
+
+// typeUsageErrors makes the usage errors cobra raises itself typed where
+// they arise, so no exit code is read off an error's text: a bad flag
+// (FlagErrorFunc, set on the root) and a wrong number of arguments (each
+// command's Args, wrapped here) are ExitErr{Code: ExitUsage}; an unknown
+// command is typed by Run, which looks the command up first.
+func typeUsageErrors(c *cobra.Command) {
+	if a := c.Args; a != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := a(cmd, args); err != nil {
+				return &ExitErr{Code: ExitUsage, Err: err, hint: true}
+			}
+			return nil
 		}
 	}
-	return ExitError
+	for _, sub := range c.Commands() {
+		typeUsageErrors(sub)
+	}
 }
 
 const exitCodesHelp = `Every costctl command exits with one of these codes:

@@ -27,7 +27,16 @@ func Main() int {
 func Run(ctx context.Context, f *Factory, args []string) int {
 	root := NewRootCmd(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	// An unknown command is found before anything runs (help and
+	// completion are added first, as Execute would).
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	_, _, err := root.Find(args)
+	if err != nil {
+		err = &ExitErr{Code: ExitUsage, Err: err, hint: true}
+	} else {
+		err = root.ExecuteContext(ctx)
+	}
 	if err == nil {
 		return ExitOK
 	}
@@ -39,8 +48,8 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 	if !errors.As(err, &e) || e.Err != nil {
 		msg := strings.TrimSpace(err.Error())
 		fmt.Fprintf(f.IO.ErrOut, "costctl: %s\n", msg)
-		if code == ExitUsage && isCobraUsage(err) {
-			fmt.Fprintf(f.IO.ErrOut, "Run 'costctl %s --help' for usage.\n", commandPath(root, args))
+		if e != nil && e.hint {
+			fmt.Fprintf(f.IO.ErrOut, "Run '%s --help' for usage.\n", strings.TrimSpace("costctl "+commandPath(root, args)))
 		}
 	}
 	return code
@@ -49,11 +58,6 @@ func Run(ctx context.Context, f *Factory, args []string) int {
 func isExitErr(err error) bool {
 	var e *ExitErr
 	return errors.As(err, &e)
-}
-
-func isCobraUsage(err error) bool {
-	var e *ExitErr
-	return !errors.As(err, &e)
 }
 
 func commandPath(root *cobra.Command, args []string) string {
@@ -103,6 +107,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 			Long:  exitCodesHelp,
 		},
 	)
+	typeUsageErrors(root)
 	return root
 }
 
