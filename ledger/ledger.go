@@ -273,6 +273,9 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	costMigration,
 	// v6: the rollups keep cache-write and reasoning tokens apart (exact.go).
 	kindsMigration,
+	// v7: what costctl proxy enforces: virtual keys, tenant policies and
+	// their audit trail (control_sqlite.go).
+	controlMigration,
 }
 
 // SchemaVersion is the user_version this build writes.
