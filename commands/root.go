@@ -101,6 +101,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 		newTopCmd(f, nil),
 		newReportCmd(f, nil),
 		newRepriceCmd(f, nil),
+		newKeysCmd(f, nil),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "What costctl's exit codes mean",
