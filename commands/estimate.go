@@ -434,7 +434,7 @@ func prepareEstimate(ctx context.Context, o *EstimateOptions) (*estimateRun, err
 // model's tokenizer.
 func measureFrom(ctx context.Context, o *EstimateOptions, model *pricing.Model) (*fromSample, error) {
 	// With --output-tokens the sample only needs prompts.
-	ropts := records.Options{OptionalOutput: o.OutputTokens != ""}
+	ropts := records.Options{OptionalOutput: o.OutputTokens != "", Stdin: o.IO.In}
 	if o.Map != "" {
 		m, err := records.ParseMap(o.Map)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/costctl/costctl/evaluator"
+	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/records"
 	"github.com/costctl/costctl/render"
@@ -22,8 +24,16 @@ import (
 
 // EvalOptions are the flags and dependencies of `costctl eval`.
 type EvalOptions struct {
-	IO      *IOStreams
-	Factory *Factory
+	IO         *IOStreams
+	Pricing    func() (*pricing.Table, error)
+	LedgerPath func() (string, error)
+	OpenLedger func(context.Context) (*ledger.DB, error)
+	// PricingFile is --pricing (read when the command runs: flags are
+	// parsed after the options are built).
+	PricingFile func() string
+	HTTPClient  *http.Client
+	Getenv      func(string) string
+	Now         func() time.Time
 
 	Files       []string
 	ConfigFile  string
@@ -142,7 +152,8 @@ OUTPUT
   prints nothing on stdout.` + exitStatusSection
 
 func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
-	opts := &EvalOptions{IO: f.IO, Factory: f}
+	opts := &EvalOptions{IO: f.IO, Pricing: f.Pricing, LedgerPath: f.LedgerPath, OpenLedger: f.OpenLedger,
+		PricingFile: func() string { return f.PricingFile }, HTTPClient: f.HTTPClient, Getenv: f.Getenv, Now: f.Now}
 	cmd := &cobra.Command{
 		Use:   "eval FILE...",
 		Short: "Score model outputs with cheap checks and LLM judges, within a budget",
@@ -245,8 +256,7 @@ type. An existing file is kept unless --force is given.` + exitStatusSection,
 }
 
 func runEval(ctx context.Context, opts *EvalOptions) error {
-	f := opts.Factory
-	table, err := f.Pricing()
+	table, err := opts.Pricing()
 	if err != nil {
 		return err
 	}
@@ -287,14 +297,14 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 			return usageErrorf("%s is a directory; give the JSONL or CSV files in it", file)
 		}
 	}
-	ledgerPath, err := f.LedgerPath()
+	ledgerPath, err := opts.LedgerPath()
 	if err != nil {
 		return err
 	}
-	if err := checkEvalOutputs(opts, ledgerPath, f.PricingFile); err != nil {
+	if err := checkEvalOutputs(opts, ledgerPath, opts.PricingFile()); err != nil {
 		return err
 	}
-	db, err := f.OpenLedger(ctx)
+	db, err := opts.OpenLedger(ctx)
 	if err != nil {
 		return err
 	}
@@ -303,12 +313,12 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 	var badMu sync.Mutex
 	eo := evaluator.Options{
 		Files: opts.Files, Map: fieldMap, Config: cfg, DB: db, Table: table,
-		HTTPClient: f.HTTPClient, Getenv: f.Getenv, BaseURL: opts.BaseURL,
+		HTTPClient: opts.HTTPClient, Getenv: opts.Getenv, BaseURL: opts.BaseURL, Stdin: opts.IO.In,
 		Concurrency: opts.Concurrency, MaxRetries: opts.MaxRetries, Timeout: opts.Timeout,
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Sleep: opts.Sleep,
 		Sample: sample, Seed: opts.Seed, MinTokens: opts.MinTokens,
 		NoCache: opts.NoCache, Refresh: opts.Refresh, StoreText: opts.StoreText, Strict: opts.Strict,
-		MaxCost: maxCost, Now: f.Now, KeepRows: opts.JUnit != "",
+		MaxCost: maxCost, Now: opts.Now, KeepRows: opts.JUnit != "",
 		BadLine: func(e *records.LineError) {
 			badMu.Lock()
 			fmt.Fprintln(opts.IO.ErrOut, e.Error())
@@ -342,7 +352,7 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		}
 		defer junitFile.Close()
 	}
-	prog := newEvalProgress(opts.IO, f.Now)
+	prog := newEvalProgress(opts.IO, opts.Now)
 	eo.Progress = prog.update
 	res, runErr := evaluator.Run(ctx, eo)
 	prog.done()

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -32,3 +33,42 @@ func TestCobraUsageErrorsAreTyped(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// "-" reads the injected input, never the process's stdin: eval's dry run
+// and estimate --from count what the factory's In holds.
+func TestDashReadsInjectedInput(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "eval.yaml", e2eConfig)
+	tio := newTestIO(e2eRecords(3))
+	f := testFactory(tio, filepath.Join(dir, "l.db"))
+	if code := Run(context.Background(), f, []string{"eval", "-", "--config", filepath.Join(dir, "eval.yaml"), "--dry-run"}); code != 0 ||
+		!strings.Contains(tio.out.String(), "dry run: nothing sent. records 3, sampled 3, bad lines 0") {
+		t.Fatalf("eval -: exit %d\n%s\n%s", code, tio.out.String(), tio.errOut.String())
+	}
+	tio = newTestIO(`{"input":"hello world","output":"Paris"}` + "\n")
+	f = testFactory(tio, filepath.Join(dir, "l.db"))
+	if code := Run(context.Background(), f, []string{"estimate", "--requests", "1M", "--from", "-", "--format", "json"}); code != 0 ||
+		!strings.Contains(tio.out.String(), `"records": 1,`) || !strings.Contains(tio.out.String(), `"input_tokens_total": 9,`) {
+		t.Fatalf("estimate --from -: exit %d\n%s\n%s", code, tio.out.String(), tio.errOut.String())
+	}
+}
+
+// NO_COLOR is read through the injected environment; set to "" it still
+// turns colour off (no-color.org).
+func TestColorReadsInjectedEnv(t *testing.T) {
+	env := map[string]string{}
+	f := &Factory{IO: &IOStreams{OutTTY: true}, Getenv: func(k string) string { return env[k] },
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	if !f.Color() {
+		t.Fatal("a terminal with NO_COLOR unset: want colour")
+	}
+	env["NO_COLOR"] = ""
+	if f.Color() {
+		t.Fatal(`NO_COLOR="": want no colour`)
+	}
+	f.LookupEnv = nil
+	env["NO_COLOR"] = "1"
+	if f.Color() {
+		t.Fatal("NO_COLOR=1 through Getenv: want no colour")
+	}
+}

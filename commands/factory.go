@@ -33,8 +33,11 @@ type IOStreams struct {
 // Factory carries what commands share: streams, environment, clock, the
 // global flags (--pricing, --db, --no-color) and lazily-built dependencies.
 type Factory struct {
-	IO         *IOStreams
-	Getenv     func(string) string
+	IO     *IOStreams
+	Getenv func(string) string
+	// LookupEnv tells a variable set to "" from an unset one (NO_COLOR);
+	// nil: only Getenv is asked.
+	LookupEnv  func(string) (string, bool)
 	Now        func() time.Time
 	HTTPClient *http.Client
 
@@ -57,6 +60,7 @@ func NewFactory() *Factory {
 			InTTY: isTTY(os.Stdin), OutTTY: isTTY(os.Stdout), ErrTTY: isTTY(os.Stderr),
 		},
 		Getenv:     os.Getenv,
+		LookupEnv:  os.LookupEnv,
 		Now:        time.Now,
 		HTTPClient: &http.Client{},
 	}
@@ -142,11 +146,11 @@ func (f *Factory) Color() bool {
 	if f.NoColor || !f.IO.OutTTY {
 		return false
 	}
-	_, set := os.LookupEnv("NO_COLOR")
-	if f.Getenv("NO_COLOR") != "" || set {
-		return false
+	if f.LookupEnv != nil {
+		_, set := f.LookupEnv("NO_COLOR") // set, even to "", disables it
+		return !set
 	}
-	return true
+	return f.Getenv("NO_COLOR") == ""
 }
 
 // OpenExistingLedger opens the ledger the global flags name for a command

@@ -24,7 +24,6 @@ type IngestOptions struct {
 	Now      func() time.Time
 	Pricing  func() (*pricing.Table, error)
 	Ledger   func(context.Context) (*ledger.DB, error)
-	Ctx      context.Context
 	Files    []string
 	Follow   bool
 	Defaults ingest.Defaults
@@ -141,11 +140,10 @@ duplicates, bad, unpriced and conflicts; --format json gives it as
 				return usageError(err)
 			}
 			opts.Files = args
-			opts.Ctx = cmd.Context()
 			if runF != nil {
 				return runF(opts)
 			}
-			return runIngest(opts)
+			return runIngest(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -162,11 +160,7 @@ duplicates, bad, unpriced and conflicts; --format json gives it as
 	return cmd
 }
 
-func runIngest(opts *IngestOptions) error {
-	ctx := opts.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func runIngest(ctx context.Context, opts *IngestOptions) error {
 	// Check every file first: a typo in the third name must not leave the
 	// first two half-ingested.
 	for _, p := range opts.Files {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -21,9 +22,6 @@ type PricingOptions struct {
 }
 
 func newPricingCmd(f *Factory, runF func(*PricingOptions) error) *cobra.Command {
-	if runF == nil {
-		runF = runPricing
-	}
 	cmd := &cobra.Command{
 		Use:   "pricing",
 		Short: "List and show the price table costctl bills by",
@@ -93,7 +91,10 @@ resolve (openai/gpt-4o-2024-08-06 → gpt-4o).` + exitStatusSection,
 		if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
 			return usageError(err)
 		}
-		return runF(opts)
+		if runF != nil {
+			return runF(opts)
+		}
+		return runPricing(c.Context(), opts)
 	}
 	list.RunE = run
 	show.RunE = run
@@ -162,7 +163,7 @@ func modelToJSON(m *pricing.Model) modelJSON {
 	return j
 }
 
-func runPricing(opts *PricingOptions) error {
+func runPricing(_ context.Context, opts *PricingOptions) error {
 	table, err := opts.Pricing()
 	if err != nil {
 		return err

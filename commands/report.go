@@ -23,7 +23,6 @@ type ReportOptions struct {
 	Now    func() time.Time
 	Loc    *time.Location
 	Ledger func(context.Context) (*ledger.DB, error)
-	Ctx    context.Context
 
 	By           []string
 	Since, Until string
@@ -107,11 +106,10 @@ directory is fine) and warns when the file is open to other users.` + exitStatus
 			if seen[ledger.ByDay] && seen[ledger.ByHour] {
 				return usageErrorf("--by can have day or hour, not both")
 			}
-			opts.Ctx = cmd.Context()
 			if runF != nil {
 				return runF(opts)
 			}
-			return runReport(opts)
+			return runReport(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -190,11 +188,7 @@ type reportJSONDoc struct {
 const reportNote = "calls and tokens are what providers billed; cache_hits were answered from costctl's cache (their tokens and cost are avoided_*); " +
 	"costs as recorded in the ledger (when each event was written, or by costctl reprice); unpriced calls have no cost and are not counted in cost_usd"
 
-func runReport(opts *ReportOptions) error {
-	ctx := opts.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func runReport(ctx context.Context, opts *ReportOptions) error {
 	loc := opts.Loc
 	if loc == nil {
 		loc = time.Local

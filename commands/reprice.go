@@ -23,7 +23,6 @@ type RepriceOptions struct {
 	Loc     *time.Location
 	Pricing func() (*pricing.Table, error)
 	Ledger  func(context.Context) (*ledger.DB, error)
-	Ctx     context.Context
 
 	Since, Until string // "" = that side open
 	Format       string
@@ -76,11 +75,10 @@ says the same and writes nothing. Events for unpriced models are listed.` + exit
 			if opts.BatchSize <= 0 {
 				return usageErrorf("invalid --batch-size %d: want a positive number of events", opts.BatchSize)
 			}
-			opts.Ctx = cmd.Context()
 			if runF != nil {
 				return runF(opts)
 			}
-			return runReprice(opts)
+			return runReprice(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -113,11 +111,7 @@ type repriceJSONDoc struct {
 	UnpricedModels map[string]int64 `json:"unpriced_models"`
 }
 
-func runReprice(opts *RepriceOptions) error {
-	ctx := opts.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func runReprice(ctx context.Context, opts *RepriceOptions) error {
 	loc := opts.Loc
 	if loc == nil {
 		loc = time.Local

@@ -52,9 +52,6 @@ type TokensOptions struct {
 
 func newTokensCmd(f *Factory, runF func(*TokensOptions) error) *cobra.Command {
 	opts := &TokensOptions{IO: f.IO, Pricing: f.Pricing, Getenv: f.Getenv, HTTPClient: f.HTTPClient}
-	if runF == nil {
-		runF = runTokens
-	}
 	cmd := &cobra.Command{
 		Use:   "tokens [PATH...]",
 		Short: "Count tokens exactly (tiktoken-identical) in files, folders, stdin or chat requests",
@@ -132,7 +129,10 @@ exit code is 3. A gate whose paths match no file (an empty folder, an
 					return usageErrorf("invalid --include pattern %q: %v", g, err)
 				}
 			}
-			return runF(opts)
+			if runF != nil {
+				return runF(opts)
+			}
+			return runTokens(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -260,8 +260,8 @@ func (tm *tokenModels) get(name string) (*tokenModel, error) {
 // counted exactly here (OpenAI) or has no such endpoint.
 func (opts *TokensOptions) apiCounter(m *pricing.Model) (estimator.APICounter, error) {
 	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
+	if getenv == nil { // no environment was injected: no keys
+		getenv = func(string) string { return "" }
 	}
 	switch m.Provider {
 	case "anthropic":
@@ -306,7 +306,7 @@ func (t *tokenModel) apiModelName() string {
 	return t.asGiven
 }
 
-func runTokens(opts *TokensOptions) error {
+func runTokens(ctx context.Context, opts *TokensOptions) error {
 	table, err := opts.Pricing()
 	if err != nil {
 		return err
@@ -355,7 +355,7 @@ func runTokens(opts *TokensOptions) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res, probs, ok := countTokenInput(opts, models, def, in)
+			res, probs, ok := countTokenInput(ctx, opts, models, def, in)
 			mu.Lock()
 			defer mu.Unlock()
 			problems = append(problems, probs...)
@@ -793,7 +793,7 @@ type tokenResult struct {
 	approxImages   int
 }
 
-func countTokenInput(opts *TokensOptions, models *tokenModels, def *tokenModel, in tokenInput) (res tokenResult, probs []tokensProblem, ok bool) {
+func countTokenInput(ctx context.Context, opts *TokensOptions, models *tokenModels, def *tokenModel, in tokenInput) (res tokenResult, probs []tokensProblem, ok bool) {
 	fail := func(line int, msg string) (tokenResult, []tokensProblem, bool) {
 		return tokenResult{}, []tokensProblem{{path: in.path, line: line, msg: msg, kind: "error"}}, false
 	}
@@ -855,7 +855,7 @@ func countTokenInput(opts *TokensOptions, models *tokenModels, def *tokenModel, 
 			res.model = m
 		}
 		if res.model.api != nil {
-			if res.tokens, err = countViaAPI(opts, res.model, req); err != nil {
+			if res.tokens, err = countViaAPI(ctx, opts, res.model, req); err != nil {
 				return fail(0, oneLineErr(err))
 			}
 			res.exact = true
@@ -872,7 +872,7 @@ func countTokenInput(opts *TokensOptions, models *tokenModels, def *tokenModel, 
 		s, replaced := tokenizer.ReplaceInvalidUTF8(data)
 		invalid = replaced
 		req := &estimator.ChatRequest{Messages: []estimator.Message{{Role: "user", Content: s}}}
-		if res.tokens, err = countViaAPI(opts, def, req); err != nil {
+		if res.tokens, err = countViaAPI(ctx, opts, def, req); err != nil {
 			return fail(0, oneLineErr(err))
 		}
 		res.exact = true
@@ -893,12 +893,12 @@ func countTokenInput(opts *TokensOptions, models *tokenModels, def *tokenModel, 
 }
 
 // countViaAPI asks the provider, within --api-timeout.
-func countViaAPI(opts *TokensOptions, m *tokenModel, req *estimator.ChatRequest) (int64, error) {
+func countViaAPI(ctx context.Context, opts *TokensOptions, m *tokenModel, req *estimator.ChatRequest) (int64, error) {
 	timeout := opts.APITimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return m.api.CountTokens(ctx, m.apiModelName(), req)
 }

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"image"
@@ -45,7 +46,7 @@ func runTokensTest(t *testing.T, opts *TokensOptions) (tokensJSON, string, strin
 	if opts.APITimeout == 0 {
 		opts.APITimeout = 5 * time.Second
 	}
-	err := runTokens(opts)
+	err := runTokens(context.Background(), opts)
 	var j tokensJSON
 	if err == nil && opts.Format == "json" {
 		if jerr := json.Unmarshal(out.Bytes(), &j); jerr != nil {

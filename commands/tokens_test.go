@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,7 +27,7 @@ func TestRunTokensParallel(t *testing.T) {
 		var out, errb bytes.Buffer
 		opts := &TokensOptions{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb},
 			Pricing: pricing.Default, Paths: paths, Model: "gpt-4o", Format: "json", Jobs: jobs}
-		err := runTokens(opts)
+		err := runTokens(context.Background(), opts)
 		return out.String(), errb.String(), err
 	}
 	want, wantErr, err := run(1)
@@ -51,7 +52,7 @@ func TestRunTokensErrorLeavesStdoutEmpty(t *testing.T) {
 	good := writeFile(t, dir, "good.txt", "hello")
 	bin := writeFile(t, dir, "bin.dat", "a\x00b")
 	var out, errb bytes.Buffer
-	err := runTokens(&TokensOptions{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb},
+	err := runTokens(context.Background(), &TokensOptions{IO: &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb},
 		Pricing: pricing.Default, Paths: []string{good, bin}, Model: "gpt-4o", Format: "table", Jobs: 2})
 	var ee *ExitErr
 	if !errors.As(err, &ee) || ee.Code != ExitError || ee.Err != nil || out.Len() != 0 ||

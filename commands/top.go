@@ -25,7 +25,6 @@ type TopOptions struct {
 	Loc         *time.Location
 	Ledger      func(context.Context) (TopLedger, error)
 	Color       bool
-	Ctx         context.Context
 	Config      tui.Config
 	Interval    time.Duration
 	Once        bool
@@ -103,11 +102,10 @@ alert is active, so cron or CI can page on it.` + exitStatusSection,
 				return usageErrorf("--format %s needs --once (the live view is a terminal UI)", opts.Format)
 			}
 			opts.Color = f.Color()
-			opts.Ctx = cmd.Context()
 			if runF != nil {
 				return runF(opts)
 			}
-			return runTop(opts)
+			return runTop(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -122,11 +120,7 @@ alert is active, so cron or CI can page on it.` + exitStatusSection,
 	return cmd
 }
 
-func runTop(opts *TopOptions) error {
-	ctx := opts.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func runTop(ctx context.Context, opts *TopOptions) error {
 	db, err := opts.Ledger(ctx)
 	if err != nil {
 		return err

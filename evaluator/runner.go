@@ -35,7 +35,8 @@ type Options struct {
 
 	HTTPClient *http.Client
 	Getenv     func(string) string
-	BaseURL    string // --base-url; else the provider's variable (OPENAI_BASE_URL); else its default (DefaultBaseURL)
+	BaseURL    string    // --base-url; else the provider's variable (OPENAI_BASE_URL); else its default (DefaultBaseURL)
+	Stdin      io.Reader // what the input "-" reads
 
 	Concurrency int           // default 8
 	MaxRetries  int           // retries after the first attempt (0 allowed)
@@ -477,7 +478,7 @@ func forEachSampled(ctx context.Context, o *Options, stop <-chan struct{}, fn fu
 func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Record, read, total int64) error, bad ...*int64) error {
 	var doneBytes, total int64
 	for _, f := range o.Files {
-		rd, err := records.Open(f, records.Options{Map: o.Map})
+		rd, err := records.Open(f, records.Options{Map: o.Map, Stdin: o.Stdin})
 		if err != nil {
 			return &InputError{Msg: err.Error(), Unreadable: true}
 		}

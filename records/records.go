@@ -74,6 +74,9 @@ type Options struct {
 	// OptionalOutput accepts records without an output (estimate --from
 	// with --output-tokens measures prompts only); eval requires one.
 	OptionalOutput bool
+	// Stdin is what the path "-" reads (the command's injected input, never
+	// os.Stdin behind its back).
+	Stdin io.Reader
 }
 
 // LineError is a line of input that could not be used.
@@ -172,7 +175,10 @@ func (r *Reader) Progress() (read, size int64) { return r.counted.n, r.size }
 // first byte ('{' → JSON Lines, anything else → CSV).
 func Open(path string, opts Options) (*Reader, error) {
 	if path == "-" {
-		return NewReader(os.Stdin, "<stdin>", opts)
+		if opts.Stdin == nil {
+			return nil, errors.New("-: no standard input was given to read (records.Options.Stdin)")
+		}
+		return NewReader(opts.Stdin, "<stdin>", opts)
 	}
 	f, err := os.Open(path)
 	if err != nil {
