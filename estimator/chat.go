@@ -16,7 +16,10 @@ type ChatError struct {
 	Line  int    // 1-based line of the offending value; 0 when unknown
 	Field string // JSON path of the value, e.g. messages[2].content; "" for the whole input
 	Msg   string // what was expected and what was found
+	Err   error  // the cause, if any (a JSON syntax error)
 }
+
+func (e *ChatError) Unwrap() error { return e.Err }
 
 // Detail is the error without its line: "messages[2].content: expected ...".
 func (e *ChatError) Detail() string {
@@ -414,7 +417,7 @@ func (p *chatParser) syntaxErr(err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &se):
-		return &ChatError{Line: p.line(int(se.Offset)), Msg: "not valid JSON: " + se.Error()}
+		return &ChatError{Line: p.line(int(se.Offset)), Msg: "not valid JSON: " + se.Error(), Err: se}
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return &ChatError{Line: p.line(len(p.data)), Msg: "not valid JSON: the input ends before the JSON value does"}
 	}

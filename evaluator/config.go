@@ -209,9 +209,14 @@ func parseCond(s string) (Cond, error) {
 }
 
 // ConfigError is a problem in the config file; nothing was sent.
-type ConfigError struct{ Msg string }
+type ConfigError struct {
+	Msg string
+	Err error // the cause, if any (a file or YAML error)
+}
 
 func (e *ConfigError) Error() string { return e.Msg }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // LoadConfig reads and validates a config file against the price table.
 func LoadConfig(path string, table *pricing.Table) (*Config, error) {
@@ -221,7 +226,7 @@ func LoadConfig(path string, table *pricing.Table) (*Config, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, &ConfigError{fmt.Sprintf("config %s: %v", path, err)}
+		return nil, &ConfigError{Msg: fmt.Sprintf("config %s: %v", path, err), Err: err}
 	}
 	return ParseConfig(path, data, table)
 }
@@ -233,7 +238,7 @@ func ParseConfig(name string, data []byte, table *pricing.Table) (*Config, error
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &ConfigError{fmt.Sprintf("config %s: empty; run costctl eval init to write a starter config", name)}
+			return nil, &ConfigError{Msg: fmt.Sprintf("config %s: empty; run costctl eval init to write a starter config", name)}
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
@@ -241,7 +246,7 @@ func ParseConfig(name string, data []byte, table *pricing.Table) (*Config, error
 		msg = strings.ReplaceAll(msg, "in type evaluator.Metric", "in a metric")
 		msg = strings.ReplaceAll(msg, "in type evaluator.Judge", "in a judge")
 		msg = strings.ReplaceAll(msg, "in type evaluator.Config", "at the top level (want judges, metrics)")
-		return nil, &ConfigError{fmt.Sprintf("config %s: %s", name, msg)}
+		return nil, &ConfigError{Msg: fmt.Sprintf("config %s: %s", name, msg)}
 	}
 	if err := cfg.validate(table); err != nil {
 		return nil, err
@@ -250,7 +255,7 @@ func ParseConfig(name string, data []byte, table *pricing.Table) (*Config, error
 }
 
 func (c *Config) errf(format string, a ...any) error {
-	return &ConfigError{fmt.Sprintf("config %s: ", c.file) + fmt.Sprintf(format, a...)}
+	return &ConfigError{Msg: fmt.Sprintf("config %s: ", c.file) + fmt.Sprintf(format, a...)}
 }
 
 func (c *Config) validate(table *pricing.Table) error {

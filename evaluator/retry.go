@@ -26,7 +26,7 @@ type judgeClient struct {
 func newJudgeClient(j *Judge, baseURL, apiKey string, hc *http.Client, now func() time.Time) (*judgeClient, error) {
 	def, ok := providers[j.ProviderName()]
 	if !ok {
-		return nil, &ConfigError{fmt.Sprintf("judge %q: provider %q is not known (want one of: %s)", j.Name, j.ProviderName(), providerNames())}
+		return nil, &ConfigError{Msg: fmt.Sprintf("judge %q: provider %q is not known (want one of: %s)", j.Name, j.ProviderName(), providerNames())}
 	}
 	if hc == nil {
 		hc = &http.Client{}
@@ -55,9 +55,14 @@ type callResult struct {
 }
 
 // Fatal errors stop the whole run.
-type FatalError struct{ Msg string }
+type FatalError struct {
+	Msg string
+	Err error // the cause, when it can be shown (nil where the message was redacted)
+}
 
 func (e *FatalError) Error() string { return e.Msg }
+
+func (e *FatalError) Unwrap() error { return e.Err }
 
 // Retry causes, as counted in the summary.
 const (
@@ -114,7 +119,7 @@ func (jc *judgeClient) call(ctx context.Context, rp *retryPolicy, p Prompt, hook
 		if !at.Sent && ctx.Err() == nil && !timedOut {
 			// Refused before sending (the client validates some requests
 			// locally): every call would fail the same way.
-			return callResult{}, &FatalError{fmt.Sprintf("judge %q: the request was refused before sending: %s", jc.judge.Name, Redact(oneLine(err), jc.key))}
+			return callResult{}, &FatalError{Msg: fmt.Sprintf("judge %q: the request was refused before sending: %s", jc.judge.Name, Redact(oneLine(err), jc.key))}
 		}
 		if ctx.Err() != nil {
 			if at.Sent && hooks.unsettled != nil {
@@ -177,7 +182,7 @@ func redactFailure(f Failure, key string) error {
 		if fe != nil {
 			msg = fe.Msg
 		}
-		return &FatalError{Redact(msg, key)}
+		return &FatalError{Msg: Redact(msg, key)}
 	}
 	return errors.New(Redact(err.Error(), key))
 }

@@ -245,7 +245,7 @@ func newClients(o *Options, needKeys bool) (map[string]*judgeClient, error) {
 	for _, j := range o.Config.JudgesUsed() {
 		key := o.Getenv(KeyEnv(j))
 		if needKeys && key == "" {
-			return nil, &ConfigError{fmt.Sprintf("judge %q: %s is not set; export the API key for %s (or set api_key_env for the judge); --dry-run needs no key", j.Name, KeyEnv(j), redactURL(o.Endpoint(j)))}
+			return nil, &ConfigError{Msg: fmt.Sprintf("judge %q: %s is not set; export the API key for %s (or set api_key_env for the judge); --dry-run needs no key", j.Name, KeyEnv(j), redactURL(o.Endpoint(j)))}
 		}
 		jc, err := newJudgeClient(j, o.Endpoint(j), key, o.HTTPClient, o.Now)
 		if err != nil {
@@ -480,7 +480,7 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 	for _, f := range o.Files {
 		rd, err := records.Open(f, records.Options{Map: o.Map, Stdin: o.Stdin})
 		if err != nil {
-			return &InputError{Msg: err.Error(), Unreadable: true}
+			return &InputError{Msg: err.Error(), Unreadable: true, Err: err}
 		}
 		_, size := rd.Progress()
 		total += size
@@ -500,7 +500,7 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 				}
 				if o.Strict {
 					rd.Close()
-					return &InputError{Msg: le.Error() + " (--strict)"}
+					return &InputError{Msg: le.Error() + " (--strict)", Err: le}
 				}
 				if len(bad) > 0 {
 					*bad[0]++
@@ -532,9 +532,12 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 type InputError struct {
 	Msg        string
 	Unreadable bool
+	Err        error // the cause, if any
 }
 
 func (e *InputError) Error() string { return e.Msg }
+
+func (e *InputError) Unwrap() error { return e.Err }
 
 // outcome is what one record produced, handed to the writer.
 type outcome struct {
@@ -806,7 +809,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &FatalError{err.Error()}
+			return &FatalError{Msg: err.Error(), Err: err}
 		}
 		if ok {
 			u := pricing.Usage{InputTokens: c.InputTokens, CachedInputTokens: c.CachedTokens, OutputTokens: c.OutputTokens}
@@ -843,7 +846,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			totalCost += worst
 			out.events = append(out.events, ev)
 			if err := r.commit.commit([]ledger.Event{ev}, nil); err != nil {
-				return &FatalError{fmt.Sprintf("the ledger cannot be written: %v", err)}
+				return &FatalError{Msg: fmt.Sprintf("the ledger cannot be written: %v", err), Err: err}
 			}
 			if cancelled {
 				return nil
@@ -891,7 +894,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			judges = append(judges, *jr)
 		}
 		if err := r.commit.commit([]ledger.Event{*ev}, judges); err != nil {
-			return &FatalError{fmt.Sprintf("the ledger cannot be written: %v", err)}
+			return &FatalError{Msg: fmt.Sprintf("the ledger cannot be written: %v", err), Err: err}
 		}
 		return nil
 	}
