@@ -224,6 +224,7 @@ func (a *AnthropicCounter) CountTokens(ctx context.Context, model string, req *C
 		return 0, err
 	}
 	if out.InputTokens == nil {
+		//lint:ignore ST1005 the message starts with the provider's name
 		return 0, errors.New(`Anthropic token counting: the response has no "input_tokens"`)
 	}
 	return *out.InputTokens, nil

@@ -189,6 +189,7 @@ func (op *openaiProvider) request(p Prompt) openai.ChatCompletionRequest {
 		// No temperature: reasoning models accept only the default.
 		req.MaxCompletionTokens = op.judge.MaxTokens
 	} else {
+		//lint:ignore SA1019 max_tokens is what OpenAI-compatible servers other than OpenAI's accept; reasoning models get max_completion_tokens above
 		req.MaxTokens = op.judge.MaxTokens // temperature 0 is added by judgeTransport
 	}
 	if op.judge.JSON() {

@@ -19,7 +19,7 @@ type Money int64
 // Nano-dollar scale factors.
 const (
 	NanoPerDollar Money = 1_000_000_000
-	maxMoneyScale       = 9
+	maxMoneyScale int   = 9
 )
 
 // Dollars returns m for a whole number of dollars.

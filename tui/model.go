@@ -41,7 +41,7 @@ func DBFetch(db Source) FetchFunc {
 
 // Messages.
 type (
-	tickMsg     struct{ gen int }
+	tickMsg     struct{}
 	snapshotMsg struct {
 		snap Snapshot
 		err  error
