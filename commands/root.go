@@ -102,6 +102,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 		newReportCmd(f, nil),
 		newRepriceCmd(f, nil),
 		newKeysCmd(f, nil),
+		newPolicyCmd(f, nil),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "What costctl's exit codes mean",
