@@ -101,6 +101,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 		newTopCmd(f, nil),
 		newReportCmd(f, nil),
 		newRepriceCmd(f, nil),
+		newProxyCmd(f, nil),
 		newKeysCmd(f, nil),
 		newPolicyCmd(f, nil),
 		&cobra.Command{

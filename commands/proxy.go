@@ -1,0 +1,223 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/proxy"
+)
+
+// ProxyOptions are the inputs of `costctl proxy`.
+type ProxyOptions struct {
+	IO         *IOStreams
+	Getenv     func(string) string
+	Now        func() time.Time
+	Pricing    func() (*pricing.Table, error)
+	Ledger     func(context.Context) (*ledger.DB, error)
+	HTTPClient *http.Client // the webhook's client
+
+	Listen            string
+	Upstream          string
+	AnthropicUpstream string
+	SampleOut         string
+	Webhook           string
+	DrainTimeout      time.Duration
+	CacheTTL          time.Duration
+	SpikeFactor       float64
+
+	// Ready, when set, is called with the address the proxy listens on
+	// once it accepts connections (tests listen on port 0).
+	Ready func(addr string)
+}
+
+func newProxyCmd(f *Factory, runF func(context.Context, *ProxyOptions) error) *cobra.Command {
+	opts := &ProxyOptions{IO: f.IO, Getenv: f.Getenv, Now: f.Now, Pricing: f.Pricing, Ledger: f.OpenLedger, HTTPClient: f.HTTPClient}
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "A cost gateway: virtual keys, hard per-tenant budgets, block/route/sample/cache, every call on the ledger",
+		Long: `Serve the OpenAI and Anthropic APIs on --listen (loopback by default) in
+front of the real ones, so every call is priced exactly and written to the
+ledger (source proxy) as it happens: top shows it live.
+
+Clients use a virtual key from costctl keys create, as Authorization: Bearer
+KEY (OpenAI SDKs: set the base URL to http://LISTEN/v1) or x-api-key: KEY
+(Anthropic SDKs: base URL http://LISTEN). The proxy swaps it for
+OPENAI_API_KEY or ANTHROPIC_API_KEY from its own environment; neither key is
+ever forwarded to the wrong side, logged, stored or echoed.
+
+Routes: POST /v1/chat/completions, /v1/responses, /v1/embeddings and GET
+/v1/models (OpenAI); POST /v1/messages and /v1/messages/count_tokens
+(Anthropic). Every other route is a 404: nothing passes unpriced.
+
+Each tenant's policy (costctl policy set) applies within a second:
+  --block              403 tenant_blocked
+  --daily-budget, --monthly-budget
+                       each request reserves its worst case (prompt bound +
+                       max_tokens, else the model's maximum output) before it
+                       is sent and settles to its real cost, so spend never
+                       exceeds a budget under any concurrency; over it: 429
+                       budget_exceeded with Retry-After (budgets reset at
+                       00:00 UTC and on the 1st)
+  --route FROM=TO      serves FROM with TO (header x-costctl-routed-from)
+  --sample PCT         writes that share of requests to --sample-out as
+                       costctl eval records
+  --cache on           exact cache of deterministic requests (temperature 0,
+                       or a seed; or header x-costctl-cache: force), in
+                       memory for --cache-ttl; a hit costs $0 and records
+                       what it avoided
+
+Streams are relayed event by event; a stream cut before its usage is billed
+the prompt bound plus the tokens relayed, marked estimated. --webhook URL
+gets an alert when a tenant crosses 50/80/100% of a budget or is blocked or
+unblocked. SIGTERM or Ctrl-C stops accepting, lets in-flight calls finish
+(up to --drain-timeout, then cuts and bills them), flushes the ledger and
+exits 0.` + exitStatusSection,
+		Example: `  OPENAI_API_KEY=sk-... costctl proxy --db spend.db
+  costctl proxy --listen 127.0.0.1:9000 --upstream http://127.0.0.1:8080 --sample-out samples.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.DrainTimeout < 0 {
+				return usageErrorf("--drain-timeout must not be negative")
+			}
+			if opts.CacheTTL <= 0 {
+				return usageErrorf("--cache-ttl must be positive (e.g. 24h)")
+			}
+			if opts.SpikeFactor <= 1 {
+				return usageErrorf("--spike-factor must be above 1 (e.g. 5)")
+			}
+			if _, _, err := net.SplitHostPort(opts.Listen); err != nil {
+				return usageErrorf("--listen %q: want HOST:PORT (e.g. 127.0.0.1:8787)", opts.Listen)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runProxy(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8787", "address to serve on (loopback unless told otherwise)")
+	fl.StringVar(&opts.Upstream, "upstream", proxy.DefaultOpenAIUpstream, "OpenAI upstream base URL")
+	fl.StringVar(&opts.AnthropicUpstream, "anthropic-upstream", proxy.DefaultAnthropicUpstream, "Anthropic upstream base URL")
+	fl.StringVar(&opts.SampleOut, "sample-out", "", "append sampled requests to FILE as costctl eval records (JSONL)")
+	fl.StringVar(&opts.Webhook, "webhook", "", "POST budget and block alerts as JSON to URL (Slack-compatible text)")
+	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight calls may finish")
+	fl.DurationVar(&opts.CacheTTL, "cache-ttl", 24*time.Hour, "how long a cached answer is served")
+	fl.Float64Var(&opts.SpikeFactor, "spike-factor", 5, "alert when a tenant burns this many times its baseline")
+	return cmd
+}
+
+func runProxy(ctx context.Context, opts *ProxyOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	table, err := opts.Pricing()
+	if err != nil {
+		return err
+	}
+	oaKey, anKey := opts.Getenv("OPENAI_API_KEY"), opts.Getenv("ANTHROPIC_API_KEY")
+	if oaKey == "" && anKey == "" {
+		return errors.New("no upstream key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY in the proxy's environment")
+	}
+	db, err := opts.Ledger(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var sampleOut *os.File
+	if opts.SampleOut != "" {
+		sampleOut, err = os.OpenFile(opts.SampleOut, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("--sample-out: %s (check the directory exists and is writable)", describeFSError(err))
+		}
+		defer sampleOut.Close()
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %v (is another proxy running? pick another port)", opts.Listen, err)
+	}
+	writer := ledger.NewWriter(db, ledger.WriterConfig{Queue: 1024})
+	writerClosed := false
+	defer func() {
+		if !writerClosed {
+			writer.Close()
+		}
+	}()
+	notifier, closeNotifier := newProxyNotifier(opts)
+	cfg := proxy.Config{
+		OpenAIUpstream: opts.Upstream, AnthropicUpstream: opts.AnthropicUpstream,
+		OpenAIKey: oaKey, AnthropicKey: anKey,
+		Control: db, Spend: db, Writer: writer, Pricing: table,
+		Now: opts.Now, Log: opts.IO.ErrOut, CacheTTL: opts.CacheTTL, Notifier: notifier,
+	}
+	if sampleOut != nil {
+		cfg.SampleOut = sampleOut
+	}
+	srv, err := proxy.New(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	addr := ln.Addr().String()
+	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: listening on http://%s (OpenAI base URL http://%s/v1, Anthropic http://%s); ledger %s; prices as of %s\n",
+		addr, addr, addr, db.Path(), table.AsOfLabel())
+	if opts.Ready != nil {
+		opts.Ready(addr)
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	// Stop accepting, let in-flight calls finish (bounded), then cut what
+	// is left: their handlers bill what was relayed before they return.
+	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: stopping: draining in-flight calls (up to %s)\n", opts.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
+	defer cancel()
+	if err := hs.Shutdown(dctx); err != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: drain timeout reached: cutting the calls still open (billed for what they relayed)\n")
+		hs.Close()
+	}
+	srv.Wait()
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Close(cctx)
+	ccancel()
+	closeNotifier()
+	writer.Close()
+	writerClosed = true
+	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: stopped: %d calls served, %d refused, %d ledger write errors\n",
+		srv.Served.Load(), srv.Refused.Load(), srv.WriteErrors.Load())
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("proxy: %w", serveErr)
+	}
+	if n := srv.WriteErrors.Load(); n > 0 {
+		return fmt.Errorf("%d served calls could not be written to the ledger %s (see the errors above)", n, db.Path())
+	}
+	return nil
+}
+
+// newProxyNotifier is the webhook behind --webhook (nil without one).
+func newProxyNotifier(opts *ProxyOptions) (proxy.Notifier, func()) {
+	if opts.Webhook == "" {
+		return nil, func() {}
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: --webhook is not wired yet in this build; alerts are logged here only\n")
+	return logNotifier{opts}, func() {}
+}
+
+type logNotifier struct{ opts *ProxyOptions }
+
+func (l logNotifier) Notify(a proxy.Alert) {
+	fmt.Fprintf(l.opts.IO.ErrOut, "costctl proxy: alert: %s\n", a.Text)
+}

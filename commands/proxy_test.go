@@ -1,0 +1,313 @@
+package commands
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+const proxyTestUpstreamKey = "sk-proxy-cmd-test-SECRET-abcdef0123456789"
+
+// holdUpstream is an OpenAI chat upstream whose streams wait on release
+// after their first chunk.
+type holdUpstream struct {
+	srv     *httptest.Server
+	held    atomic.Int64
+	release chan struct{}
+	once    sync.Once
+}
+
+func newHoldUpstream(t *testing.T) *holdUpstream {
+	u := &holdUpstream{release: make(chan struct{})}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+proxyTestUpstreamKey {
+			w.WriteHeader(401)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		if !bytes.Contains(body, []byte(`"stream":true`)) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"id":"c","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":2}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hel\"}}]}\n\n")
+		fl.Flush()
+		u.held.Add(1)
+		select {
+		case <-u.release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n")
+		io.WriteString(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2}}\n\n")
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(func() {
+		u.releaseAll()
+		u.srv.Close()
+	})
+	return u
+}
+
+func (u *holdUpstream) releaseAll() { u.once.Do(func() { close(u.release) }) }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proxyTestLedger creates a ledger with one virtual key for tenant acme
+// and returns its path and the key.
+func proxyTestLedger(t *testing.T) (string, string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ledger.db")
+	db, err := ledger.Open(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	secret := "ck-proxy-cmd-test-virtual-SECRET"
+	if err := db.CreateKey(context.Background(), ledger.VirtualKey{Name: "acme-1", Tenant: "acme", Hash: ledger.HashKey(secret), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return p, secret
+}
+
+func proxyRows(t *testing.T, path string) (n int, estimated int) {
+	t.Helper()
+	db, err := ledger.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(estimate != ''), 0) FROM events WHERE source = 'proxy'`).Scan(&n, &estimated); err != nil {
+		t.Fatal(err)
+	}
+	return n, estimated
+}
+
+func proxyCall(t *testing.T, addr, key string, stream bool) (int, string) {
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":20}`
+	if stream {
+		body = `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}],"max_tokens":20}`
+	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// runProxyForTest runs the proxy in-process until ctx ends.
+func runProxyForTest(t *testing.T, ctx context.Context, dbPath, upstream string, drain time.Duration, errOut io.Writer) (addr chan string, done chan error) {
+	addr, done = make(chan string, 1), make(chan error, 1)
+	opts := &ProxyOptions{
+		IO:     &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: errOut},
+		Getenv: func(k string) string { return map[string]string{"OPENAI_API_KEY": proxyTestUpstreamKey}[k] },
+		Now:    time.Now, Pricing: pricing.Default,
+		Ledger:   func(ctx context.Context) (*ledger.DB, error) { return ledger.Open(ctx, dbPath) },
+		Listen:   "127.0.0.1:0",
+		Upstream: upstream, AnthropicUpstream: upstream,
+		DrainTimeout: drain, CacheTTL: time.Hour, SpikeFactor: 5,
+		Ready: func(a string) { addr <- a },
+	}
+	go func() { done <- runProxy(ctx, opts) }()
+	return addr, done
+}
+
+// TestProxyDrainNothingLost: interrupted with streams in flight, the proxy
+// stops accepting, lets them finish, writes every call and returns nil.
+func TestProxyDrainNothingLost(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath, key := proxyTestLedger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errOut := &lockedBuffer{}
+	addrCh, done := runProxyForTest(t, ctx, dbPath, up.srv.URL, time.Minute, errOut)
+	addr := <-addrCh
+	for range 4 {
+		if s, b := proxyCall(t, addr, key, false); s != 200 {
+			t.Fatalf("%d %s", s, b)
+		}
+	}
+	const streams = 8
+	var wg sync.WaitGroup
+	results := make(chan string, streams)
+	for range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, b := proxyCall(t, addr, key, true)
+			results <- fmt.Sprintf("%d %s", s, b)
+		}()
+	}
+	waitFor(t, "8 streams in flight", func() bool { return up.held.Load() == streams })
+	cancel() // SIGTERM
+	waitFor(t, "the proxy draining", func() bool { return strings.Contains(errOut.String(), "draining") })
+	waitFor(t, "the listener closed", func() bool {
+		s, _ := proxyCall(t, addr, key, false)
+		return s == 0
+	})
+	up.releaseAll()
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if !strings.HasPrefix(r, "200 ") || !strings.Contains(r, "[DONE]") {
+			t.Fatalf("a drained stream: %s", r)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("runProxy: %v", err)
+	}
+	if n, est := proxyRows(t, dbPath); n != 4+streams || est != 0 {
+		t.Fatalf("%d rows (%d estimated), want %d exact", n, est, 4+streams)
+	}
+	if strings.Contains(errOut.String(), proxyTestUpstreamKey) || strings.Contains(errOut.String(), key) {
+		t.Fatal("a key in the proxy's output")
+	}
+}
+
+// TestProxyDrainTimeoutBillsCutStreams: streams still open when the drain
+// timeout ends are cut and billed for what they relayed, estimated.
+func TestProxyDrainTimeoutBillsCutStreams(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath, key := proxyTestLedger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrCh, done := runProxyForTest(t, ctx, dbPath, up.srv.URL, time.Millisecond, &lockedBuffer{})
+	addr := <-addrCh
+	const streams = 3
+	var wg sync.WaitGroup
+	for range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			proxyCall(t, addr, key, true)
+		}()
+	}
+	waitFor(t, "streams in flight", func() bool { return up.held.Load() == streams })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runProxy: %v", err)
+	}
+	wg.Wait()
+	if n, est := proxyRows(t, dbPath); n != streams || est != streams {
+		t.Fatalf("%d rows (%d estimated), want %d estimated", n, est, streams)
+	}
+}
+
+// TestProxyE2ESigterm: the built binary serves a call, and on SIGTERM
+// flushes the ledger and exits 0; no key in its output or ledger.
+func TestProxyE2ESigterm(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath, key := proxyTestLedger(t)
+	home := t.TempDir()
+	cmd := exec.Command(costctlBin, "--db", dbPath, "proxy", "--listen", "127.0.0.1:0", "--upstream", up.srv.URL)
+	cmd.Env = []string{"HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state"), "PATH=" + os.Getenv("PATH"), "NO_COLOR=1", "OPENAI_API_KEY=" + proxyTestUpstreamKey}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	addr := ""
+	var log strings.Builder
+	for sc.Scan() {
+		line := sc.Text()
+		log.WriteString(line + "\n")
+		if a, ok := strings.CutPrefix(line, "costctl proxy: listening on http://"); ok {
+			addr = strings.Fields(a)[0]
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no listen line:\n%s", log.String())
+	}
+	rest := make(chan string)
+	go func() {
+		var b strings.Builder
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		rest <- b.String()
+	}()
+	for range 3 {
+		if s, b := proxyCall(t, addr, key, false); s != 200 {
+			t.Fatalf("%d %s", s, b)
+		}
+	}
+	if s, _ := proxyCall(t, addr, "ck-wrong", false); s != 401 {
+		t.Fatalf("wrong key: %d", s)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	log.WriteString(<-rest)
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d (%v):\n%s", code, err, log.String())
+	}
+	if n, _ := proxyRows(t, dbPath); n != 3 {
+		t.Fatalf("%d rows, want 3\n%s", n, log.String())
+	}
+	all := log.String() + stdout.String()
+	for _, p := range []string{dbPath, dbPath + "-wal"} {
+		if b, err := os.ReadFile(p); err == nil {
+			all += string(b)
+		}
+	}
+	if strings.Contains(all, proxyTestUpstreamKey) || strings.Contains(all, key) || strings.Contains(all, "SECRET") {
+		t.Fatal("a key leaked into output or the ledger")
+	}
+	if !strings.Contains(log.String(), "3 calls served, 1 refused") {
+		t.Fatalf("summary:\n%s", log.String())
+	}
+}

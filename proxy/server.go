@@ -1,0 +1,733 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/costctl/costctl/evaluator"
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+)
+
+// Default upstreams: the public APIs.
+const (
+	DefaultOpenAIUpstream    = "https://api.openai.com"
+	DefaultAnthropicUpstream = "https://api.anthropic.com"
+)
+
+// EventWriter is where served calls go: *ledger.Writer (one per process,
+// shared with nothing else in the proxy) implements it.
+type EventWriter interface {
+	Go(ctx context.Context, events []ledger.Event, judges []ledger.JudgeResult, done func(ledger.InsertResult, error))
+}
+
+// SpendReader reads what tenants spent from the ledger's rollups, once at
+// start. *ledger.DB implements it.
+type SpendReader interface {
+	GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]ledger.GroupRow, error)
+}
+
+// Config is what a Server is built from.
+type Config struct {
+	OpenAIUpstream, AnthropicUpstream string // base URLs ("" = the public APIs)
+	OpenAIKey, AnthropicKey           string // upstream keys: sent upstream, never logged, stored or echoed
+	Control                           ledger.Control
+	Spend                             SpendReader // nil: every tenant starts at $0
+	Writer                            EventWriter
+	Pricing                           *pricing.Table
+	Client                            *http.Client // upstream client (nil: a pooled transport)
+	Now                               func() time.Time
+	Log                               io.Writer // one line per notable event (nil: discarded); never a key
+	SampleOut                         io.Writer // eval records of sampled requests (nil: sampling off)
+	CacheTTL                          time.Duration
+	CacheMaxBytes                     int64         // bound on cached response bytes (0: 64 MiB)
+	PolicyInterval                    time.Duration // how often policies are reloaded (0: 500 ms)
+	KeyCacheTTL                       time.Duration // how long a found key is trusted (0: 1 s)
+	MaxBodyBytes                      int64         // largest request body (0: 32 MiB)
+	Notifier                          Notifier      // budget and block alerts (nil: none)
+}
+
+// Server is the proxy's http.Handler.
+type Server struct {
+	cfg     Config
+	client  *http.Client
+	now     func() time.Time
+	budgets *budgets
+	cache   *cache
+	sampler *sampler
+	alerts  *alerter
+
+	policies atomic.Pointer[map[string]ledger.Policy]
+	keysMu   sync.Mutex
+	keys     map[string]keyEntry
+
+	runID  string
+	seq    atomic.Int64
+	wg     sync.WaitGroup // handlers in flight
+	stop   chan struct{}
+	loopWG sync.WaitGroup
+
+	logMu sync.Mutex
+
+	// Counters (read by tests and the shutdown line).
+	Served, Refused, WriteErrors atomic.Int64
+}
+
+type keyEntry struct {
+	k   ledger.VirtualKey
+	exp time.Time
+}
+
+// Route kinds.
+const (
+	kindChat       = "chat"
+	kindResponses  = "responses"
+	kindEmbeddings = "embeddings"
+	kindModels     = "models"
+	kindMessages   = "messages"
+	kindCount      = "count_tokens"
+)
+
+type routeSpec struct {
+	provider, kind string
+	billed         bool
+}
+
+// routes are the only requests the proxy serves: every other one is a 404,
+// so no unpriced passthrough can bypass a budget.
+var routes = map[string]routeSpec{
+	"POST /v1/chat/completions":      {OpenAI, kindChat, true},
+	"POST /v1/responses":             {OpenAI, kindResponses, true},
+	"POST /v1/embeddings":            {OpenAI, kindEmbeddings, true},
+	"GET /v1/models":                 {OpenAI, kindModels, false},
+	"POST /v1/messages":              {Anthropic, kindMessages, true},
+	"POST /v1/messages/count_tokens": {Anthropic, kindCount, false},
+}
+
+const routeList = "POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models (OpenAI); POST /v1/messages, POST /v1/messages/count_tokens (Anthropic)"
+
+// New builds a proxy: it loads the policies and today's and this month's
+// spend per tenant, and starts the policy reload loop. Close stops it.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Control == nil || cfg.Writer == nil || cfg.Pricing == nil {
+		return nil, errors.New("proxy: Control, Writer and Pricing are required")
+	}
+	if cfg.OpenAIUpstream == "" {
+		cfg.OpenAIUpstream = DefaultOpenAIUpstream
+	}
+	if cfg.AnthropicUpstream == "" {
+		cfg.AnthropicUpstream = DefaultAnthropicUpstream
+	}
+	cfg.OpenAIUpstream = strings.TrimRight(cfg.OpenAIUpstream, "/")
+	cfg.AnthropicUpstream = strings.TrimRight(cfg.AnthropicUpstream, "/")
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.PolicyInterval <= 0 {
+		cfg.PolicyInterval = 500 * time.Millisecond
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = time.Second
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.CacheMaxBytes <= 0 {
+		cfg.CacheMaxBytes = 64 << 20
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = 24 * time.Hour
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Transport: NewTransport()}
+	}
+	var id [6]byte
+	rand.Read(id[:])
+	s := &Server{cfg: cfg, client: client, now: cfg.Now, budgets: newBudgets(), keys: map[string]keyEntry{},
+		runID: hex.EncodeToString(id[:]), stop: make(chan struct{})}
+	s.cache = newCache(cfg.CacheMaxBytes, cfg.CacheTTL)
+	s.cache.nowFunc = cfg.Now
+	if err := s.reloadPolicies(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Spend != nil {
+		now := s.now()
+		today, err := cfg.Spend.GroupedSince(ctx, "tenant", dayStart(now), now)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: read today's spend per tenant: %w", err)
+		}
+		month, err := cfg.Spend.GroupedSince(ctx, "tenant", monthStart(now), now)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: read this month's spend per tenant: %w", err)
+		}
+		s.budgets.load(now, today, month)
+	}
+	if cfg.SampleOut != nil {
+		s.sampler = newSampler(cfg.SampleOut, s.logf)
+	}
+	s.alerts = newAlerter(cfg.Notifier, s.now, s.logf)
+	s.loopWG.Add(1)
+	go s.policyLoop()
+	return s, nil
+}
+
+// NewTransport is the upstream transport: pooled keep-alive connections
+// sized for many concurrent streams, no overall timeout (a stream may run
+// for minutes).
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 512
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+}
+
+// Wait returns when every handler that started has returned (after the
+// http.Server stopped accepting): each has queued its ledger row by then.
+func (s *Server) Wait() { s.wg.Wait() }
+
+// Close stops the policy loop and flushes the sampler and alerts (within
+// ctx). The ledger writer belongs to the caller, which closes it after.
+func (s *Server) Close(ctx context.Context) {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.loopWG.Wait()
+	if s.sampler != nil {
+		s.sampler.close()
+	}
+	s.alerts.close(ctx)
+}
+
+func (s *Server) logf(format string, a ...any) {
+	line := fmt.Sprintf(format, a...)
+	line = evaluator.Redact(line, s.cfg.OpenAIKey, s.cfg.AnthropicKey)
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	fmt.Fprintf(s.cfg.Log, "%s costctl proxy: %s\n", s.now().UTC().Format(time.RFC3339), line)
+}
+
+// policyLoop reloads the policies every PolicyInterval, so a change made
+// with costctl policy applies within about a second.
+func (s *Server) policyLoop() {
+	defer s.loopWG.Done()
+	t := time.NewTicker(s.cfg.PolicyInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.reloadPolicies(ctx)
+		cancel()
+		if err != nil && !failing {
+			s.logf("cannot reload policies (keeping the last ones): %v", err)
+		}
+		failing = err != nil
+	}
+}
+
+func (s *Server) reloadPolicies(ctx context.Context) error {
+	p, err := s.cfg.Control.Policies(ctx)
+	if err != nil {
+		return fmt.Errorf("proxy: read policies: %w", err)
+	}
+	if p == nil {
+		p = map[string]ledger.Policy{}
+	}
+	old := s.policies.Swap(&p)
+	if old != nil && s.alerts != nil {
+		for t, np := range p {
+			if op := (*old)[t]; op.Blocked != np.Blocked {
+				kind := "unblocked"
+				if np.Blocked {
+					kind = "blocked"
+				}
+				s.alerts.send(Alert{Tenant: t, Kind: kind, At: s.now(),
+					Text: fmt.Sprintf("costctl proxy: tenant %s %s", t, kind)})
+				s.logf("tenant %s %s", t, kind)
+			}
+		}
+		for t, op := range *old {
+			if _, ok := p[t]; !ok && op.Blocked {
+				s.alerts.send(Alert{Tenant: t, Kind: "unblocked", At: s.now(), Text: fmt.Sprintf("costctl proxy: tenant %s unblocked", t)})
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Server) policy(tenant string) ledger.Policy {
+	if p := s.policies.Load(); p != nil {
+		return (*p)[tenant]
+	}
+	return ledger.Policy{}
+}
+
+// lookupKey finds the active virtual key with this secret; found keys are
+// trusted for KeyCacheTTL (so a revocation applies within it).
+func (s *Server) lookupKey(ctx context.Context, secret string) (ledger.VirtualKey, bool, error) {
+	h := ledger.HashKey(secret)
+	now := s.now()
+	s.keysMu.Lock()
+	e, ok := s.keys[h]
+	s.keysMu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.k, true, nil
+	}
+	k, found, err := s.cfg.Control.KeyByHash(ctx, h)
+	if err != nil {
+		return ledger.VirtualKey{}, false, err
+	}
+	if !found || !k.RevokedAt.IsZero() {
+		s.keysMu.Lock()
+		delete(s.keys, h)
+		s.keysMu.Unlock()
+		return ledger.VirtualKey{}, false, nil
+	}
+	s.keysMu.Lock()
+	if len(s.keys) > 100_000 {
+		clear(s.keys)
+	}
+	s.keys[h] = keyEntry{k: k, exp: now.Add(s.cfg.KeyCacheTTL)}
+	s.keysMu.Unlock()
+	return k, true, nil
+}
+
+// virtualKey is the secret a client sent: Authorization: Bearer (OpenAI
+// SDKs) or x-api-key (Anthropic SDKs).
+func virtualKey(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			return strings.TrimSpace(a[7:])
+		}
+	}
+	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
+}
+
+// guessProvider picks the error format for a request to no known route.
+func guessProvider(r *http.Request) string {
+	if r.Header.Get("X-Api-Key") != "" || r.Header.Get("Anthropic-Version") != "" {
+		return Anthropic
+	}
+	return OpenAI
+}
+
+func (s *Server) upstream(provider string) (base, key string) {
+	if provider == Anthropic {
+		return s.cfg.AnthropicUpstream, s.cfg.AnthropicKey
+	}
+	return s.cfg.OpenAIUpstream, s.cfg.OpenAIKey
+}
+
+func keyEnv(provider string) string {
+	if provider == Anthropic {
+		return "ANTHROPIC_API_KEY"
+	}
+	return "OPENAI_API_KEY"
+}
+
+// call is one request in flight.
+type call struct {
+	rt         routeSpec
+	path       string
+	key        ledger.VirtualKey
+	pol        ledger.Policy
+	req        *request
+	body       []byte // as forwarded
+	origBody   []byte // as received (sampling, cache key)
+	model      *pricing.Model
+	bound      int64
+	maxOut     int64
+	routedFrom string
+	start      time.Time
+	res        reservation
+	settled    bool
+	cacheKey   string
+	cacheable  bool
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	rt, ok := routes[r.Method+" "+r.URL.Path]
+	if !ok {
+		s.Refused.Add(1)
+		writeError(w, guessProvider(r), apiError{status: http.StatusNotFound, typ: ErrNotFound,
+			msg: fmt.Sprintf("costctl proxy does not serve %s %s; it serves only %s, so no call escapes pricing and budgets", r.Method, r.URL.Path, routeList)})
+		return
+	}
+	fail := func(e apiError) {
+		s.Refused.Add(1)
+		writeError(w, rt.provider, e)
+	}
+	secret := virtualKey(r)
+	if secret == "" {
+		fail(apiError{status: 401, typ: ErrAuth, msg: "no virtual key: send it as Authorization: Bearer KEY or x-api-key: KEY (create one with costctl keys create --tenant T)"})
+		return
+	}
+	vk, found, err := s.lookupKey(r.Context(), secret)
+	if err != nil {
+		s.logf("key lookup failed: %v", err)
+		fail(apiError{status: 503, typ: ErrUpstream, msg: "costctl proxy cannot read its key store right now; retry shortly", retryAfter: time.Second})
+		return
+	}
+	if !found {
+		fail(apiError{status: 401, typ: ErrAuth, msg: "unknown or revoked virtual key (costctl keys list shows the active ones)"})
+		return
+	}
+	pol := s.policy(vk.Tenant)
+	if pol.Blocked {
+		fail(apiError{status: 403, typ: ErrBlocked, msg: fmt.Sprintf("tenant %s is blocked by costctl policy; an operator lifts it with costctl policy set --tenant %s --unblock --reason TEXT", vk.Tenant, vk.Tenant)})
+		return
+	}
+	base, upKey := s.upstream(rt.provider)
+	if upKey == "" {
+		fail(apiError{status: 502, typ: ErrNoUpstreamKey, msg: fmt.Sprintf("costctl proxy has no %s: set it in the proxy's environment and restart it", keyEnv(rt.provider))})
+		return
+	}
+	c := &call{rt: rt, path: r.URL.Path, key: vk, pol: pol, start: s.now()}
+	if !rt.billed {
+		s.passthrough(w, r, c, base, upKey)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			fail(apiError{status: 413, typ: ErrTooLarge, msg: fmt.Sprintf("request body is over %d bytes", s.cfg.MaxBodyBytes)})
+			return
+		}
+		return // the client went away
+	}
+	c.origBody, c.body = body, body
+	if c.req, err = parseRequest(body); err != nil {
+		fail(apiError{status: 400, typ: ErrInvalid, msg: "request body is not a JSON object: " + err.Error()})
+		return
+	}
+	if c.req.Model == "" {
+		fail(apiError{status: 400, typ: ErrInvalid, msg: "request has no model"})
+		return
+	}
+	if !s.prepare(c) {
+		fail(apiError{status: 400, typ: ErrInvalid, msg: "request body could not be rewritten"})
+		return
+	}
+	if to := c.routedFrom; to != "" {
+		w.Header().Set("X-Costctl-Routed-From", c.routedFrom)
+	}
+	// The cache: a hit costs nothing and needs no reservation.
+	if s.cacheLookup(w, r, c) {
+		return
+	}
+	if e := s.reserve(c); e != nil {
+		fail(*e)
+		return
+	}
+	defer func() {
+		if !c.settled {
+			s.settle(c, pricing.Amount{})
+		}
+	}()
+	s.forward(w, r, c, base, upKey)
+}
+
+// prepare routes the model, injects include_usage, looks the model up and
+// bounds the call.
+func (s *Server) prepare(c *call) bool {
+	modified := false
+	if to, ok := c.pol.Routes[c.req.Model]; ok && to != "" && to != c.req.Model {
+		c.routedFrom = c.req.Model
+		c.req.Model = to
+		c.req.fields["model"], _ = json.Marshal(to)
+		modified = true
+	}
+	if c.rt.kind == kindChat && c.req.Stream && !c.req.IncludeUsage {
+		so := map[string]json.RawMessage{}
+		if v, ok := c.req.fields["stream_options"]; ok {
+			json.Unmarshal(v, &so)
+		}
+		so["include_usage"] = json.RawMessage("true")
+		c.req.fields["stream_options"], _ = json.Marshal(so)
+		modified = true
+	}
+	if modified {
+		b, err := json.Marshal(c.req.fields)
+		if err != nil {
+			return false
+		}
+		c.body = b
+	}
+	c.model, _ = s.cfg.Pricing.Lookup(c.req.Model)
+	c.bound = promptBound(c.origBody, c.req)
+	if c.rt.kind != kindEmbeddings {
+		c.maxOut = c.req.MaxOut
+		if c.maxOut == 0 && c.model != nil {
+			c.maxOut = c.model.MaxOutput
+			if c.maxOut == 0 {
+				c.maxOut = c.model.ContextWindow
+			}
+		}
+		c.maxOut *= c.req.N
+	}
+	return true
+}
+
+func budgeted(p ledger.Policy) bool { return p.DailyBudget > 0 || p.MonthlyBudget > 0 }
+
+// reserve holds the call's worst case against the tenant's budgets.
+func (s *Server) reserve(c *call) *apiError {
+	tenant := c.key.Tenant
+	var worst pricing.Amount
+	if c.model != nil && (c.maxOut > 0 || c.rt.kind == kindEmbeddings) {
+		if w, ok := worstCost(c.model, c.bound, c.maxOut, c.req.ServiceTier); ok {
+			worst = w
+		} else if budgeted(c.pol) {
+			return &apiError{status: 400, typ: ErrUnpriced, msg: fmt.Sprintf("model %s has no price for service tier %q in costctl's table and tenant %s has a budget; leave service_tier out or add the rates with --pricing FILE", c.req.Model, c.req.ServiceTier, tenant)}
+		}
+	} else if budgeted(c.pol) {
+		if c.model == nil {
+			return &apiError{status: 400, typ: ErrUnpriced, msg: fmt.Sprintf("model %s has no price in costctl's table and tenant %s has a budget, so the call cannot be bounded; add its price with --pricing FILE or route it to a priced model", c.req.Model, tenant)}
+		}
+		return &apiError{status: 400, typ: ErrInvalid, msg: fmt.Sprintf("model %s publishes no maximum output and the request sets none; set max_tokens so tenant %s's budget can bound the call", c.req.Model, tenant)}
+	}
+	res, over := s.budgets.reserve(tenant, c.pol, worst, c.start)
+	if over != nil {
+		s.alerts.budget(tenant, over.period, over.budget, over.spent, 100, c.start)
+		return &apiError{status: 429, typ: ErrBudget, msg: over.Error(), retryAfter: over.resetAt.Sub(c.start)}
+	}
+	c.res = res
+	return nil
+}
+
+// settle ends the call's reservation with its cost and raises threshold
+// alerts.
+func (s *Server) settle(c *call, actual pricing.Amount) {
+	if c.settled {
+		return
+	}
+	c.settled = true
+	sp := s.budgets.settle(c.res, actual, s.now())
+	pol := s.policy(c.key.Tenant)
+	s.alerts.crossed(sp, pol, s.now())
+}
+
+// hop-by-hop and credential headers never cross the proxy.
+var dropRequestHeaders = []string{"Authorization", "X-Api-Key", "Proxy-Authorization", "Cookie", "Connection",
+	"Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection", "Accept-Encoding", "Content-Length", "Host",
+	"X-Costctl-Cache"}
+
+var dropResponseHeaders = []string{"Connection", "Keep-Alive", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection",
+	"Content-Length", "Content-Encoding", "Set-Cookie"}
+
+// upstreamRequest builds the request to the upstream with its own key.
+func upstreamRequest(ctx context.Context, r *http.Request, provider, base, key string, body []byte) (*http.Request, error) {
+	u := base + r.URL.Path
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	up, err := http.NewRequestWithContext(ctx, r.Method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range r.Header {
+		up.Header[k] = vs
+	}
+	for _, h := range dropRequestHeaders {
+		up.Header.Del(h)
+	}
+	if provider == Anthropic {
+		up.Header.Set("X-Api-Key", key)
+		if up.Header.Get("Anthropic-Version") == "" {
+			up.Header.Set("Anthropic-Version", "2023-06-01")
+		}
+	} else {
+		up.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != nil {
+		up.Header.Set("Content-Type", "application/json")
+	}
+	return up, nil
+}
+
+func copyResponseHeaders(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = vs
+	}
+	for _, h := range dropResponseHeaders {
+		dst.Del(h)
+	}
+}
+
+// passthrough serves the free routes (GET /v1/models, count_tokens): no
+// budget, no ledger row.
+func (s *Server) passthrough(w http.ResponseWriter, r *http.Request, c *call, base, key string) {
+	var body []byte
+	if r.Method == http.MethodPost {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		if err != nil {
+			return
+		}
+		body = b
+	}
+	up, err := upstreamRequest(r.Context(), r, c.rt.provider, base, key, body)
+	if err != nil {
+		writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "cannot build the upstream request"})
+		return
+	}
+	resp, err := s.client.Do(up)
+	if err != nil {
+		s.upstreamFailed(w, r, c, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return
+	}
+	if resp.StatusCode >= 300 {
+		b = []byte(s.redact(string(b), r))
+	}
+	copyResponseHeaders(w.Header(), resp.Header)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(resp.StatusCode)
+	w.Write(b)
+}
+
+// redact removes both upstream keys and the client's virtual key from text
+// an upstream sent.
+func (s *Server) redact(text string, r *http.Request) string {
+	return evaluator.Redact(text, s.cfg.OpenAIKey, s.cfg.AnthropicKey, virtualKey(r))
+}
+
+func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, c *call, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	msg := s.redact(err.Error(), r)
+	s.logf("upstream %s unreachable: %s", c.rt.provider, msg)
+	writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "costctl proxy could not reach the upstream: " + msg})
+}
+
+// forward sends the call upstream and relays the answer.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, key string) {
+	up, err := upstreamRequest(r.Context(), r, c.rt.provider, base, key, c.body)
+	if err != nil {
+		writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "cannot build the upstream request"})
+		return
+	}
+	resp, err := s.client.Do(up)
+	if err != nil {
+		s.upstreamFailed(w, r, c, err)
+		return
+	}
+	defer resp.Body.Close()
+	copyResponseHeaders(w.Header(), resp.Header)
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		b = []byte(s.redact(string(b), r))
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+		return
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		s.relayStream(w, r, c, resp)
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		// Sent and cut before the whole answer: it may be billed, so it
+		// is recorded at its worst case.
+		e := s.event(c)
+		e.InputTokens, e.OutputTokens, e.Estimate = c.bound, c.maxOut, ledger.EstimateUnsettled
+		cost := price(c.model, &e)
+		s.settle(c, cost)
+		s.record(e)
+		if r.Context().Err() == nil {
+			writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "the upstream answer was cut short"})
+		}
+		return
+	}
+	u, text := replyUsage(c.rt.kind, b)
+	e := s.event(c)
+	if u.ok {
+		u.event(&e)
+	} else {
+		e.InputTokens, e.OutputTokens, e.Estimate = c.bound, counterFor(c.model).Text(text), ledger.EstimateNoUsage
+	}
+	cost := price(c.model, &e)
+	s.settle(c, cost)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(resp.StatusCode)
+	w.Write(b)
+	s.record(e)
+	s.served(c, e, text)
+	if c.cacheable && u.ok {
+		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind})
+	}
+}
+
+// event is the ledger row of c, without usage and cost.
+func (s *Server) event(c *call) ledger.Event {
+	end := s.now()
+	model := c.req.Model
+	if c.model != nil {
+		model = c.model.Name
+	}
+	return ledger.Event{
+		Key:       fmt.Sprintf("proxy:%s:%d", s.runID, s.seq.Add(1)),
+		Time:      c.start,
+		Source:    ledger.SourceProxy,
+		Tenant:    c.key.Tenant,
+		User:      c.key.User,
+		Endpoint:  c.path,
+		Metric:    c.key.Name,
+		Model:     model,
+		LatencyMS: max(end.Sub(c.start).Milliseconds(), 0),
+	}
+}
+
+// record queues e on the ledger writer (committed within a group commit,
+// well under a second).
+func (s *Server) record(e ledger.Event) {
+	s.cfg.Writer.Go(context.Background(), []ledger.Event{e}, nil, func(_ ledger.InsertResult, err error) {
+		if err != nil {
+			s.WriteErrors.Add(1)
+			s.logf("ledger write failed for %s: %v", e.Key, err)
+		}
+	})
+}
+
+// served does what follows a served call: sampling.
+func (s *Server) served(c *call, e ledger.Event, text string) {
+	s.Served.Add(1)
+	if s.sampler != nil && c.pol.SampleBP > 0 && sampled(c.key.Tenant, c.origBody, c.pol.SampleBP) {
+		s.sampler.add(c, e, text)
+	}
+}
