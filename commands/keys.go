@@ -30,7 +30,6 @@ type KeysOptions struct {
 	// read (list), nil without error when there is no ledger yet.
 	Ledger     func(context.Context) (*ledger.DB, error)
 	ReadLedger func(context.Context) (*ledger.DB, error)
-	Ctx        context.Context
 
 	Action string // create, list, revoke
 	Tenant string
@@ -48,9 +47,6 @@ const keyPrefix = "ck-"
 var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$`)
 
 func newKeysCmd(f *Factory, runF func(*KeysOptions) error) *cobra.Command {
-	if runF == nil {
-		runF = runKeys
-	}
 	opts := &KeysOptions{IO: f.IO, Now: f.Now, Rand: rand.Reader, Ledger: f.OpenLedger, ReadLedger: readControlLedger(f)}
 	cmd := &cobra.Command{
 		Use:   "keys",
@@ -74,7 +70,7 @@ them. Keys live in the --db ledger (created 0600).` + exitStatusSection,
 	var createFormat, listFormat string
 	wrap := func(action string) func(*cobra.Command, []string) error {
 		return func(c *cobra.Command, args []string) error {
-			opts.Action, opts.Ctx = action, c.Context()
+			opts.Action = action
 			opts.Format = map[string]string{"create": createFormat, "list": listFormat}[action]
 			if action == "revoke" {
 				opts.Name = args[0]
@@ -82,7 +78,10 @@ them. Keys live in the --db ledger (created 0600).` + exitStatusSection,
 			if err := validateKeys(opts); err != nil {
 				return err
 			}
-			return runF(opts)
+			if runF != nil {
+				return runF(opts)
+			}
+			return runKeys(c.Context(), opts)
 		}
 	}
 	create := &cobra.Command{
@@ -197,11 +196,7 @@ func hasControl(s string) bool {
 	return strings.IndexFunc(s, unicode.IsControl) >= 0
 }
 
-func runKeys(opts *KeysOptions) error {
-	ctx := opts.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func runKeys(ctx context.Context, opts *KeysOptions) error {
 	switch opts.Action {
 	case "create":
 		return keysCreate(ctx, opts)

@@ -67,7 +67,7 @@ func TestKeysCreateExact(t *testing.T) {
 		f := controlFactory(tio, db, testNow, "alice")
 		cmd := newKeysCmd(f, func(o *KeysOptions) error {
 			o.Rand = rnd
-			return runKeys(o)
+			return runKeys(context.Background(), o)
 		})
 		cmd.SetArgs(tc.args)
 		cmd.SetOut(tio.io.Out)

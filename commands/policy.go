@@ -26,7 +26,6 @@ type PolicyOptions struct {
 	// log), nil without error when there is no ledger yet.
 	Ledger     func(context.Context) (*ledger.DB, error)
 	ReadLedger func(context.Context) (*ledger.DB, error)
-	Ctx        context.Context
 
 	Action string // set, list, log
 	Tenant string // set: required; log: "" = every tenant
@@ -44,10 +43,13 @@ type PolicyOptions struct {
 type policyRoute struct{ From, To string }
 
 func newPolicyCmd(f *Factory, runF func(*PolicyOptions) error) *cobra.Command {
-	if runF == nil {
-		runF = runPolicy
-	}
 	opts := &PolicyOptions{IO: f.IO, Now: f.Now, Getenv: f.Getenv, Pricing: f.Pricing, Ledger: f.OpenLedger, ReadLedger: readControlLedger(f)}
+	run := func(c *cobra.Command) error {
+		if runF != nil {
+			return runF(opts)
+		}
+		return runPolicy(c.Context(), opts)
+	}
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Set and show what each tenant may do through costctl proxy",
@@ -93,7 +95,7 @@ second. Policies live in the --db ledger.` + exitStatusSection,
   costctl policy set --tenant acme --unblock --daily-budget none --reason "owner fixed the loop"`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			opts.Action, opts.Ctx, opts.Format = "set", c.Context(), setFormat
+			opts.Action, opts.Format = "set", setFormat
 			fl := c.Flags()
 			if err := render.CheckFormat(opts.Format, "text", render.FormatJSON); err != nil {
 				return usageError(err)
@@ -165,7 +167,7 @@ second. Policies live in the --db ledger.` + exitStatusSection,
 			if opts.Daily == nil && opts.Monthly == nil && opts.Blocked == nil && opts.SampleBP == nil && opts.Cache == nil && len(opts.Routes) == 0 {
 				return usageErrorf("nothing to change for %s: give --daily-budget, --monthly-budget, --block, --unblock, --sample, --cache or --route", opts.Tenant)
 			}
-			return runF(opts)
+			return run(c)
 		},
 	}
 	sf := set.Flags()
@@ -189,11 +191,11 @@ share, cache, routes, and the last change (when, who, why).` + exitStatusSection
   costctl policy list --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			opts.Action, opts.Ctx, opts.Format = "list", c.Context(), listFormat
+			opts.Action, opts.Format = "list", listFormat
 			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
 				return usageError(err)
 			}
-			return runF(opts)
+			return run(c)
 		},
 	}
 	list.Flags().StringVar(&listFormat, "format", render.FormatTable, "output: table or json")
@@ -207,11 +209,11 @@ who ($USER of the command) and the reason given.` + exitStatusSection,
   costctl policy log --tenant acme --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			opts.Action, opts.Ctx, opts.Format = "log", c.Context(), logFormat
+			opts.Action, opts.Format = "log", logFormat
 			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
 				return usageError(err)
 			}
-			return runF(opts)
+			return run(c)
 		},
 	}
 	logCmd.Flags().StringVar(&opts.Tenant, "tenant", "", "only this tenant's changes")
@@ -285,11 +287,7 @@ func (opts *PolicyOptions) who() string {
 	return "unknown"
 }
 
-func runPolicy(opts *PolicyOptions) error {
-	ctx := opts.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
+func runPolicy(ctx context.Context, opts *PolicyOptions) error {
 	switch opts.Action {
 	case "set":
 		return policySet(ctx, opts)
