@@ -455,7 +455,7 @@ func measureFrom(ctx context.Context, o *EstimateOptions, model *pricing.Model) 
 		}
 		return nil, usageErrorf("--from %v", err)
 	}
-	defer r.Close()
+	defer r.Close() // only read: a close error cannot lose data
 	m, err := estimator.Measure(ctx, r, counter, func(line string) { fmt.Fprintln(o.IO.ErrOut, line) })
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {

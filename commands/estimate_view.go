@@ -106,7 +106,7 @@ func compareView(o *EstimateOptions, run *estimateRun) (*estimateView, error) {
 			return nil, &ExitErr{Code: ExitError, Err: fmt.Errorf("--scenarios %s: %s", o.Scenarios, describeFSError(err))}
 		}
 		scenarios, err = estimator.ParseScenarios(f, o.Scenarios, run.levers)
-		f.Close()
+		f.Close() // only read: a close error cannot lose data
 		if err != nil {
 			return nil, usageError(err)
 		}

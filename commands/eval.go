@@ -241,8 +241,7 @@ type. An existing file is kept unless --force is given.` + exitStatusSection,
 				return fmt.Errorf("eval init: %w", err)
 			}
 			if _, err := io.WriteString(fh, evaluator.StarterConfig); err != nil {
-				fh.Close()
-				return err
+				return errors.Join(err, fh.Close())
 			}
 			if err := fh.Close(); err != nil {
 				return err
@@ -308,7 +307,7 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // every write was committed and checked before this; Close only releases connections
 
 	var badMu sync.Mutex
 	eo := evaluator.Options{
@@ -342,7 +341,7 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		if err != nil {
 			return &ExitErr{Code: ExitError, Err: fmt.Errorf("--out %s: %s", opts.Out, fsReason(err))}
 		}
-		defer outFile.Close()
+		defer outFile.Close() // for the early returns: after the run it is closed and checked below
 		eo.Out = outFile
 	}
 	if opts.JUnit != "" {
@@ -350,7 +349,7 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		if err != nil {
 			return &ExitErr{Code: ExitError, Err: fmt.Errorf("--junit %s: %s", opts.JUnit, fsReason(err))}
 		}
-		defer junitFile.Close()
+		defer junitFile.Close() // for the early returns: writeJUnit closes it and checks
 	}
 	prog := newEvalProgress(opts.IO, opts.Now)
 	eo.Progress = prog.update

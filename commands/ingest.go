@@ -181,7 +181,7 @@ func runIngest(ctx context.Context, opts *IngestOptions) error {
 			if err != nil {
 				return fmt.Errorf("ingest: %s: %s", p, describeFSError(err))
 			}
-			f.Close()
+			f.Close() // opened only to check it can be read
 		}
 	}
 	table, err := opts.Pricing()
@@ -192,7 +192,7 @@ func runIngest(ctx context.Context, opts *IngestOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // every write was committed and checked before this; Close only releases connections
 	var errMu sync.Mutex
 	in := ingest.New(db, ingest.Config{
 		Table: table, Defaults: opts.Defaults, Source: opts.Source, Now: opts.Now, BatchSize: opts.Batch, PollInterval: opts.Poll,

@@ -93,7 +93,7 @@ func readPriceSource(ctx context.Context, hc *http.Client, src string) ([]byte, 
 		if err != nil {
 			return nil, &ExitErr{Code: ExitError, Err: fmt.Errorf("--from %s: %v", src, err)}
 		}
-		defer resp.Body.Close()
+		defer resp.Body.Close() // only read (or an error returned): a close error loses nothing
 		if resp.StatusCode != http.StatusOK {
 			return nil, &ExitErr{Code: ExitError, Err: fmt.Errorf("--from %s: HTTP %d; the current table stays in place", src, resp.StatusCode)}
 		}
@@ -103,7 +103,7 @@ func readPriceSource(ctx context.Context, hc *http.Client, src string) ([]byte, 
 		if err != nil {
 			return nil, &ExitErr{Code: ExitError, Err: fmt.Errorf("--from %s: %s", src, fsReason(err))}
 		}
-		defer fh.Close()
+		defer fh.Close() // only read: a close error cannot lose data
 		r = fh
 	}
 	data, err := io.ReadAll(io.LimitReader(r, maxPriceSource+1))

@@ -211,7 +211,7 @@ func runReport(ctx context.Context, opts *ReportOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // only read from
 	rows, err := db.Report(ctx, ledger.ReportQuery{By: opts.By, Start: since, End: until, Loc: loc})
 	if err != nil {
 		return err

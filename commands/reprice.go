@@ -140,7 +140,7 @@ func runReprice(ctx context.Context, opts *RepriceOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // every write was committed and checked before this; Close only releases connections
 	runID := "reprice:" + now.UTC().Format(time.RFC3339Nano)
 	window := windowLabel(since, until, loc)
 	if !opts.DryRun {

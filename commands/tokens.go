@@ -806,7 +806,7 @@ func countTokenInput(ctx context.Context, opts *TokensOptions, models *tokenMode
 		if err != nil {
 			return fail(0, describeFSError(err))
 		}
-		defer f.Close()
+		defer f.Close() // only read: a close error cannot lose data
 		r = f
 	}
 	cr := &countingReader{r: r}

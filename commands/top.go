@@ -125,7 +125,7 @@ func runTop(ctx context.Context, opts *TopOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // only read from
 	if opts.Once {
 		snap, err := tui.Fetch(ctx, db, opts.Config, opts.Now())
 		if err != nil {

@@ -278,7 +278,7 @@ func postJSON(ctx context.Context, client *http.Client, provider, u string, head
 		}
 		return fmt.Errorf("%s token counting: %s", provider, redact(oneLine(err.Error()), key))
 	}
-	defer resp.Body.Close()
+	defer resp.Body.Close() // read in full just below: a close error loses nothing
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("%s token counting: reading the answer: %s", provider, redact(oneLine(err.Error()), key))

@@ -78,7 +78,7 @@ func (t *judgeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if t.zeroTemp && req.Body != nil && req.Method == http.MethodPost {
 		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
+		req.Body.Close() // the body was read in full; the request goes on with a copy
 		if err != nil {
 			return nil, err
 		}

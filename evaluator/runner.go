@@ -486,7 +486,7 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 		total += size
 		for {
 			if err := ctx.Err(); err != nil {
-				rd.Close()
+				rd.Close() // only read: a close error cannot lose data
 				return err
 			}
 			rec, err := rd.Next()
@@ -499,7 +499,7 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 					continue
 				}
 				if o.Strict {
-					rd.Close()
+					rd.Close() // only read: a close error cannot lose data
 					return &InputError{Msg: le.Error() + " (--strict)", Err: le}
 				}
 				if len(bad) > 0 {
@@ -511,18 +511,18 @@ func scan(ctx context.Context, o *Options, report bool, fn func(rec records.Reco
 				continue
 			}
 			if err != nil {
-				rd.Close()
+				rd.Close() // only read: a close error cannot lose data
 				return err
 			}
 			read, _ := rd.Progress()
 			if err := fn(rec, doneBytes+read, total); err != nil {
-				rd.Close()
+				rd.Close() // only read: a close error cannot lose data
 				return err
 			}
 		}
 		read, _ := rd.Progress()
 		doneBytes += read
-		rd.Close()
+		rd.Close() // only read: a close error cannot lose data
 	}
 	return nil
 }
@@ -996,8 +996,8 @@ func (r *run) write(outs <-chan *outcome, window <-chan struct{}, res *Result, p
 			if bw != nil && firstErr == nil {
 				for i := range p.rows {
 					b, _ := json.Marshal(&p.rows[i])
-					bw.Write(b)
-					bw.WriteByte('\n')
+					bw.Write(b)        // bufio keeps the first error: the Flush below returns it
+					bw.WriteByte('\n') // likewise
 				}
 			}
 		}

@@ -41,7 +41,7 @@ func (in *Ingester) Follow(ctx context.Context, path string) error {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		f.Close() // only read: a close error cannot lose data
 		return err
 	}
 	t := &tail{in: in, path: path, dir: filepath.Dir(path), base: filepath.Base(path),
@@ -107,10 +107,10 @@ type tail struct {
 
 func (t *tail) close() {
 	if t.cur != nil {
-		t.cur.f.Close()
+		t.cur.f.Close() // only read: a close error cannot lose data
 	}
 	for _, s := range t.queue {
-		s.f.Close()
+		s.f.Close() // only read: a close error cannot lose data
 	}
 }
 
@@ -295,7 +295,7 @@ func (t *tail) enqueue(st fs.FileInfo) error {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		f.Close() // only read: a close error cannot lose data
 		return err
 	}
 	t.queue = append(t.queue, &stream{f: f, fi: fi, name: t.path})
@@ -354,22 +354,22 @@ func (t *tail) readCopy(ctx context.Context, s *stream) (bool, error) {
 		}
 		fi, err := f.Stat()
 		if err != nil {
-			f.Close()
+			f.Close() // only read: a close error cannot lose data
 			continue
 		}
 		ok, err := s.holds(f)
 		if err != nil || !ok {
-			f.Close()
+			f.Close() // only read: a close error cannot lose data
 			continue
 		}
 		if _, err := f.Seek(s.offset, io.SeekStart); err != nil {
-			f.Close()
+			f.Close() // only read: a close error cannot lose data
 			return false, err
 		}
 		t.seen = append(t.seen, fi)
 		cp := &stream{f: f, fi: fi, name: c.path, offset: s.offset, lineNo: s.lineNo, partial: s.partial}
 		if err := t.drain(ctx, cp, false); err != nil {
-			f.Close()
+			f.Close() // only read: a close error cannot lose data
 			return false, err
 		}
 		return true, t.finish(ctx, cp)
@@ -391,13 +391,13 @@ func (t *tail) readMissed(ctx context.Context) error {
 		}
 		fi, err := f.Stat()
 		if err != nil {
-			f.Close()
+			f.Close() // only read: a close error cannot lose data
 			continue
 		}
 		t.seen = append(t.seen, fi)
 		s := &stream{f: f, fi: fi, name: c.path}
 		if err := t.drain(ctx, s, false); err != nil {
-			f.Close()
+			f.Close() // only read: a close error cannot lose data
 			return err
 		}
 		if err := t.finish(ctx, s); err != nil {

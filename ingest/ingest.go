@@ -584,6 +584,6 @@ func (in *Ingester) File(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer f.Close() // only read: a close error cannot lose data
 	return in.Reader(ctx, path, f)
 }

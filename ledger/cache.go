@@ -88,7 +88,7 @@ func putJudgesTx(ctx context.Context, tx *sql.Tx, rs []JudgeResult) error {
 	if err != nil {
 		return fmt.Errorf("ledger: write judge cache: %w", err)
 	}
-	defer stmt.Close()
+	defer stmt.Close() // each Exec's error is checked; closing the statement loses no write
 	for _, r := range rs {
 		var req, resp any
 		if r.RequestText != "" {

@@ -102,7 +102,7 @@ func (db *DB) Record(ctx context.Context, events []Event, judges []JudgeResult) 
 	if err != nil {
 		return res, fmt.Errorf("ledger: begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
 	if res, err = insertTx(ctx, tx, events); err != nil {
 		return res, err
 	}
@@ -258,7 +258,7 @@ func (w *eventInserter) stmt(k stmtKey) (*sql.Stmt, error) {
 
 func (w *eventInserter) close() {
 	for _, s := range w.stmts {
-		s.Close()
+		s.Close() // statements of the transaction: its Commit decides what is written
 	}
 }
 
@@ -347,7 +347,7 @@ func (w *eventInserter) insert(chunk []Event) ([]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read inserted keys: %w", err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	fresh := make(map[string]bool, n)
 	for rows.Next() {
 		var k string
@@ -450,7 +450,7 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 	if err != nil {
 		return fmt.Errorf("ledger: prepare rollup: %w", err)
 	}
-	defer stmt.Close()
+	defer stmt.Close() // each Exec's error is checked; the transaction's Commit decides what is written
 	for k, v := range m {
 		avoided, ok := v.Avoided.Money()
 		if !ok {

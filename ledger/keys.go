@@ -43,7 +43,7 @@ func (db *DB) scanKeys(ctx context.Context, q string, args []any, out map[string
 	if err != nil {
 		return fmt.Errorf("ledger: look up keys: %w", err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	for rows.Next() {
 		var k string
 		var s StoredKey

@@ -105,7 +105,7 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
-	f.Close()
+	f.Close() // only created here, nothing written: SQLite opens it next
 	dsn := "file:" + uriPath(path) + fmt.Sprintf("?_pragma=busy_timeout(%d)&", o.BusyTimeout.Milliseconds()) + "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-8000)&_pragma=wal_autocheckpoint(10000)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -113,7 +113,7 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 	}
 	db := &DB{sql: sdb, path: path}
 	if err := db.migrate(ctx); err != nil {
-		sdb.Close()
+		sdb.Close() // the migration's error is returned
 		return nil, fmt.Errorf("ledger: %s: %w", path, err)
 	}
 	// -wal and -shm files inherit the main file's mode in SQLite; make sure.
@@ -286,7 +286,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer conn.Close() // gives the connection back; the migration's Commit is checked
 	var v int
 	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("not a costctl database (or unreadable): %w", err)
@@ -301,7 +301,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
 	// Re-read inside the write transaction: another process may have migrated.
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return err

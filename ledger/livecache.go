@@ -153,7 +153,7 @@ func (db *DB) epochs(ctx context.Context, d0, d1 int64) (map[int64]int64, error)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read rollup epochs: %w", err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	out := map[int64]int64{}
 	for rows.Next() {
 		var d, w int64
@@ -172,7 +172,7 @@ func (db *DB) partRows(ctx context.Context, dim string, p part) (map[string]Tota
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	out := map[string]Totals{}
 	for rows.Next() {
 		var key string

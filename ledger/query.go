@@ -384,7 +384,7 @@ func (db *DB) grouped(ctx context.Context, dim string, start, end time.Time, ope
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	var out []GroupRow
 	for rows.Next() {
 		var r GroupRow
@@ -420,7 +420,7 @@ func (db *DB) minuteSeries(ctx context.Context, end time.Time, n int) ([]Totals,
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read minute series: %w", err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	for rows.Next() {
 		var minute int64
 		var t totalsScan

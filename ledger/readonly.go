@@ -76,7 +76,7 @@ func OpenReadOnlyWith(ctx context.Context, path string, o OpenOptions) (*DB, err
 	sdb.SetMaxIdleConns(0)
 	db := &DB{sql: sdb, path: path, ro: c}
 	if err := db.read(func() error { return db.checkSchema(ctx) }); err != nil {
-		sdb.Close()
+		sdb.Close() // read-only; the schema check's error is returned
 		return nil, err
 	}
 	return db, nil
@@ -100,12 +100,12 @@ func (db *DB) checkSchema(ctx context.Context) error {
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
-			rows.Close()
+			rows.Close() // read-only; the scan error is returned
 			return db.openError(err)
 		}
 		tables[n] = true
 	}
-	rows.Close()
+	rows.Close() // read-only; rows.Err() is checked next
 	if err := rows.Err(); err != nil {
 		return db.openError(err)
 	}

@@ -209,7 +209,7 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 	if err != nil {
 		return nil, fmt.Errorf("ledger: report: %w", err)
 	}
-	defer rows.Close()
+	defer rows.Close() // read-only; rows.Err() is checked below
 	nd := len(sel)
 	index := map[string]int{}
 	var out []ReportRow

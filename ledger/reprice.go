@@ -138,7 +138,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit or the dry run's checked Rollback; on every other path an error is being returned
 	rows, err := tx.QueryContext(ctx, `SELECT id, ts_ms, tenant, "user", endpoint, source, metric, model,
 		input_tokens, cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, batch, service_tier,
 		cost_dollars, cost_pico, avoided_nano, unpriced, cache_hit
@@ -155,13 +155,13 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 		if err := rows.Scan(&e.id, &tsMS, &e.Tenant, &e.User, &e.Endpoint, &e.Source, &e.Metric, &e.Model,
 			&e.InputTokens, &e.CachedTokens, &e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.OutputTokens, &e.Batch, &e.ServiceTier,
 			&dollars, &pico, &avoided, &e.Unpriced, &e.CacheHit); err != nil {
-			rows.Close()
+			rows.Close() // read-only; the scan error is returned
 			return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
 		}
 		e.Time, e.CostExact, e.Avoided = time.UnixMilli(tsMS), amountOf(dollars, pico), pricing.Money(avoided)
 		evs = append(evs, e)
 	}
-	rows.Close()
+	rows.Close() // read-only; rows.Err() is checked next
 	if err := rows.Err(); err != nil {
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
 	}
@@ -172,7 +172,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: %w", err)
 	}
-	defer upd.Close()
+	defer upd.Close() // each Exec's error is checked; the transaction's Commit decides what is written
 	deltas := map[rollupKey]*rollupDelta{}
 	res := r.res
 	for i := range evs {
@@ -228,6 +228,11 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	}
 	last := evs[len(evs)-1]
 	if dryRun {
+		// The dry run's changes are thrown away here: a failed Rollback
+		// must not pass unseen.
+		if err := tx.Rollback(); err != nil {
+			return 0, 0, 0, fmt.Errorf("ledger: reprice: dry run: roll back: %w", err)
+		}
 		return len(evs), last.Time.UnixMilli(), last.id, nil
 	}
 	if err := tx.Commit(); err != nil {
@@ -255,7 +260,7 @@ func applyDeltas(ctx context.Context, tx *sql.Tx, deltas map[rollupKey]*rollupDe
 	stmts := map[string]*sql.Stmt{}
 	defer func() {
 		for _, s := range stmts {
-			s.Close()
+			s.Close() // each Exec's error is checked; the transaction's Commit decides what is written
 		}
 	}()
 	days := map[int64]bool{}

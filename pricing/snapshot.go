@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -368,19 +369,29 @@ func WriteSnapshot(path string, data []byte) error {
 		return err
 	}
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
+		tmp.Close() // the write error is returned; the file is removed next
+		return removeTemp(tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
+		return removeTemp(tmp.Name(), err)
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
+		return removeTemp(tmp.Name(), err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return removeTemp(tmp.Name(), err)
+	}
+	return nil
+}
+
+// removeTemp removes the temporary file of a failed WriteSnapshot and
+// returns err, saying so when the file could not be removed: no stray file
+// is left unmentioned.
+func removeTemp(name string, err error) error {
+	if rmErr := os.Remove(name); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+		return fmt.Errorf("%w (and the temporary file %s is left behind: %v)", err, name, rmErr)
+	}
+	return err
 }
 
 // FromSource merges a price source over the built-in table, validating all

@@ -2,6 +2,8 @@ package pricing
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -238,5 +240,25 @@ func TestSnapshotConcurrentLookups(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// A WriteSnapshot that fails (here the rename: a non-empty directory is in
+// the way) removes its temporary file: no stray .prices-*.tmp is left.
+func TestWriteSnapshotFailureLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "prices.json")
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSnapshot(path, []byte("{}")); err == nil {
+		t.Fatal("WriteSnapshot over a non-empty directory: no error")
+	}
+	left, err := filepath.Glob(filepath.Join(dir, ".prices-*.tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Fatalf("temporary files left behind: %v", left)
 	}
 }

@@ -186,12 +186,12 @@ func Open(path string, opts Options) (*Reader, error) {
 	}
 	st, err := f.Stat()
 	if err == nil && st.IsDir() {
-		f.Close()
+		f.Close() // only read; an error is being returned
 		return nil, fmt.Errorf("%s: is a directory, not a records file", path)
 	}
 	r, err := newReader(f, path, opts, formatFromExt(path))
 	if err != nil {
-		f.Close()
+		f.Close() // only read; an error is being returned
 		return nil, err
 	}
 	r.closer = f
@@ -241,7 +241,7 @@ func newReader(r io.Reader, name string, opts Options, format int) (*Reader, err
 	}
 	// Skip a UTF-8 byte order mark.
 	if b, err := rd.br.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
-		rd.br.Discard(3)
+		rd.br.Discard(3) // cannot fail: Peek(3) just returned 3 bytes
 	}
 	first := rd.firstByte()
 	if format < 0 {
@@ -589,7 +589,7 @@ func ContentID(r Record) string {
 	h := sha256.New()
 	w := func(tag string, s string) {
 		fmt.Fprintf(h, "%s:%d:", tag, len(s))
-		io.WriteString(h, s)
+		io.WriteString(h, s) // a hash's Write never fails
 	}
 	if r.Messages != nil {
 		for _, m := range r.Messages {

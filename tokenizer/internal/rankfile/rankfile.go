@@ -64,8 +64,8 @@ func Encode(toks, base [][]byte) ([]byte, error) {
 	}
 	var out bytes.Buffer
 	out.WriteString("TKR1")
-	binary.Write(&out, binary.LittleEndian, uint32(len(toks)))
-	binary.Write(&out, binary.LittleEndian, uint32(nb))
+	binary.Write(&out, binary.LittleEndian, uint32(len(toks))) // a uint32 into a bytes.Buffer cannot fail
+	binary.Write(&out, binary.LittleEndian, uint32(nb))        // likewise
 	for _, t := range toks[nb:] {
 		out.WriteByte(byte(len(t)))
 	}
