@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/costctl/costctl/alerts"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/proxy"
@@ -77,8 +79,12 @@ Each tenant's policy (costctl policy set) applies within a second:
 
 Streams are relayed event by event; a stream cut before its usage is billed
 the prompt bound plus the tokens relayed, marked estimated. --webhook URL
-gets an alert when a tenant crosses 50/80/100% of a budget or is blocked or
-unblocked. SIGTERM or Ctrl-C stops accepting, lets in-flight calls finish
+gets an alert (JSON with a Slack-compatible text) when a tenant crosses
+50/80/100% of a budget, is blocked or unblocked, or spends more than
+--spike-factor times its baseline over the last 5 minutes (its spend in the
+same hour over the past 7 days, never less than $1 per 5 minutes); at most
+one per tenant, kind and period a day, retried with backoff, never on the
+request path. SIGTERM or Ctrl-C stops accepting, lets in-flight calls finish
 (up to --drain-timeout, then cuts and bills them), flushes the ledger and
 exits 0.` + exitStatusSection,
 		Example: `  OPENAI_API_KEY=sk-... costctl proxy --db spend.db
@@ -156,7 +162,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		OpenAIUpstream: opts.Upstream, AnthropicUpstream: opts.AnthropicUpstream,
 		OpenAIKey: oaKey, AnthropicKey: anKey,
 		Control: db, Spend: db, Writer: writer, Pricing: table,
-		Now: opts.Now, Log: opts.IO.ErrOut, CacheTTL: opts.CacheTTL, Notifier: notifier,
+		Now: opts.Now, Log: opts.IO.ErrOut, CacheTTL: opts.CacheTTL, Notifier: notifier, SpikeFactor: opts.SpikeFactor,
 	}
 	if sampleOut != nil {
 		cfg.SampleOut = sampleOut
@@ -190,9 +196,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		hs.Close()
 	}
 	srv.Wait()
-	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
-	srv.Close(cctx)
-	ccancel()
+	srv.Close()
 	closeNotifier()
 	writer.Close()
 	writerClosed = true
@@ -207,17 +211,26 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	return nil
 }
 
-// newProxyNotifier is the webhook behind --webhook (nil without one).
+// newProxyNotifier is the webhook behind --webhook (none without one):
+// alerts are queued off the request path, retried with backoff, and a
+// failure is one line on stderr (never the URL, which often holds a
+// secret).
 func newProxyNotifier(opts *ProxyOptions) (proxy.Notifier, func()) {
 	if opts.Webhook == "" {
 		return nil, func() {}
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: --webhook is not wired yet in this build; alerts are logged here only\n")
-	return logNotifier{opts}, func() {}
-}
-
-type logNotifier struct{ opts *ProxyOptions }
-
-func (l logNotifier) Notify(a proxy.Alert) {
-	fmt.Fprintf(l.opts.IO.ErrOut, "costctl proxy: alert: %s\n", a.Text)
+	n := alerts.New(opts.Webhook, opts.HTTPClient, opts.Now)
+	var mu sync.Mutex
+	n.OnFailure(func(a alerts.Alert, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: alert %s for tenant %s not delivered: %v\n", a.Kind, a.Tenant, err)
+	})
+	return n, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Close(ctx); err != nil {
+			fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: alerts still queued at exit were not delivered\n")
+		}
+	}
 }

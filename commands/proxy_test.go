@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -144,7 +145,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // runProxyForTest runs the proxy in-process until ctx ends.
-func runProxyForTest(t *testing.T, ctx context.Context, dbPath, upstream string, drain time.Duration, errOut io.Writer) (addr chan string, done chan error) {
+func runProxyForTest(t *testing.T, ctx context.Context, dbPath, upstream string, drain time.Duration, errOut io.Writer, mod ...func(*ProxyOptions)) (addr chan string, done chan error) {
 	addr, done = make(chan string, 1), make(chan error, 1)
 	opts := &ProxyOptions{
 		IO:     &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: errOut},
@@ -155,6 +156,9 @@ func runProxyForTest(t *testing.T, ctx context.Context, dbPath, upstream string,
 		Upstream: upstream, AnthropicUpstream: upstream,
 		DrainTimeout: drain, CacheTTL: time.Hour, SpikeFactor: 5,
 		Ready: func(a string) { addr <- a },
+	}
+	for _, m := range mod {
+		m(opts)
 	}
 	go func() { done <- runProxy(ctx, opts) }()
 	return addr, done
@@ -309,5 +313,75 @@ func TestProxyE2ESigterm(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "3 calls served, 1 refused") {
 		t.Fatalf("summary:\n%s", log.String())
+	}
+}
+
+// TestProxyWebhookAlerts: crossing 50% of a budget posts one alert however
+// many calls follow; a block posts one with who and why; nothing carries
+// a key.
+func TestProxyWebhookAlerts(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath, key := proxyTestLedger(t)
+	var mu sync.Mutex
+	var posts []map[string]any
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		posts = append(posts, m)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	got := func() []map[string]any {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]map[string]any(nil), posts...)
+	}
+	db, err := ledger.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	almost := pricing.Money(499_999_990) // $0.49999999 spent today
+	if _, err := db.Insert(context.Background(), []ledger.Event{{Key: "ingest:w1", Time: time.Now(), Source: "ingest", Tenant: "acme", Model: "gpt-4o-mini",
+		InputTokens: 1, Cost: almost, CostExact: pricing.AmountFromMoney(almost)}}); err != nil {
+		t.Fatal(err)
+	}
+	change := func(p ledger.Policy, reason string) {
+		if err := db.SetPolicy(context.Background(), p, ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "test", Reason: reason, Who: "oncall"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	change(ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(1)}, "budget")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrCh, done := runProxyForTest(t, ctx, dbPath, up.srv.URL, time.Minute, &lockedBuffer{}, func(o *ProxyOptions) {
+		o.Webhook = hook.URL
+		o.HTTPClient = hook.Client()
+	})
+	addr := <-addrCh
+	for range 5 {
+		if s, b := proxyCall(t, addr, key, false); s != 200 {
+			t.Fatalf("%d %s", s, b)
+		}
+	}
+	change(ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(1), Blocked: true}, "runaway loop")
+	waitFor(t, "the block applied", func() bool {
+		s, _ := proxyCall(t, addr, key, false)
+		return s == 403
+	})
+	waitFor(t, "two alerts", func() bool { return len(got()) >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ps := got()
+	if len(ps) != 2 || ps[0]["kind"] != "budget_50" || ps[0]["tenant"] != "acme" || ps[0]["period"] != "daily" ||
+		ps[1]["kind"] != "blocked" || ps[1]["who"] != "oncall" || ps[1]["reason"] != "runaway loop" {
+		t.Fatalf("webhook got %v", ps)
+	}
+	b, _ := json.Marshal(ps)
+	if bytes.Contains(b, []byte(key)) || bytes.Contains(b, []byte(proxyTestUpstreamKey)) {
+		t.Fatal("a key in an alert")
 	}
 }

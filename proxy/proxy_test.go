@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/costctl/costctl/alerts"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
@@ -55,19 +56,19 @@ type env struct {
 
 type notes struct {
 	mu sync.Mutex
-	a  []Alert
+	a  []alerts.Alert
 }
 
-func (n *notes) Notify(a Alert) {
+func (n *notes) Notify(a alerts.Alert) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.a = append(n.a, a)
 }
 
-func (n *notes) all() []Alert {
+func (n *notes) all() []alerts.Alert {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([]Alert(nil), n.a...)
+	return append([]alerts.Alert(nil), n.a...)
 }
 
 // newEnv starts a fake upstream, a real temp ledger and the proxy on
@@ -122,7 +123,7 @@ func (e *env) close() {
 	e.up.releaseAll()
 	e.http.Close()
 	e.srv.Wait()
-	e.srv.Close(context.Background())
+	e.srv.Close()
 	e.writer.Close()
 }
 
@@ -464,6 +465,9 @@ func TestProxyBlockAndUnblock(t *testing.T) {
 		}
 		return kinds == "blocked unblocked "
 	})
+	if a := e.notes.all()[0]; a.Who != "test" || a.Reason != "test" || a.Tenant != "acme" {
+		t.Fatalf("blocked alert %+v", a)
+	}
 }
 
 func TestProxyRoute(t *testing.T) {
@@ -644,7 +648,7 @@ func TestProxyBudgetConcurrentStreams(t *testing.T) {
 	}
 	eventually(t, "a 100% budget alert", func() bool {
 		for _, a := range e.notes.all() {
-			if a.Kind == "budget" && a.Threshold == 100 {
+			if a.Kind == alerts.KindBudget100 {
 				return true
 			}
 		}
@@ -653,7 +657,7 @@ func TestProxyBudgetConcurrentStreams(t *testing.T) {
 	// Exactly one 100% alert per tenant and period per day.
 	n100 := 0
 	for _, a := range e.notes.all() {
-		if a.Kind == "budget" && a.Threshold == 100 {
+		if a.Kind == alerts.KindBudget100 {
 			n100++
 		}
 	}
@@ -683,7 +687,7 @@ func TestProxyBudgetLoadedFromLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close(context.Background())
+	defer s.Close()
 	day, _, month, _ := s.budgets.spent("acme", time.Now())
 	if day.Cmp(pricing.AmountFromMoney(pricing.Dollars(5))) != 0 || month.Cmp(day) < 0 {
 		t.Fatalf("loaded day %s month %s", day, month)
@@ -745,4 +749,73 @@ func pricingMoneyFloor(r *big.Rat) (pricing.Money, bool) {
 	x := new(big.Rat).Mul(r, big.NewRat(int64(pricing.NanoPerDollar), 1))
 	q := new(big.Int).Quo(x.Num(), x.Denom())
 	return pricing.Money(q.Int64()), q.IsInt64()
+}
+
+func TestProxyBudgetThresholdAlerts(t *testing.T) {
+	n := &notes{}
+	a := newAlerter(n)
+	b := newBudgets()
+	now := time.Now()
+	p := ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(1)}
+	cents := func(c int64) pricing.Amount {
+		return pricing.AmountFromMoney(pricing.Money(c) * pricing.NanoPerDollar / 100)
+	}
+	var got []string
+	for _, c := range []int64{40, 20, 25, 5, 10} { // 40, 60 (50%), 85 (80%), 90, 100 (100%)
+		r, over := b.reserve("acme", p, cents(c), now)
+		if over != nil {
+			t.Fatal(over)
+		}
+		a.crossed(b.settle(r, cents(c), now), p, now)
+	}
+	for _, al := range n.all() {
+		got = append(got, al.Kind+" "+al.Period+" "+al.Spend.String())
+	}
+	want := []string{"budget_50 daily 0.60", "budget_80 daily 0.85", "budget_100 daily 1.00"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("alerts %q, want %q", got, want)
+	}
+	// A refusal at 100% raises nothing new the same day.
+	if _, over := b.reserve("acme", p, cents(1), now); over == nil {
+		t.Fatal("reserved past the budget")
+	}
+	a.budget("acme", "daily", p.DailyBudget, cents(100), 100, now)
+	if len(n.all()) != 3 {
+		t.Fatalf("%d alerts", len(n.all()))
+	}
+}
+
+func TestProxySpikeAlert(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.SpikeFactor = 5
+		c.SpikeFloor = pricing.NanoPerDollar / 100 // $0.01 per 5 minutes
+		c.SpikeInterval = time.Hour                // checked by hand below
+	})
+	now := time.Now()
+	var evs []ledger.Event
+	add := func(tenant string, at time.Time, milli int64) {
+		c := pricing.Money(milli) * pricing.NanoPerDollar / 1000
+		evs = append(evs, ledger.Event{Key: fmt.Sprintf("ingest:%d", len(evs)), Time: at, Source: "ingest", Tenant: tenant, Model: "gpt-4o-mini",
+			InputTokens: 1, Cost: c, CostExact: pricing.AmountFromMoney(c)})
+	}
+	for d := 1; d <= 7; d++ {
+		// $0.084 in this hour on each past day: $0.007 per 5 minutes.
+		add("acme", now.AddDate(0, 0, -d).Add(-30*time.Minute), 84)
+		add("calm", now.AddDate(0, 0, -d).Add(-30*time.Minute), 84)
+	}
+	add("acme", now.Add(-time.Minute), 100) // 0.10 > 5 × max(0.007, 0.01)
+	add("calm", now.Add(-time.Minute), 20)  // 0.02 < 0.05
+	add("small", now.Add(-time.Minute), 40) // no baseline: the floor, 0.04 < 0.05
+	if _, err := e.db.Insert(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.checkSpikes(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.checkSpikes(context.Background(), now) // the same day: no second alert
+	got := e.notes.all()
+	if len(got) != 1 || got[0].Tenant != "acme" || got[0].Kind != alerts.KindSpike || got[0].Spend.String() != "0.10" ||
+		got[0].Baseline.String() != "0.007" || got[0].Window != 5*time.Minute {
+		t.Fatalf("alerts %+v", got)
+	}
 }

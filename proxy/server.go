@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/costctl/costctl/alerts"
 	"github.com/costctl/costctl/evaluator"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
@@ -33,10 +34,12 @@ type EventWriter interface {
 	Go(ctx context.Context, events []ledger.Event, judges []ledger.JudgeResult, done func(ledger.InsertResult, error))
 }
 
-// SpendReader reads what tenants spent from the ledger's rollups, once at
-// start. *ledger.DB implements it.
+// SpendReader reads what tenants spent from the ledger's rollups: today's
+// and this month's at start, and the spike check's windows. *ledger.DB
+// implements it.
 type SpendReader interface {
 	GroupedSince(ctx context.Context, dim string, start, now time.Time) ([]ledger.GroupRow, error)
+	Grouped(ctx context.Context, dim string, start, end time.Time) ([]ledger.GroupRow, error)
 }
 
 // Config is what a Server is built from.
@@ -56,7 +59,10 @@ type Config struct {
 	PolicyInterval                    time.Duration // how often policies are reloaded (0: 500 ms)
 	KeyCacheTTL                       time.Duration // how long a found key is trusted (0: 1 s)
 	MaxBodyBytes                      int64         // largest request body (0: 32 MiB)
-	Notifier                          Notifier      // budget and block alerts (nil: none)
+	Notifier                          Notifier      // budget, block and spike alerts (nil: none)
+	SpikeFactor                       float64       // spike alert above this × baseline (≤ 1: no spike alerts)
+	SpikeFloor                        pricing.Money // least baseline per 5 minutes (0: DefaultSpikeFloor)
+	SpikeInterval                     time.Duration // how often spikes are checked (0: 1 minute)
 }
 
 // Server is the proxy's http.Handler.
@@ -73,11 +79,15 @@ type Server struct {
 	keysMu   sync.Mutex
 	keys     map[string]keyEntry
 
-	runID  string
-	seq    atomic.Int64
-	wg     sync.WaitGroup // handlers in flight
-	stop   chan struct{}
-	loopWG sync.WaitGroup
+	runID string
+	seq   atomic.Int64
+	wg    sync.WaitGroup // handlers in flight
+
+	events    chan ledger.Event // rows on their way to the Writer (batchLoop)
+	batchDone chan struct{}
+	closeOnce sync.Once
+	stop      chan struct{}
+	loopWG    sync.WaitGroup
 
 	logMu sync.Mutex
 
@@ -150,6 +160,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.CacheMaxBytes <= 0 {
 		cfg.CacheMaxBytes = 64 << 20
 	}
+	if cfg.SpikeFloor <= 0 {
+		cfg.SpikeFloor = DefaultSpikeFloor
+	}
+	if cfg.SpikeInterval <= 0 {
+		cfg.SpikeInterval = time.Minute
+	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 24 * time.Hour
 	}
@@ -163,6 +179,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		runID: hex.EncodeToString(id[:]), stop: make(chan struct{})}
 	s.cache = newCache(cfg.CacheMaxBytes, cfg.CacheTTL)
 	s.cache.nowFunc = cfg.Now
+	s.alerts = newAlerter(cfg.Notifier)
 	if err := s.reloadPolicies(ctx); err != nil {
 		return nil, err
 	}
@@ -181,9 +198,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.SampleOut != nil {
 		s.sampler = newSampler(cfg.SampleOut, s.logf)
 	}
-	s.alerts = newAlerter(cfg.Notifier, s.now, s.logf)
-	s.loopWG.Add(1)
+	s.events, s.batchDone = make(chan ledger.Event, 4096), make(chan struct{})
+	go s.batchLoop()
+	s.loopWG.Add(2)
 	go s.policyLoop()
+	go s.spikeLoop()
 	return s, nil
 }
 
@@ -202,19 +221,22 @@ func NewTransport() *http.Transport {
 // http.Server stopped accepting): each has queued its ledger row by then.
 func (s *Server) Wait() { s.wg.Wait() }
 
-// Close stops the policy loop and flushes the sampler and alerts (within
-// ctx). The ledger writer belongs to the caller, which closes it after.
-func (s *Server) Close(ctx context.Context) {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
+// Close stops the policy and spike loops, hands the last rows to the
+// Writer and flushes the sampler. Call it after Wait. The ledger Writer
+// and the Notifier belong to the caller, which closes them after Close,
+// so every served call is committed.
+func (s *Server) Close() {
+	s.closeOnce.Do(s.close)
+}
+
+func (s *Server) close() {
+	close(s.stop)
 	s.loopWG.Wait()
+	close(s.events)
+	<-s.batchDone
 	if s.sampler != nil {
 		s.sampler.close()
 	}
-	s.alerts.close(ctx)
 }
 
 func (s *Server) logf(format string, a ...any) {
@@ -257,25 +279,41 @@ func (s *Server) reloadPolicies(ctx context.Context) error {
 		p = map[string]ledger.Policy{}
 	}
 	old := s.policies.Swap(&p)
-	if old != nil && s.alerts != nil {
-		for t, np := range p {
-			if op := (*old)[t]; op.Blocked != np.Blocked {
-				kind := "unblocked"
-				if np.Blocked {
-					kind = "blocked"
-				}
-				s.alerts.send(Alert{Tenant: t, Kind: kind, At: s.now(),
-					Text: fmt.Sprintf("costctl proxy: tenant %s %s", t, kind)})
-				s.logf("tenant %s %s", t, kind)
-			}
+	if old == nil || !s.alerts.on() {
+		return nil
+	}
+	for t, np := range p {
+		if (*old)[t].Blocked != np.Blocked {
+			s.blockChanged(ctx, t, np.Blocked)
 		}
-		for t, op := range *old {
-			if _, ok := p[t]; !ok && op.Blocked {
-				s.alerts.send(Alert{Tenant: t, Kind: "unblocked", At: s.now(), Text: fmt.Sprintf("costctl proxy: tenant %s unblocked", t)})
-			}
+	}
+	for t, op := range *old {
+		if _, ok := p[t]; !ok && op.Blocked {
+			s.blockChanged(ctx, t, false)
 		}
 	}
 	return nil
+}
+
+// blockChanged raises a blocked or unblocked alert, with who changed the
+// policy and why (the last audit row).
+func (s *Server) blockChanged(ctx context.Context, tenant string, blocked bool) {
+	kind := alerts.KindUnblocked
+	if blocked {
+		kind = alerts.KindBlocked
+	}
+	s.logf("tenant %s %s", tenant, kind)
+	a := alerts.Alert{Tenant: tenant, Kind: kind, At: s.now()}
+	if ch, err := s.cfg.Control.PolicyChanges(ctx, tenant); err == nil && len(ch) > 0 {
+		last := ch[len(ch)-1]
+		for _, c := range ch {
+			if c.At.After(last.At) {
+				last = c
+			}
+		}
+		a.Who, a.Reason = last.Who, last.Reason
+	}
+	s.alerts.send(a)
 }
 
 func (s *Server) policy(tenant string) ledger.Policy {
@@ -514,7 +552,7 @@ func (s *Server) reserve(c *call) *apiError {
 	}
 	res, over := s.budgets.reserve(tenant, c.pol, worst, c.start)
 	if over != nil {
-		s.alerts.budget(tenant, over.period, over.budget, over.spent, 100, c.start)
+		s.alerts.budget(tenant, over.period, over.budget, over.settled, 100, c.start)
 		return &apiError{status: 429, typ: ErrBudget, msg: over.Error(), retryAfter: over.resetAt.Sub(c.start)}
 	}
 	c.res = res
@@ -713,15 +751,52 @@ func (s *Server) event(c *call) ledger.Event {
 	}
 }
 
-// record queues e on the ledger writer (committed within a group commit,
-// well under a second).
+// record queues e for the ledger. Rows are handed to the Writer in
+// batches (every batchEvery or batchMax rows, whichever comes first), so
+// a busy proxy commits a few large transactions rather than many small
+// ones; a row is committed well within a second of its call's end.
 func (s *Server) record(e ledger.Event) {
-	s.cfg.Writer.Go(context.Background(), []ledger.Event{e}, nil, func(_ ledger.InsertResult, err error) {
-		if err != nil {
-			s.WriteErrors.Add(1)
-			s.logf("ledger write failed for %s: %v", e.Key, err)
+	s.events <- e
+}
+
+const (
+	batchEvery = 20 * time.Millisecond
+	batchMax   = 512
+)
+
+func (s *Server) batchLoop() {
+	defer close(s.batchDone)
+	t := time.NewTicker(batchEvery)
+	defer t.Stop()
+	var buf []ledger.Event
+	flush := func() {
+		if len(buf) == 0 {
+			return
 		}
-	})
+		evs := buf
+		buf = make([]ledger.Event, 0, 64)
+		s.cfg.Writer.Go(context.Background(), evs, nil, func(_ ledger.InsertResult, err error) {
+			if err != nil {
+				s.WriteErrors.Add(int64(len(evs)))
+				s.logf("ledger write of %d rows failed: %v", len(evs), err)
+			}
+		})
+	}
+	for {
+		select {
+		case e, ok := <-s.events:
+			if !ok {
+				flush()
+				return
+			}
+			buf = append(buf, e)
+			if len(buf) >= batchMax {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
 }
 
 // served does what follows a served call: sampling.
