@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,6 +179,9 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	addr := ln.Addr().String()
 	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: listening on http://%s (OpenAI base URL http://%s/v1, Anthropic http://%s); ledger %s; prices as of %s\n",
 		addr, addr, addr, db.Path(), table.AsOfLabel())
+	if ip := net.ParseIP(strings.Trim(host(addr), "[]")); ip == nil || !ip.IsLoopback() {
+		fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: %s is not a loopback address: anyone who can reach it with a virtual key spends through it\n", addr)
+	}
 	if opts.Ready != nil {
 		opts.Ready(addr)
 	}
@@ -209,6 +213,14 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		return fmt.Errorf("%d served calls could not be written to the ledger %s (see the errors above)", n, db.Path())
 	}
 	return nil
+}
+
+func host(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
 }
 
 // newProxyNotifier is the webhook behind --webhook (none without one):

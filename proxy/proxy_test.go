@@ -381,7 +381,7 @@ func TestProxyCutStreams(t *testing.T) {
 	e.do("POST", "/v1/chat/completions", k, false, chat, "X-Test-Mode", "cut")
 	rs := e.waitRows(1)
 	m, _ := pricing.MustDefault().Lookup("gpt-4o-mini")
-	bound := int64(len(chat)) + boundFixed
+	bound := int64(len(e.up.lastBody.Load().(string))) + boundFixed // as forwarded, include_usage added
 	wantOut := counterFor(m).Text("hello world")
 	if r := rs[0]; r.Estimate != ledger.EstimateNoUsage || r.In != bound || r.Out != wantOut ||
 		r.Cost != priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: bound, OutputTokens: wantOut}) {

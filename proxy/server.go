@@ -89,7 +89,8 @@ type Server struct {
 	stop      chan struct{}
 	loopWG    sync.WaitGroup
 
-	logMu sync.Mutex
+	logMu        sync.Mutex
+	warnedSample atomic.Bool
 
 	// Counters (read by tests and the shutdown line).
 	Served, Refused, WriteErrors atomic.Int64
@@ -279,6 +280,13 @@ func (s *Server) reloadPolicies(ctx context.Context) error {
 		p = map[string]ledger.Policy{}
 	}
 	old := s.policies.Swap(&p)
+	if s.sampler == nil && !s.warnedSample.Load() {
+		for t, np := range p {
+			if np.SampleBP > 0 && s.warnedSample.CompareAndSwap(false, true) {
+				s.logf("warning: tenant %s has a sample share but this proxy runs without --sample-out: no samples are written", t)
+			}
+		}
+	}
 	if old == nil || !s.alerts.on() {
 		return nil
 	}
@@ -518,7 +526,7 @@ func (s *Server) prepare(c *call) bool {
 		c.body = b
 	}
 	c.model, _ = s.cfg.Pricing.Lookup(c.req.Model)
-	c.bound = promptBound(c.origBody, c.req)
+	c.bound = promptBound(c.body, c.req) // what is forwarded: a routed model or include_usage may add bytes
 	if c.rt.kind != kindEmbeddings {
 		c.maxOut = c.req.MaxOut
 		if c.maxOut == 0 && c.model != nil {

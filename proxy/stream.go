@@ -131,7 +131,7 @@ func (st *streamState) final() (usage, bool) {
 // relay copies an event stream to the client event by event, flushing
 // after each; it never holds more than one event.
 func (st *streamState) relay(w io.Writer, flush func() error, body io.Reader) (clientErr, upstreamErr error) {
-	br := bufio.NewReaderSize(body, 16<<10)
+	br := bufio.NewReaderSize(body, 4<<10)
 	var ev, data []byte
 	for {
 		line, err := br.ReadSlice('\n')
