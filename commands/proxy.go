@@ -177,7 +177,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
-	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: listening on http://%s (OpenAI base URL http://%s/v1, Anthropic http://%s); ledger %s; prices as of %s\n",
+	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: listening on http://%s (OpenAI base URL http://%s/v1, Anthropic http://%s); ledger %s; %s\n",
 		addr, addr, addr, db.Path(), table.AsOfLabel())
 	if ip := net.ParseIP(strings.Trim(host(addr), "[]")); ip == nil || !ip.IsLoopback() {
 		fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: %s is not a loopback address: anyone who can reach it with a virtual key spends through it\n", addr)

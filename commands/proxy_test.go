@@ -245,74 +245,139 @@ func TestProxyDrainTimeoutBillsCutStreams(t *testing.T) {
 	}
 }
 
-// TestProxyE2ESigterm: the built binary serves a call, and on SIGTERM
-// flushes the ledger and exits 0; no key in its output or ledger.
-func TestProxyE2ESigterm(t *testing.T) {
-	up := newHoldUpstream(t)
-	dbPath, key := proxyTestLedger(t)
+// proxyBin is the built binary serving as costctl proxy.
+type proxyBin struct {
+	cmd    *exec.Cmd
+	addr   string
+	log    strings.Builder
+	rest   chan string
+	stdout bytes.Buffer
+}
+
+// startProxyBin starts the built binary's proxy on a free loopback port.
+func startProxyBin(t *testing.T, dbPath, upstream string) *proxyBin {
+	t.Helper()
 	home := t.TempDir()
-	cmd := exec.Command(costctlBin, "--db", dbPath, "proxy", "--listen", "127.0.0.1:0", "--upstream", up.srv.URL)
-	cmd.Env = []string{"HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state"), "PATH=" + os.Getenv("PATH"), "NO_COLOR=1", "OPENAI_API_KEY=" + proxyTestUpstreamKey}
-	stderr, err := cmd.StderrPipe()
+	p := &proxyBin{rest: make(chan string, 1)}
+	p.cmd = exec.Command(costctlBin, "--db", dbPath, "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream)
+	p.cmd.Env = []string{"HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state"), "PATH=" + os.Getenv("PATH"), "NO_COLOR=1", "OPENAI_API_KEY=" + proxyTestUpstreamKey}
+	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
+	p.cmd.Stdout = &p.stdout
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
 	sc := bufio.NewScanner(stderr)
-	addr := ""
-	var log strings.Builder
 	for sc.Scan() {
 		line := sc.Text()
-		log.WriteString(line + "\n")
+		p.log.WriteString(line + "\n")
 		if a, ok := strings.CutPrefix(line, "costctl proxy: listening on http://"); ok {
-			addr = strings.Fields(a)[0]
+			p.addr = strings.Fields(a)[0]
 			break
 		}
 	}
-	if addr == "" {
-		t.Fatalf("no listen line:\n%s", log.String())
+	if p.addr == "" {
+		t.Fatalf("no listen line:\n%s", p.log.String())
 	}
-	rest := make(chan string)
 	go func() {
 		var b strings.Builder
 		for sc.Scan() {
 			b.WriteString(sc.Text() + "\n")
 		}
-		rest <- b.String()
+		p.rest <- b.String()
 	}()
+	return p
+}
+
+// stop sends SIGTERM and returns the exit code and everything it printed.
+func (p *proxyBin) stop(t *testing.T) (int, string) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.log.WriteString(<-p.rest)
+	p.cmd.Wait()
+	return p.cmd.ProcessState.ExitCode(), p.log.String() + p.stdout.String()
+}
+
+// TestProxyE2ESigterm: the built binary serves calls, and on SIGTERM
+// flushes the ledger and exits 0; no key in its output or ledger.
+func TestProxyE2ESigterm(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath, key := proxyTestLedger(t)
+	p := startProxyBin(t, dbPath, up.srv.URL)
 	for range 3 {
-		if s, b := proxyCall(t, addr, key, false); s != 200 {
+		if s, b := proxyCall(t, p.addr, key, false); s != 200 {
 			t.Fatalf("%d %s", s, b)
 		}
 	}
-	if s, _ := proxyCall(t, addr, "ck-wrong", false); s != 401 {
+	if s, _ := proxyCall(t, p.addr, "ck-wrong", false); s != 401 {
 		t.Fatalf("wrong key: %d", s)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	log.WriteString(<-rest)
-	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit %d (%v):\n%s", code, err, log.String())
+	code, out := p.stop(t)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	if n, _ := proxyRows(t, dbPath); n != 3 {
-		t.Fatalf("%d rows, want 3\n%s", n, log.String())
+		t.Fatalf("%d rows, want 3\n%s", n, out)
 	}
-	all := log.String() + stdout.String()
-	for _, p := range []string{dbPath, dbPath + "-wal"} {
-		if b, err := os.ReadFile(p); err == nil {
+	all := out
+	for _, f := range []string{dbPath, dbPath + "-wal"} {
+		if b, err := os.ReadFile(f); err == nil {
 			all += string(b)
 		}
 	}
 	if strings.Contains(all, proxyTestUpstreamKey) || strings.Contains(all, key) || strings.Contains(all, "SECRET") {
 		t.Fatal("a key leaked into output or the ledger")
 	}
-	if !strings.Contains(log.String(), "3 calls served, 1 refused") {
-		t.Fatalf("summary:\n%s", log.String())
+	if !strings.Contains(out, "3 calls served, 1 refused") {
+		t.Fatalf("summary:\n%s", out)
+	}
+}
+
+// TestProxyE2EKeysAndPolicy: a key from costctl keys create works; costctl
+// policy set --block applies to the running proxy (polled), --unblock and
+// --route too; the key is printed once, by keys create only.
+func TestProxyE2EKeysAndPolicy(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath := filepath.Join(t.TempDir(), "ledger.db")
+	r := runCostctl(t, "", "", nil, "--db", dbPath, "keys", "create", "--tenant", "acme", "--name", "acme-1")
+	if r.Code != 0 {
+		t.Fatalf("keys create: %d %s", r.Code, r.Stderr)
+	}
+	key := strings.TrimSpace(r.Stdout)
+	p := startProxyBin(t, dbPath, up.srv.URL)
+	if s, b := proxyCall(t, p.addr, key, false); s != 200 {
+		t.Fatalf("%d %s", s, b)
+	}
+	var outputs strings.Builder
+	policy := func(args ...string) {
+		r := runCostctl(t, "", "", nil, append([]string{"--db", dbPath, "policy", "set", "--tenant", "acme"}, args...)...)
+		if r.Code != 0 {
+			t.Fatalf("policy set %v: %d %s", args, r.Code, r.Stderr)
+		}
+		outputs.WriteString(r.Stdout + r.Stderr)
+	}
+	policy("--block", "--reason", "runaway loop")
+	waitFor(t, "the block applied", func() bool {
+		s, b := proxyCall(t, p.addr, key, false)
+		return s == 403 && strings.Contains(b, "tenant_blocked")
+	})
+	policy("--unblock", "--route", "gpt-4o-mini=gpt-4o", "--reason", "fixed")
+	waitFor(t, "unblocked and routed", func() bool {
+		s, _ := proxyCall(t, p.addr, key, false)
+		return s == 200
+	})
+	code, out := p.stop(t)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out+outputs.String(), key) || strings.Contains(out, proxyTestUpstreamKey) {
+		t.Fatal("a key in the output")
+	}
+	if !strings.Contains(out, "tenant acme blocked") || !strings.Contains(out, "tenant acme unblocked") {
+		t.Fatalf("no block/unblock lines:\n%s", out)
 	}
 }
 

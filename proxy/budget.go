@@ -54,7 +54,15 @@ type overBudget struct {
 
 func (o *overBudget) Error() string {
 	return fmt.Sprintf("tenant %s is over its %s budget of %s (spent or in flight %s, this request may cost up to %s); it resets at %s",
-		o.tenant, o.period, o.budget.Display(), o.spent.DisplayRounded(6), o.worst.DisplayRounded(6), o.resetAt.Format(time.RFC3339))
+		o.tenant, o.period, o.budget.Display(), dollars(o.spent), dollars(o.worst), o.resetAt.Format(time.RFC3339))
+}
+
+// dollars is an amount for a person: cents, or exact below a cent.
+func dollars(a pricing.Amount) string {
+	if a.Sign() != 0 && a.Cmp(pricing.AmountFromPico(10_000_000_000)) < 0 {
+		return a.Display()
+	}
+	return a.DisplayRounded(2)
 }
 
 func dayOf(t time.Time) int64 { return t.UTC().Unix() / 86400 }

@@ -287,7 +287,7 @@ func (s *Server) reloadPolicies(ctx context.Context) error {
 			}
 		}
 	}
-	if old == nil || !s.alerts.on() {
+	if old == nil {
 		return nil
 	}
 	for t, np := range p {
@@ -311,6 +311,9 @@ func (s *Server) blockChanged(ctx context.Context, tenant string, blocked bool) 
 		kind = alerts.KindBlocked
 	}
 	s.logf("tenant %s %s", tenant, kind)
+	if !s.alerts.on() {
+		return
+	}
 	a := alerts.Alert{Tenant: tenant, Kind: kind, At: s.now()}
 	if ch, err := s.cfg.Control.PolicyChanges(ctx, tenant); err == nil && len(ch) > 0 {
 		last := ch[len(ch)-1]
