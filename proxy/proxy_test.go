@@ -819,3 +819,64 @@ func TestProxySpikeAlert(t *testing.T) {
 		t.Fatalf("alerts %+v", got)
 	}
 }
+
+func TestProxyResponsesStreaming(t *testing.T) {
+	e := newEnv(t, nil)
+	k := e.key("acme", "", "k")
+	body := `{"model":"gpt-4o-mini","stream":true,"input":"hi","max_output_tokens":50}`
+	r := e.do("POST", "/v1/responses", k, false, body)
+	if r.Status != 200 || !strings.Contains(r.Body, "event: response.completed") {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	if strings.Contains(e.up.lastBody.Load().(string), "stream_options") {
+		t.Fatal("stream_options sent to the responses API")
+	}
+	e.do("POST", "/v1/responses", k, false, body, "X-Test-Mode", "cut")
+	rs := e.waitRows(2)
+	if r := rs[0]; r.In != 300 || r.Cached != 100 || r.Out != 20 || r.Reasoning != 5 || r.Estimate != "" ||
+		r.Cost != priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: 300, CachedTokens: 100, OutputTokens: 20}) {
+		t.Fatalf("row %+v", r)
+	}
+	if r := rs[1]; r.Estimate != ledger.EstimateNoUsage || r.In != int64(len(body))+boundFixed || r.Out < 1 {
+		t.Fatalf("cut row %+v", r)
+	}
+}
+
+// TestProxyClientCutsStream: a client that goes away mid-stream leaves a
+// row billed for what was relayed (estimated), and the reservation freed.
+func TestProxyClientCutsStream(t *testing.T) {
+	e := newEnv(t, nil)
+	k := e.key("acme", "", "k")
+	for _, c := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"x"}],"max_tokens":100}`},
+		{"/v1/messages", strings.Replace(msgBody, `"max_tokens"`, `"stream":true,"max_tokens"`, 1)},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.http.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+k)
+		req.Header.Set("X-Test-Mode", "hold")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 10)
+		if _, err := io.ReadFull(res.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		res.Body.Close()
+	}
+	rs := e.waitRows(2)
+	for _, r := range rs {
+		if r.Estimate != ledger.EstimateNoUsage || r.In == 0 {
+			t.Fatalf("row %+v", r)
+		}
+	}
+	if rs[1].In != 500 || rs[1].Cached != 100 {
+		t.Fatalf("messages row %+v: the input message_start reported", rs[1])
+	}
+	eventually(t, "reservations freed", func() bool {
+		_, res, _, _ := e.srv.budgets.spent("acme", time.Now())
+		return res.IsZero()
+	})
+}

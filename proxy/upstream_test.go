@@ -116,6 +116,22 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hello world"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":50,"total_tokens":1050,"prompt_tokens_details":{"cached_tokens":200},"completion_tokens_details":{"reasoning_tokens":0}}}`, req.Model)
 	case "/v1/responses":
+		if req.Stream {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fl := w.(http.Flusher)
+			ev := func(name, data string) {
+				fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, data)
+				fl.Flush()
+			}
+			ev("response.created", `{"type":"response.created","response":{"id":"resp_2","status":"in_progress"}}`)
+			ev("response.output_text.delta", `{"type":"response.output_text.delta","delta":"hi "}`)
+			if mode == "cut" {
+				panic(http.ErrAbortHandler)
+			}
+			ev("response.output_text.delta", `{"type":"response.output_text.delta","delta":"there"}`)
+			ev("response.completed", `{"type":"response.completed","response":{"id":"resp_2","status":"completed","usage":{"input_tokens":300,"output_tokens":20,"input_tokens_details":{"cached_tokens":100},"output_tokens_details":{"reasoning_tokens":5}}}}`)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"resp_1","object":"response","model":%q,"output":[{"type":"message","content":[{"type":"output_text","text":"hi there"}]}],"usage":{"input_tokens":300,"output_tokens":20,"input_tokens_details":{"cached_tokens":0},"output_tokens_details":{"reasoning_tokens":5}}}`, req.Model)
 	case "/v1/embeddings":
