@@ -132,8 +132,11 @@ func parseShaped(b []byte, d Defaults, now time.Time) (parsed, error) {
 	l := linePool.Get().(*line)
 	defer linePool.Put(l)
 	*l = line{Tenant: d.Tenant, User: d.User, Endpoint: d.Endpoint}
-	if err := json.Unmarshal(b, l); err != nil {
-		return parsed{}, jsonReason(err)
+	if !fastFlat(b, l) {
+		*l = line{Tenant: d.Tenant, User: d.User, Endpoint: d.Endpoint}
+		if err := json.Unmarshal(b, l); err != nil {
+			return parsed{}, jsonReason(err)
+		}
 	}
 	e := ledger.Event{Source: ledger.SourceIngest, Tenant: l.Tenant, User: l.User, Endpoint: l.Endpoint}
 	shape, tsRaw, err := readShape(l, &e)
