@@ -298,8 +298,8 @@ func (n *Notifier) post(body []byte) (retry bool, err error) {
 		}
 		return n.ctx.Err() == nil, fmt.Errorf("webhook POST: %w", err)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained so the connection is reused; only the status matters
+	resp.Body.Close()                                             // read (drained) above: a close error loses nothing
 	if resp.StatusCode/100 == 2 {
 		return false, nil
 	}

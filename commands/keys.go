@@ -247,7 +247,7 @@ func keysCreate(ctx context.Context, opts *KeysOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // every write went through a transaction whose Commit was checked; Close only releases connections
 	k := ledger.VirtualKey{Name: opts.Name, Tenant: opts.Tenant, User: opts.User, Hash: ledger.HashKey(secret), CreatedAt: opts.Now().UTC().Truncate(time.Millisecond)}
 	for try := 0; ; try++ {
 		if opts.Name == "" {
@@ -295,7 +295,7 @@ func keysRevoke(ctx context.Context, opts *KeysOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // every write went through a transaction whose Commit was checked; Close only releases connections
 	at := opts.Now().UTC().Truncate(time.Millisecond)
 	err = db.RevokeKey(ctx, opts.Name, at)
 	switch {
@@ -327,7 +327,7 @@ func keysList(ctx context.Context, opts *KeysOptions) error {
 		return err
 	}
 	if db != nil {
-		defer db.Close()
+		defer db.Close() // only read from
 		if keys, err = db.ListKeys(ctx); err != nil {
 			return err
 		}

@@ -360,7 +360,7 @@ func policySet(ctx context.Context, opts *PolicyOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // every write went through a transaction whose Commit was checked; Close only releases connections
 	change := ledger.PolicyChange{At: opts.Now().UTC().Truncate(time.Millisecond), Tenant: opts.Tenant, Reason: opts.Reason, Who: opts.who()}
 	p, err := db.UpdatePolicy(ctx, opts.Tenant, func(p *ledger.Policy) (ledger.PolicyChange, error) {
 		change.What = strings.Join(opts.edit(p), ", ")
@@ -425,7 +425,7 @@ func readControl(ctx context.Context, open func(context.Context) (*ledger.DB, er
 	if err != nil || db == nil {
 		return err
 	}
-	defer db.Close()
+	defer db.Close() // only read from (or written through a checked Commit); Close only releases connections
 	return fn(db)
 }
 

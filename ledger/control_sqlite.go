@@ -146,7 +146,7 @@ func (db *DB) CreateKey(ctx context.Context, k VirtualKey) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
 	var taken bool
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM virtual_keys WHERE name = ?)`, k.Name).Scan(&taken); err != nil {
 		return err
@@ -212,7 +212,7 @@ func (db *DB) ListKeys(ctx context.Context) ([]VirtualKey, error) {
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
+		defer rows.Close() // read-only; rows.Err() is checked below
 		for rows.Next() {
 			k, err := scanKey(rows)
 			if err != nil {
@@ -239,7 +239,7 @@ func (db *DB) RevokeKey(ctx context.Context, name string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
 	var revoked int64
 	switch err := tx.QueryRowContext(ctx, `SELECT revoked_ms FROM virtual_keys WHERE name = ?`, name).Scan(&revoked); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -299,7 +299,7 @@ func (db *DB) SetPolicy(ctx context.Context, p Policy, change PolicyChange) erro
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
 	if err := setPolicyTx(ctx, tx, p, change); err != nil {
 		return err
 	}
@@ -357,7 +357,7 @@ func (db *DB) UpdatePolicy(ctx context.Context, tenant string, edit func(p *Poli
 	if err != nil {
 		return Policy{}, err
 	}
-	defer tx.Rollback()
+	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
 	p, found, err := scanPolicy(tx.QueryRowContext(ctx, `SELECT `+policyCols+` FROM policies WHERE tenant = ?`, tenant))
 	if err != nil {
 		return Policy{}, err
@@ -412,7 +412,7 @@ func (db *DB) Policies(ctx context.Context) (map[string]Policy, error) {
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
+		defer rows.Close() // read-only; rows.Err() is checked below
 		for rows.Next() {
 			p, _, err := scanPolicy(rows)
 			if err != nil {
@@ -439,7 +439,7 @@ func (db *DB) PolicyChanges(ctx context.Context, tenant string) ([]PolicyChange,
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
+		defer rows.Close() // read-only; rows.Err() is checked below
 		for rows.Next() {
 			var c PolicyChange
 			var at int64
