@@ -13,6 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/render"
 	"github.com/costctl/costctl/tui"
@@ -30,11 +31,15 @@ type TopOptions struct {
 	Once        bool
 	Format      string
 	FailOnAlert bool
+	// Act changes a tenant's policy from the live view (b, s); nil: the
+	// view only reads.
+	Act tui.ActFunc
 }
 
 func newTopCmd(f *Factory, runF func(*TopOptions) error) *cobra.Command {
 	opts := &TopOptions{IO: f.IO, Now: f.Now, Loc: time.Local,
 		Ledger: func(ctx context.Context) (TopLedger, error) { return f.OpenExistingLedger(ctx, false) }}
+	opts.Act = func(ctx context.Context, a tui.Action) (string, error) { return topAct(ctx, f, a) }
 	var budget string
 	cmd := &cobra.Command{
 		Use:   "top",
@@ -56,6 +61,13 @@ source, metric) with calls, tokens, cost, share, burn rate, average latency
 and unpriced calls (events for a model without a price: their cost is
 unknown, shown as "unpriced" or "+", never as $0). Keys: < > sort column,
 r reverse, / filter (esc clears), p or space pause, ? help, q quit.
+
+By tenant, a tenant with a proxy policy (costctl policy) is marked: ⛔
+blocked, ↪ routed, ~1% sampled, and "62%/d" is the share of its daily
+budget used ("/m": monthly). ↑/↓ select a tenant; b blocks or unblocks it
+and s sets its sample share (the runbook's 1%), each after you type a
+reason: the change is the same audit row as costctl policy set (who =
+$USER), and a running costctl proxy applies it within a second.
 
 Calls and tokens are those a provider billed. Eval verdicts served from
 costctl's judge cache are cache hits, not calls: a line under the header
@@ -149,7 +161,7 @@ func runTop(ctx context.Context, opts *TopOptions) error {
 		return nil
 	}
 	m := tui.New(tui.Options{Config: opts.Config, Fetch: tui.DBFetch(db), Now: opts.Now,
-		Interval: opts.Interval, Color: opts.Color, Ctx: ctx})
+		Interval: opts.Interval, Color: opts.Color, Ctx: ctx, Act: opts.Act})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.IO.In), tea.WithOutput(opts.IO.Out))
 	if _, err := p.Run(); err != nil {
 		if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, context.Canceled) {
@@ -308,4 +320,32 @@ type TopLedger interface {
 	tui.Source
 	Name() string
 	Close() error
+}
+
+// topAct applies an action typed in the live view as `costctl policy set`
+// would: the ledger opened to write only for that change, the policy and
+// its audit row in one transaction.
+func topAct(ctx context.Context, f *Factory, a tui.Action) (string, error) {
+	po := &PolicyOptions{Getenv: f.Getenv, Tenant: a.Tenant, Reason: a.Reason}
+	if a.Block != nil {
+		po.Blocked = a.Block
+	}
+	if a.Sample != "" {
+		bp, err := parseSample(a.Sample)
+		if err != nil {
+			return "", err
+		}
+		po.SampleBP = &bp
+	}
+	db, err := f.OpenExistingLedger(ctx, true)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close() // the change went through a transaction whose Commit was checked; Close only releases connections
+	change := ledger.PolicyChange{At: f.Now().UTC().Truncate(time.Millisecond), Tenant: a.Tenant, Reason: a.Reason, Who: po.who()}
+	_, err = db.UpdatePolicy(ctx, a.Tenant, func(p *ledger.Policy) (ledger.PolicyChange, error) {
+		change.What = strings.Join(po.edit(p), ", ")
+		return change, nil
+	})
+	return change.What, err
 }

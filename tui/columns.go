@@ -146,7 +146,7 @@ func keyName(r Row) string {
 	if r.Key == "" {
 		return "(none)"
 	}
-	return r.Key
+	return policyMarks(r) + r.Key + budgetMark(r)
 }
 
 // desc orders numbers largest first.

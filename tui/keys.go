@@ -41,6 +41,11 @@ func defaultKeys() keyMap {
 	}
 }
 
+// actions are the keys that change a tenant's policy (with Options.Act).
+func (k keyMap) actions() []binding {
+	return []binding{bind("↑/↓", "select", "up", "down"), bind("b", "block/unblock", "b"), bind("s", "sample", "s")}
+}
+
 func (k keyMap) shortHelp() []binding {
 	return []binding{k.Group, k.SortLeft, k.SortRight, k.Reverse, k.Filter, k.Pause, k.Help, k.Quit}
 }

@@ -25,6 +25,9 @@ type Options struct {
 	Interval time.Duration
 	Color    bool
 	Ctx      context.Context
+	// Act, when set, lets on-call change the selected tenant's policy
+	// (b block/unblock, s sample share), each after a reason is typed.
+	Act ActFunc
 }
 
 // DBFetch is the FetchFunc that reads db, keeping the sums of past days
@@ -69,6 +72,10 @@ type Model struct {
 	filtering     bool
 	paused        bool
 	showHelp      bool
+
+	selKey string  // the selected tenant (with Act): it stays selected as rows reorder
+	prompt *prompt // an action being typed
+	flash  string  // what the last action did
 }
 
 // New returns the model; run it with tea.NewProgram.
@@ -133,11 +140,42 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case tea.KeyPressMsg:
 		return m.key(msg)
+	case actionMsg:
+		if msg.err != nil {
+			m.flash = fmt.Sprintf("✖ %s: %v", msg.tenant, msg.err)
+			return m, nil
+		}
+		m.flash = fmt.Sprintf("✔ %s: %s", msg.tenant, msg.what)
+		return m, m.refetch()
 	}
 	return m, nil
 }
 
 func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	if m.prompt != nil {
+		return m.promptKey(msg)
+	}
+	if m.opts.Act != nil {
+		switch msg.String() {
+		case "up", "k", "down", "j":
+			rows := m.visibleRows()
+			if len(rows) == 0 {
+				return m, nil
+			}
+			i := m.selectedIndex(rows)
+			if k := msg.String(); k == "up" || k == "k" {
+				i = max(i-1, 0)
+			} else {
+				i = min(i+1, len(rows)-1)
+			}
+			m.selKey = rows[i].Key
+			return m, nil
+		case "b":
+			return m.startAction(false)
+		case "s":
+			return m.startAction(true)
+		}
+	}
 	if m.filtering {
 		switch msg.String() {
 		case "ctrl+c":
@@ -278,7 +316,11 @@ func (m Model) render() string {
 	if m.err != nil {
 		add(st.alert.Render("✖ refresh failed: ") + m.err.Error())
 	}
-	if m.filtering || m.filter != "" {
+	if m.prompt != nil {
+		add(st.bold.Render(m.prompt.label()) + m.prompt.input + "█  (enter confirms, esc cancels)")
+	} else if m.flash != "" {
+		add(m.flash)
+	} else if m.filtering || m.filter != "" {
 		cursor := ""
 		if m.filtering {
 			cursor = "█"
@@ -310,6 +352,10 @@ func (m Model) render() string {
 			add(fmt.Sprintf("… %d more (filter with /)", len(rows)-i))
 			break
 		}
+		if m.opts.Act != nil && i == m.selectedIndex(rows) {
+			add(m.styles.selected.Render(m.rowLineSel(r, keyW, true)))
+			continue
+		}
 		add(m.rowLine(r, keyW))
 	}
 	for len(lines) < m.height-1-strings.Count(footer, "\n") {
@@ -321,9 +367,17 @@ func (m Model) render() string {
 
 func (m Model) footer() string {
 	if m.showHelp {
-		return fullHelpView(m.keys.fullHelp())
+		full := m.keys.fullHelp()
+		if m.opts.Act != nil {
+			full = append(full, m.keys.actions())
+		}
+		return fullHelpView(full)
 	}
-	return shortHelpView(m.keys.shortHelp(), m.width)
+	short := m.keys.shortHelp()
+	if m.opts.Act != nil {
+		short = append(m.keys.actions(), short...)
+	}
+	return shortHelpView(short, m.width)
 }
 
 func (m Model) visibleRows() []Row {
@@ -374,11 +428,19 @@ func (m Model) headerLine(keyW int) string {
 	return b.String()
 }
 
-func (m Model) rowLine(r Row, keyW int) string {
+func (m Model) rowLine(r Row, keyW int) string { return m.rowLineSel(r, keyW, false) }
+
+// rowLineSel renders a row; the selected one starts with "▸ " (visible
+// without colour too).
+func (m Model) rowLineSel(r Row, keyW int, sel bool) string {
 	var b strings.Builder
 	for _, c := range Columns {
 		if c.IsKey() {
-			b.WriteString(padRight(truncate(c.Cell(r), keyW), keyW))
+			cell := c.Cell(r)
+			if sel {
+				cell = "▸ " + cell
+			}
+			b.WriteString(padRight(truncate(cell, keyW), keyW))
 			continue
 		}
 		b.WriteString(" " + padLeft(truncate(c.Cell(r), c.Width), c.Width))

@@ -56,6 +56,12 @@ type Row struct {
 	// leaves them out (their cost is unknown).
 	RecentUnpriced, RecentCalls int64
 	Share                       float64 // of the window's priced cost, 0..100
+	// Policy is the tenant's proxy policy (by tenant, when it has one);
+	// BudgetPct is the share of its budget used, BudgetPeriod which
+	// budget ("daily", "monthly"; "" when it has none).
+	Policy       *ledger.Policy
+	BudgetPct    int64
+	BudgetPeriod string
 }
 
 // CacheHitsLine says how many answers came from costctl's cache (eval
@@ -188,6 +194,11 @@ func fetch(ctx context.Context, db Source, cache Grouper, cfg Config, now time.T
 		}
 		s.Rows = append(s.Rows, r)
 	}
+	if ps, ok := db.(PolicySource); ok && cfg.GroupBy == "tenant" {
+		if err := addPolicies(ctx, db, ps, &s, dayStart, now); err != nil {
+			return s, err
+		}
+	}
 	SortRows(s.Rows, defaultSort, false)
 	s.Alerts = alerts(s, cfg)
 	return s, nil
@@ -266,4 +277,41 @@ func round1(p float64) float64 {
 		return 0
 	}
 	return math.Round(p*10) / 10
+}
+
+// addPolicies marks each tenant row with its policy and the share of its
+// budget used (today's spend against a daily budget, the month's against a
+// monthly one; budgets are in UTC days and months, as the proxy keeps them).
+func addPolicies(ctx context.Context, db Source, ps PolicySource, s *Snapshot, dayStart, now time.Time) error {
+	pols, err := ps.Policies(ctx)
+	if err != nil || len(pols) == 0 {
+		return err
+	}
+	utc := now.UTC()
+	day := time.Date(utc.Year(), utc.Month(), utc.Day(), 0, 0, 0, 0, time.UTC)
+	month := time.Date(utc.Year(), utc.Month(), 1, 0, 0, 0, 0, time.UTC)
+	spend := func(start time.Time) (map[string]pricing.Amount, error) {
+		rows, err := db.GroupedSince(ctx, "tenant", start, now)
+		out := make(map[string]pricing.Amount, len(rows))
+		for _, r := range rows {
+			out[r.Key] = r.Cost
+		}
+		return out, err
+	}
+	today, err := spend(day)
+	if err != nil {
+		return err
+	}
+	monthly, err := spend(month)
+	if err != nil {
+		return err
+	}
+	for i := range s.Rows {
+		r := &s.Rows[i]
+		if p, ok := pols[r.Key]; ok {
+			r.Policy = &p
+			budgetUse(r, today[r.Key], monthly[r.Key])
+		}
+	}
+	return nil
 }
