@@ -738,7 +738,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	s.record(e)
 	s.served(c, e, text)
 	if c.cacheable && u.ok {
-		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind})
+		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text})
 	}
 }
 
