@@ -47,7 +47,6 @@ type overBudget struct {
 	period  string // "daily" or "monthly"
 	budget  pricing.Money
 	spent   pricing.Amount // settled + reserved
-	settled pricing.Amount
 	worst   pricing.Amount
 	resetAt time.Time
 }
@@ -125,14 +124,14 @@ func (b *budgets) reserve(tenant string, p ledger.Policy, worst pricing.Amount, 
 	if p.DailyBudget > 0 {
 		used := ts.daySpent.Add(ts.dayRes)
 		if used.Add(worst).Cmp(pricing.AmountFromMoney(p.DailyBudget)) > 0 {
-			return reservation{}, &overBudget{tenant: tenant, period: "daily", budget: p.DailyBudget, spent: used, settled: ts.daySpent, worst: worst,
+			return reservation{}, &overBudget{tenant: tenant, period: "daily", budget: p.DailyBudget, spent: used, worst: worst,
 				resetAt: dayStart(now).AddDate(0, 0, 1)}
 		}
 	}
 	if p.MonthlyBudget > 0 {
 		used := ts.monthSpent.Add(ts.monthRes)
 		if used.Add(worst).Cmp(pricing.AmountFromMoney(p.MonthlyBudget)) > 0 {
-			return reservation{}, &overBudget{tenant: tenant, period: "monthly", budget: p.MonthlyBudget, spent: used, settled: ts.monthSpent, worst: worst,
+			return reservation{}, &overBudget{tenant: tenant, period: "monthly", budget: p.MonthlyBudget, spent: used, worst: worst,
 				resetAt: monthStart(now).AddDate(0, 1, 0)}
 		}
 	}

@@ -563,7 +563,7 @@ func (s *Server) reserve(c *call) *apiError {
 	}
 	res, over := s.budgets.reserve(tenant, c.pol, worst, c.start)
 	if over != nil {
-		s.alerts.budget(tenant, over.period, over.budget, over.settled, 100, c.start)
+		s.alerts.budget(tenant, over.period, over.budget, over.spent, 100, c.start) // settled + in flight: what the budget is holding
 		return &apiError{status: 429, typ: ErrBudget, msg: over.Error(), retryAfter: over.resetAt.Sub(c.start)}
 	}
 	c.res = res
