@@ -209,11 +209,24 @@ func writePriceDiff(w io.Writer, d pricing.TableDiff, a, b string) {
 		_ = t.WriteText(w)
 	}
 	if len(d.Added) > 0 {
-		fmt.Fprintf(w, "added: %s\n", strings.Join(d.Added, ", "))
+		fmt.Fprintf(w, "added: %s\n", nameList(d.Added))
 	}
 	if len(d.Removed) > 0 {
-		fmt.Fprintf(w, "removed: %s\n", strings.Join(d.Removed, ", "))
+		fmt.Fprintf(w, "removed: %s\n", nameList(d.Removed))
 	}
+}
+
+// maxNamesShown bounds the models a text diff names on one line: a source
+// the size of LiteLLM's adds thousands.
+const maxNamesShown = 20
+
+// nameList is names joined, the first maxNamesShown of a longer list and
+// how many more there are.
+func nameList(names []string) string {
+	if len(names) <= maxNamesShown {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, … and %d more (costctl pricing diff A B --format json lists every one)", strings.Join(names[:maxNamesShown], ", "), len(names)-maxNamesShown)
 }
 
 // PricingDiffOptions are the inputs of `costctl pricing diff`.

@@ -173,3 +173,20 @@ func TestPricingDiffJSON(t *testing.T) {
 		t.Fatalf("diff without a snapshot: %d %s", code, errOut)
 	}
 }
+
+// A source with thousands of new models names the first few, not all of
+// them on one line.
+func TestNameListBounded(t *testing.T) {
+	var names []string
+	for i := 0; i < 25; i++ {
+		names = append(names, fmt.Sprintf("m%02d", i))
+	}
+	got := nameList(names)
+	want := "m00, m01, m02, m03, m04, m05, m06, m07, m08, m09, m10, m11, m12, m13, m14, m15, m16, m17, m18, m19, … and 5 more (costctl pricing diff A B --format json lists every one)"
+	if got != want {
+		t.Fatalf("got %q", got)
+	}
+	if got := nameList(names[:3]); got != "m00, m01, m02" {
+		t.Fatalf("got %q", got)
+	}
+}
