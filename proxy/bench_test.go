@@ -205,6 +205,13 @@ func BenchmarkProxyOverhead(b *testing.B) {
 			runPairs(b, e, conc, false)
 		})
 	}
+	// The same at 1 client with a writer that discards: the ledger's share
+	// of the tail (its commits share the 2 cores).
+	b.Run("clients=1/ledger=off", func(b *testing.B) {
+		e := newBenchEnv(b, false)
+		defer e.closeFn()
+		runPairs(b, e, 1, false)
+	})
 }
 
 // BenchmarkProxyStreamTTFB: time to the first streamed byte, direct and
