@@ -50,3 +50,38 @@ func TestProxyBudgetResets(t *testing.T) {
 		t.Fatalf("day %s reserved %s", day, dayRes)
 	}
 }
+
+func TestProxyWorstCostTiers(t *testing.T) {
+	m, err := pricing.MustDefault().Lookup("gpt-4o-mini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	price := func(tier string) pricing.Amount {
+		c, ok := ledger.PriceUsage(m, &ledger.Event{InputTokens: 1000, OutputTokens: 100, ServiceTier: tier})
+		if !ok {
+			t.Fatalf("tier %q unpriced", tier)
+		}
+		return c
+	}
+	for _, c := range []struct {
+		requested string
+		want      pricing.Amount
+	}{
+		{"", price("")},
+		{"default", price("")},
+		{"priority", price("priority")},
+		{"auto", price("priority")}, // the upstream may pick priority: the dearer one is held
+	} {
+		got, ok := worstCost(m, 1000, 100, c.requested)
+		if !ok || got != c.want {
+			t.Errorf("tier %q: worst %s (ok %v), want %s", c.requested, got, ok, c.want)
+		}
+	}
+	// Claude: cache writes cost more than input, so the worst case is the
+	// whole prompt written to the 1-hour cache.
+	cl, _ := pricing.MustDefault().Lookup("claude-sonnet-4-5")
+	w1, _ := ledger.PriceUsage(cl, &ledger.Event{InputTokens: 1000, CacheWrite1hTokens: 1000, OutputTokens: 100})
+	if got, ok := worstCost(cl, 1000, 100, ""); !ok || got != w1 {
+		t.Errorf("claude worst %s, want %s", got, w1)
+	}
+}

@@ -582,6 +582,16 @@ func (s *Server) settle(c *call, actual pricing.Amount) {
 	s.alerts.crossed(sp, pol, s.now())
 }
 
+// settleEvent settles c with e's cost; a call the table could not price
+// (a tier or kind of token without a rate) keeps its reservation as its
+// cost, so an unknown cost never frees budget.
+func (s *Server) settleEvent(c *call, e *ledger.Event, cost pricing.Amount) {
+	if e.Unpriced {
+		cost = c.res.amt
+	}
+	s.settle(c, cost)
+}
+
 // hop-by-hop and credential headers never cross the proxy.
 var dropRequestHeaders = []string{"Authorization", "X-Api-Key", "Proxy-Authorization", "Cookie", "Connection",
 	"Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection", "Accept-Encoding", "Content-Length", "Host",
@@ -716,7 +726,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 		e := s.event(c)
 		e.InputTokens, e.OutputTokens, e.Estimate = c.bound, c.maxOut, ledger.EstimateUnsettled
 		cost := price(c.model, &e)
-		s.settle(c, cost)
+		s.settleEvent(c, &e, cost)
 		s.record(e)
 		if r.Context().Err() == nil {
 			writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "the upstream answer was cut short"})
@@ -731,7 +741,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 		e.InputTokens, e.OutputTokens, e.Estimate = c.bound, counterFor(c.model).Text(text), ledger.EstimateNoUsage
 	}
 	cost := price(c.model, &e)
-	s.settle(c, cost)
+	s.settleEvent(c, &e, cost)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)

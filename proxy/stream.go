@@ -216,7 +216,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, re
 		}
 	}
 	cost := price(c.model, &e)
-	s.settle(c, cost)
+	s.settleEvent(c, &e, cost)
 	s.record(e)
 	s.served(c, e, st.text.String())
 	if c.cacheable && complete && st.done && clientErr == nil && upErr == nil {

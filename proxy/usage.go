@@ -110,29 +110,46 @@ func promptBound(body []byte, r *request) int64 {
 	return int64(len(body)) + boundFixed + r.Images*boundPerImage
 }
 
+// reserveTiers are the service tiers a request may be billed at: the one
+// it names, or for "auto" (and anything unknown) the default tier and
+// priority, whichever is dearer — the upstream picks.
+func reserveTiers(requested string) []string {
+	switch requested {
+	case "flex", "priority":
+		return []string{requested}
+	case "", "default", "standard", "standard_only":
+		return []string{""}
+	}
+	return []string{"", "priority"}
+}
+
 // worstCost is the most a call with prompt bound in and output bound out
 // can cost with m: the prompt priced as plain input, as 5-minute and as
-// 1-hour cache writes, whichever is dearest, at the requested service tier.
-func worstCost(m *pricing.Model, in, out int64, tier string) (pricing.Amount, bool) {
+// 1-hour cache writes, at each tier the request may get, whichever is
+// dearest. ok is false when the first tier cannot be priced at all.
+func worstCost(m *pricing.Model, in, out int64, requestedTier string) (pricing.Amount, bool) {
 	var worst pricing.Amount
-	found := false
-	for _, e := range []ledger.Event{
-		{InputTokens: in, OutputTokens: out, ServiceTier: tier},
-		{InputTokens: in, CacheWrite5mTokens: in, OutputTokens: out, ServiceTier: tier},
-		{InputTokens: in, CacheWrite1hTokens: in, OutputTokens: out, ServiceTier: tier},
-	} {
-		c, ok := ledger.PriceUsage(m, &e)
-		if !ok {
-			if e.CacheWrite5mTokens == 0 && e.CacheWrite1hTokens == 0 {
-				return pricing.Amount{}, false
+	for i, tier := range reserveTiers(requestedTier) {
+		found := false
+		for _, e := range []ledger.Event{
+			{InputTokens: in, OutputTokens: out, ServiceTier: tier},
+			{InputTokens: in, CacheWrite5mTokens: in, OutputTokens: out, ServiceTier: tier},
+			{InputTokens: in, CacheWrite1hTokens: in, OutputTokens: out, ServiceTier: tier},
+		} {
+			c, ok := ledger.PriceUsage(m, &e)
+			if !ok {
+				continue // a kind of token or tier the model has no rate for: it cannot be billed so
 			}
-			continue
+			found = true
+			if c.Cmp(worst) > 0 {
+				worst = c
+			}
 		}
-		if !found || c.Cmp(worst) > 0 {
-			worst, found = c, true
+		if !found && i == 0 {
+			return pricing.Amount{}, false
 		}
 	}
-	return worst, found
+	return worst, true
 }
 
 // usage is what a call was billed, by kind of token, as ledger.Event
