@@ -882,3 +882,37 @@ func TestProxyClientCutsStream(t *testing.T) {
 		return res.IsZero()
 	})
 }
+
+// TestProxyUpstreamFailures: an upstream that hangs up after reading the
+// request may have billed it: a row at the worst case, marked unsettled.
+// An upstream that cannot be reached billed nothing: a 502, no row.
+func TestProxyUpstreamFailures(t *testing.T) {
+	e := newEnv(t, nil)
+	k := e.key("acme", "", "k")
+	r := e.do("POST", "/v1/chat/completions", k, false, chatBody, "X-Test-Mode", "drop")
+	if r.Status != 502 || !strings.Contains(r.Body, `"type":"upstream_error"`) {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	rs := e.waitRows(1)
+	bound := int64(len(chatBody)) + boundFixed
+	if rs[0].Estimate != ledger.EstimateUnsettled || rs[0].In != bound || rs[0].Out != 100 ||
+		rs[0].Cost != priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: bound, OutputTokens: 100}) {
+		t.Fatalf("row %+v", rs[0])
+	}
+
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	e2 := newEnv(t, func(c *Config) { c.OpenAIUpstream = deadURL })
+	k2 := e2.key("acme", "", "k2")
+	if r := e2.do("POST", "/v1/chat/completions", k2, false, chatBody); r.Status != 502 || strings.Contains(r.Body, testOpenAIKey) {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	e2.close()
+	if rs := e2.rows(); len(rs) != 0 {
+		t.Fatalf("rows %+v", rs)
+	}
+	if _, res, _, _ := e2.srv.budgets.spent("acme", time.Now()); !res.IsZero() {
+		t.Fatalf("reservation left: %s", res)
+	}
+}

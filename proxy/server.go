@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -695,13 +696,28 @@ func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, c *call,
 
 // forward sends the call upstream and relays the answer.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, key string) {
-	up, err := upstreamRequest(r.Context(), r, c.rt.provider, base, key, c.body)
+	// Whether the request was written to the upstream: one that was, and
+	// got no answer, may be billed.
+	var sent atomic.Bool
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				sent.Store(true)
+			}
+		},
+	})
+	up, err := upstreamRequest(ctx, r, c.rt.provider, base, key, c.body)
 	if err != nil {
 		writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "cannot build the upstream request"})
 		return
 	}
 	resp, err := s.client.Do(up)
 	if err != nil {
+		if sent.Load() {
+			// Sent, then cut or cancelled before an answer: recorded at
+			// its worst case, as eval records such a call.
+			s.recordUnsettled(c)
+		}
 		s.upstreamFailed(w, r, c, err)
 		return
 	}
@@ -723,11 +739,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	if err != nil {
 		// Sent and cut before the whole answer: it may be billed, so it
 		// is recorded at its worst case.
-		e := s.event(c)
-		e.InputTokens, e.OutputTokens, e.Estimate = c.bound, c.maxOut, ledger.EstimateUnsettled
-		cost := price(c.model, &e)
-		s.settleEvent(c, &e, cost)
-		s.record(e)
+		s.recordUnsettled(c)
 		if r.Context().Err() == nil {
 			writeError(w, c.rt.provider, apiError{status: 502, typ: ErrUpstream, msg: "the upstream answer was cut short"})
 		}
@@ -750,6 +762,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	if c.cacheable && u.ok {
 		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text})
 	}
+}
+
+// recordUnsettled bills a call that was sent but got no (whole) answer at
+// its worst case (the prompt bound and the output bound), marked
+// ledger.EstimateUnsettled: it may have been billed in full.
+func (s *Server) recordUnsettled(c *call) {
+	e := s.event(c)
+	e.InputTokens, e.OutputTokens, e.Estimate = c.bound, c.maxOut, ledger.EstimateUnsettled
+	s.settleEvent(c, &e, price(c.model, &e))
+	s.record(e)
+	s.Served.Add(1)
 }
 
 // event is the ledger row of c, without usage and cost.

@@ -93,6 +93,14 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		} `json:"stream_options"`
 	}
 	json.Unmarshal(body, &req)
+	if mode == "drop" {
+		// Read the request, then hang up without an answer.
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
 	if mode == "error" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(400)
