@@ -31,9 +31,12 @@
 //     clients that asked for it).
 //  7. Bill: the usage the upstream reported, priced with
 //     ledger.PriceUsage; a stream cut before its usage is billed the prompt
-//     bound plus the tokens relayed, marked ledger.EstimateNoUsage. The
-//     reservation settles to that cost and the row goes to the one
-//     ledger.Writer (group commit, durable well within a second).
+//     bound plus the tokens relayed, marked ledger.EstimateNoUsage; a call
+//     written upstream that got no answer at all is billed its worst case,
+//     marked ledger.EstimateUnsettled. The reservation settles to that cost
+//     (to the reservation itself when the table cannot price what was
+//     used) and the row goes, batched every 20 ms, to the one
+//     ledger.Writer (group commit): durable well within a second.
 //
 // # Ledger rows
 //
