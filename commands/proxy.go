@@ -145,7 +145,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		if err != nil {
 			return fmt.Errorf("--sample-out: %s (check the directory exists and is writable)", describeFSError(err))
 		}
-		defer sampleOut.Close()
+		defer sampleOut.Close() // early returns only: after serving it is closed below, checked
 	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
@@ -170,7 +170,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	}
 	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
-		ln.Close()
+		_ = ln.Close() // nothing was served on it
 		return err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
@@ -197,11 +197,16 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	defer cancel()
 	if err := hs.Shutdown(dctx); err != nil {
 		fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: drain timeout reached: cutting the calls still open (billed for what they relayed)\n")
-		hs.Close()
+		_ = hs.Close() // cuts the calls still open: their handlers bill what they relayed before they return
 	}
 	srv.Wait()
 	srv.Close()
 	closeNotifier()
+	if sampleOut != nil {
+		if err := sampleOut.Close(); err != nil {
+			fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: --sample-out %s: %v (the last samples may be lost)\n", opts.SampleOut, err)
+		}
+	}
 	writer.Close()
 	writerClosed = true
 	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: stopped: %d calls served, %d refused, %d ledger write errors\n",

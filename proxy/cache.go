@@ -186,7 +186,7 @@ func (s *Server) cacheLookup(w http.ResponseWriter, r *http.Request, c *call) bo
 	h.Set("Content-Type", ctype)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	_, _ = w.Write(body) // a client gone away still got its hit recorded (cost 0)
 	ev := s.event(c)
 	e.usage.event(&ev)
 	avoided := price(c.model, &ev)
@@ -294,7 +294,7 @@ func synthesizeStream(kind string, full []byte, includeUsage bool) ([]byte, bool
 			return nil, false
 		}
 		var u map[string]any
-		json.Unmarshal(m.Usage, &u)
+		_ = json.Unmarshal(m.Usage, &u) // a usage block that does not read leaves the counts out of the start event
 		start := map[string]any{}
 		for k, v := range u {
 			start[k] = v

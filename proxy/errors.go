@@ -58,5 +58,5 @@ func writeError(w http.ResponseWriter, provider string, e apiError) {
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
 	w.WriteHeader(e.status)
-	w.Write(b)
+	_, _ = w.Write(b) // a client gone away: nothing was billed for a refusal
 }

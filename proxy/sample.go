@@ -57,10 +57,14 @@ func newSampler(w io.Writer, logf func(string, ...any)) *sampler {
 				logf("cannot write a sample: %v", err)
 			}
 			if len(s.ch) == 0 {
-				bw.Flush()
+				if err := bw.Flush(); err != nil {
+					logf("cannot write samples: %v", err)
+				}
 			}
 		}
-		bw.Flush()
+		if err := bw.Flush(); err != nil {
+			logf("cannot write the last samples: %v", err)
+		}
 	}()
 	return s
 }
@@ -110,7 +114,7 @@ func sampleInput(c *call) json.RawMessage {
 				var parts []struct {
 					Text string `json:"text"`
 				}
-				json.Unmarshal(sys, &parts)
+				_ = json.Unmarshal(sys, &parts) // neither text nor parts: no system text in the sample
 				for _, p := range parts {
 					text += p.Text
 				}
@@ -119,7 +123,7 @@ func sampleInput(c *call) json.RawMessage {
 			msgs = append(msgs, m)
 		}
 		var rest []json.RawMessage
-		json.Unmarshal(f["messages"], &rest)
+		_ = json.Unmarshal(f["messages"], &rest) // unreadable messages: the sample has the system text only
 		b, _ := json.Marshal(append(msgs, rest...))
 		return b
 	case kindResponses:

@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		client = &http.Client{Transport: NewTransport()}
 	}
 	var id [6]byte
-	rand.Read(id[:])
+	_, _ = rand.Read(id[:]) // crypto/rand.Read does not fail (it crashes the program instead)
 	s := &Server{cfg: cfg, client: client, now: cfg.Now, budgets: newBudgets(), keys: map[string]keyEntry{},
 		runID: hex.EncodeToString(id[:]), stop: make(chan struct{})}
 	s.cache = newCache(cfg.CacheMaxBytes, cfg.CacheTTL)
@@ -516,7 +516,7 @@ func (s *Server) prepare(c *call) bool {
 	if c.rt.kind == kindChat && c.req.Stream && !c.req.IncludeUsage {
 		so := map[string]json.RawMessage{}
 		if v, ok := c.req.fields["stream_options"]; ok {
-			json.Unmarshal(v, &so)
+			_ = json.Unmarshal(v, &so) // stream_options that do not read are replaced by include_usage alone
 		}
 		so["include_usage"] = json.RawMessage("true")
 		c.req.fields["stream_options"], _ = json.Marshal(so)
@@ -676,7 +676,7 @@ func (s *Server) passthrough(w http.ResponseWriter, r *http.Request, c *call, ba
 	copyResponseHeaders(w.Header(), resp.Header)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
-	w.Write(b)
+	_, _ = w.Write(b) // a client gone away: the free routes bill nothing
 }
 
 // redact removes both upstream keys and the client's virtual key from text
@@ -728,7 +728,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 		b = []byte(s.redact(string(b), r))
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.WriteHeader(resp.StatusCode)
-		w.Write(b)
+		_, _ = w.Write(b) // a client gone away: an upstream error bills nothing
 		return
 	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
@@ -756,7 +756,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	s.settleEvent(c, &e, cost)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
-	w.Write(b)
+	_, _ = w.Write(b) // a client gone away: the call is billed below all the same
 	s.record(e)
 	s.served(c, e, text)
 	if c.cacheable && u.ok {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -169,17 +170,17 @@ func (st *streamState) relay(w io.Writer, flush func() error, body io.Reader) (c
 			}
 		}
 		if err != nil {
-			if len(ev) > 0 {
+			var werr error
+			if len(ev) > 0 && st.inspect(data) {
 				// A last event without its blank line.
-				if st.inspect(data) {
-					w.Write(ev)
-					flush()
+				if _, werr = w.Write(ev); werr == nil {
+					werr = flush()
 				}
 			}
 			if err == io.EOF {
-				return nil, nil
+				return werr, nil
 			}
-			return nil, err
+			return werr, err
 		}
 	}
 }
@@ -190,9 +191,18 @@ func (st *streamState) relay(w io.Writer, flush func() error, body io.Reader) (c
 func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, resp *http.Response) {
 	st := &streamState{kind: c.rt.kind, dropUsage: c.rt.kind == kindChat && !c.req.IncludeUsage, keep: c.cacheable}
 	rc := http.NewResponseController(w)
+	flush := func() error {
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil // a writer that cannot flush still gets every event
+	}
 	w.WriteHeader(resp.StatusCode)
-	rc.Flush()
-	clientErr, upErr := st.relay(w, rc.Flush, resp.Body)
+	clientErr := flush()
+	var upErr error
+	if clientErr == nil {
+		clientErr, upErr = st.relay(w, flush, resp.Body)
+	}
 	u, complete := st.final()
 	e := s.event(c)
 	if complete {

@@ -35,7 +35,7 @@ func parseRequest(body []byte) (*request, error) {
 	str := func(k string) string {
 		var s string
 		if v, ok := r.fields[k]; ok {
-			json.Unmarshal(v, &s)
+			_ = json.Unmarshal(v, &s) // a field of another type reads as absent
 		}
 		return s
 	}
@@ -48,7 +48,7 @@ func parseRequest(body []byte) (*request, error) {
 	}
 	r.Model = str("model")
 	if v, ok := r.fields["stream"]; ok {
-		json.Unmarshal(v, &r.Stream)
+		_ = json.Unmarshal(v, &r.Stream) // not a boolean: not a stream
 	}
 	for _, k := range []string{"max_completion_tokens", "max_tokens", "max_output_tokens"} {
 		if n := num(k); n > 0 {
@@ -73,7 +73,7 @@ func parseRequest(body []byte) (*request, error) {
 		var so struct {
 			IncludeUsage bool `json:"include_usage"`
 		}
-		json.Unmarshal(v, &so)
+		_ = json.Unmarshal(v, &so) // unreadable stream_options: the client did not ask for usage
 		r.IncludeUsage = so.IncludeUsage
 	}
 	r.Images = countImages(body)
