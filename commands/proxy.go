@@ -42,7 +42,7 @@ type ProxyOptions struct {
 	Ready func(addr string)
 }
 
-func newProxyCmd(f *Factory, runF func(context.Context, *ProxyOptions) error) *cobra.Command {
+func newProxyCmd(f *Factory, runF func(*ProxyOptions) error) *cobra.Command {
 	opts := &ProxyOptions{IO: f.IO, Getenv: f.Getenv, Now: f.Now, Pricing: f.Pricing, Ledger: f.OpenLedger, HTTPClient: f.HTTPClient}
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -105,7 +105,7 @@ exits 0.` + exitStatusSection,
 				return usageErrorf("--listen %q: want HOST:PORT (e.g. 127.0.0.1:8787)", opts.Listen)
 			}
 			if runF != nil {
-				return runF(cmd.Context(), opts)
+				return runF(opts)
 			}
 			return runProxy(cmd.Context(), opts)
 		},

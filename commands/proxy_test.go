@@ -450,3 +450,45 @@ func TestProxyWebhookAlerts(t *testing.T) {
 		t.Fatal("a key in an alert")
 	}
 }
+
+// TestProxyFlags: flags fill ProxyOptions; bad values are usage errors.
+func TestProxyFlags(t *testing.T) {
+	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
+	var got *ProxyOptions
+	run := func(args ...string) error {
+		got = nil
+		cmd := newProxyCmd(f, func(o *ProxyOptions) error { got = o; return nil })
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		return cmd.Execute()
+	}
+	if err := run(); err != nil || got.Listen != "127.0.0.1:8787" || got.Upstream != "https://api.openai.com" ||
+		got.AnthropicUpstream != "https://api.anthropic.com" || got.DrainTimeout != 30*time.Second || got.CacheTTL != 24*time.Hour || got.SpikeFactor != 5 {
+		t.Fatalf("defaults: %v %+v", err, got)
+	}
+	if err := run("--listen", "0.0.0.0:9000", "--upstream", "http://u", "--anthropic-upstream", "http://a", "--sample-out", "s.jsonl",
+		"--webhook", "http://h", "--drain-timeout", "5s", "--cache-ttl", "1h", "--spike-factor", "3"); err != nil ||
+		got.Listen != "0.0.0.0:9000" || got.Upstream != "http://u" || got.AnthropicUpstream != "http://a" || got.SampleOut != "s.jsonl" ||
+		got.Webhook != "http://h" || got.DrainTimeout != 5*time.Second || got.CacheTTL != time.Hour || got.SpikeFactor != 3 {
+		t.Fatalf("flags: %v %+v", err, got)
+	}
+	for _, bad := range [][]string{{"--listen", "8787"}, {"--cache-ttl", "0s"}, {"--spike-factor", "1"}, {"--drain-timeout", "-1s"}, {"extra"}, {"--nope"}} {
+		var errb bytes.Buffer
+		f.IO.ErrOut = &errb
+		if code := Run(context.Background(), f, append([]string{"proxy"}, bad...)); code != ExitUsage {
+			t.Errorf("%v: exit %d (%s), want a usage error", bad, code, errb.String())
+		}
+	}
+}
+
+// TestProxyNeedsAnUpstreamKey: without OPENAI_API_KEY or ANTHROPIC_API_KEY
+// the proxy does not start, and says which variables to set.
+func TestProxyNeedsAnUpstreamKey(t *testing.T) {
+	opts := &ProxyOptions{IO: &IOStreams{Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" },
+		Pricing: pricing.Default, Listen: "127.0.0.1:0"}
+	err := runProxy(context.Background(), opts)
+	if err == nil || !strings.Contains(err.Error(), "OPENAI_API_KEY") || !strings.Contains(err.Error(), "ANTHROPIC_API_KEY") {
+		t.Fatalf("err %v", err)
+	}
+}
