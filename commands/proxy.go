@@ -78,8 +78,15 @@ Each tenant's policy (costctl policy set) applies within a second:
                        memory for --cache-ttl; a hit costs $0 and records
                        what it avoided
 
+Each served call is one ledger row: source proxy, tenant and user of the
+virtual key, metric = the key's name, endpoint = the route
+(/v1/chat/completions), the model served, tokens by kind, exact cost,
+latency. Refusals (401/403/404/429) and upstream errors are not calls and
+write no row; models and count_tokens are free and write none either.
+
 Streams are relayed event by event; a stream cut before its usage is billed
-the prompt bound plus the tokens relayed, marked estimated. --webhook URL
+the prompt bound plus the tokens relayed, marked estimated; a call sent and
+never answered is billed its worst case, marked unsettled. --webhook URL
 gets an alert (JSON with a Slack-compatible text) when a tenant crosses
 50/80/100% of a budget, is blocked or unblocked, or spends more than
 --spike-factor times its baseline over the last 5 minutes (its spend in the
@@ -87,7 +94,7 @@ same hour over the past 7 days, never less than $1 per 5 minutes); at most
 one per tenant, kind and period a day, retried with backoff, never on the
 request path. SIGTERM or Ctrl-C stops accepting, lets in-flight calls finish
 (up to --drain-timeout, then cuts and bills them), flushes the ledger and
-exits 0.` + exitStatusSection,
+exits 0 (1 if a served call could not be written to the ledger).` + exitStatusSection,
 		Example: `  OPENAI_API_KEY=sk-... costctl proxy --db spend.db
   costctl proxy --listen 127.0.0.1:9000 --upstream http://127.0.0.1:8080 --sample-out samples.jsonl`,
 		Args: cobra.NoArgs,
