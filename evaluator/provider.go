@@ -128,7 +128,8 @@ type ProviderConfig struct {
 
 // Provider names (a judge's provider: key).
 const (
-	ProviderOpenAI = "openai"
+	ProviderOpenAI    = "openai"
+	ProviderAnthropic = "anthropic"
 )
 
 // providerDef is one judge API: how its Provider is made and where its key
@@ -144,7 +145,8 @@ type providerDef struct {
 // validated against it and a run builds each judge's Provider from it.
 // Adding an API is a file implementing Provider and an entry here.
 var providers = map[string]providerDef{
-	ProviderOpenAI: {new: newOpenAIProvider, keyEnv: "OPENAI_API_KEY", baseURLEnv: "OPENAI_BASE_URL", baseURL: DefaultBaseURL},
+	ProviderOpenAI:    {new: newOpenAIProvider, keyEnv: "OPENAI_API_KEY", baseURLEnv: "OPENAI_BASE_URL", baseURL: DefaultBaseURL},
+	ProviderAnthropic: {new: newAnthropicProvider, keyEnv: "ANTHROPIC_API_KEY", baseURLEnv: "ANTHROPIC_BASE_URL", baseURL: DefaultAnthropicBaseURL},
 }
 
 // providerNames are the registered providers, sorted, for messages.

@@ -304,7 +304,7 @@ judges:
 metrics:
   - {name: q, type: judge, judge: big, prompt: Rate.}
 `), table)
-	if err == nil || err.Error() != `config eval.yaml: judge "big": provider "nosuch" is not known (want one of: fake, openai)` {
+	if err == nil || err.Error() != `config eval.yaml: judge "big": provider "nosuch" is not known (want one of: anthropic, fake, openai)` {
 		t.Errorf("err = %v", err)
 	}
 	cfg, err := ParseConfig("eval.yaml", []byte(`
