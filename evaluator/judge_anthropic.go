@@ -302,7 +302,7 @@ func (ap *anthropicProvider) Send(ctx context.Context, p Prompt) (Attempt, error
 		}
 		return Attempt{Sent: true}, &anthropicError{err: err}
 	}
-	defer resp.Body.Close()
+	defer resp.Body.Close() // read only; a read error is returned below
 	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, maxAnthropicReply))
 	if resp.StatusCode/100 == 3 {
 		return Attempt{Sent: true}, &anthropicError{status: resp.StatusCode, msg: "redirected to " + redactURL(resp.Header.Get("Location"))}
