@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -44,7 +45,7 @@ const keyPrefix = "ck-"
 
 // keyNameRE is what a key's name may be: it is typed on command lines and
 // written in the ledger with each call.
-var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$`)
+var keyNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$`) })
 
 func newKeysCmd(f *Factory, runF func(*KeysOptions) error) *cobra.Command {
 	opts := &KeysOptions{IO: f.IO, Now: f.Now, Rand: rand.Reader, Ledger: f.OpenLedger, ReadLedger: readControlLedger(f)}
@@ -186,7 +187,7 @@ func checkKeyName(what, n string) error {
 	if strings.HasPrefix(n, keyPrefix) {
 		return usageErrorf("invalid %s %q: that looks like a key, not a key's name (costctl keys list shows the names)", what, n)
 	}
-	if !keyNameRE.MatchString(n) {
+	if !keyNameRE().MatchString(n) {
 		return usageErrorf("invalid %s %q: a name is 1-128 letters, digits and . _ @ : - (starting with a letter or digit)", what, n)
 	}
 	return nil
@@ -256,7 +257,7 @@ func keysCreate(ctx context.Context, opts *KeysOptions) error {
 				return err
 			}
 			k.Name = nextKeyName(opts.Tenant, keys)
-			if !keyNameRE.MatchString(k.Name) {
+			if !keyNameRE().MatchString(k.Name) {
 				return usageErrorf("tenant %q makes no valid key name: give one with --name", opts.Tenant)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -224,8 +225,8 @@ who ($USER of the command) and the reason given.` + exitStatusSection,
 }
 
 var (
-	budgetRE = regexp.MustCompile(`^\$?[0-9][0-9,_]*(\.[0-9]+)?$`)
-	sampleRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+	budgetRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\$?[0-9][0-9,_]*(\.[0-9]+)?$`) })
+	sampleRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`) })
 )
 
 // parseBudget reads a budget in dollars, exactly; 0 or none is no budget.
@@ -234,7 +235,7 @@ func parseBudget(flag, s string) (pricing.Money, error) {
 	if t == "none" {
 		return 0, nil
 	}
-	if !budgetRE.MatchString(t) {
+	if !budgetRE().MatchString(t) {
 		return 0, usageErrorf("invalid %s %q: a dollar amount like 50 or 12.50 (0 or none: no budget)", flag, s)
 	}
 	m, err := pricing.ParseMoney(t)
@@ -247,7 +248,7 @@ func parseBudget(flag, s string) (pricing.Money, error) {
 // parseSample reads a share in percent ("1%", "1", "0.05%") as basis points.
 func parseSample(s string) (int64, error) {
 	t := strings.TrimSuffix(strings.TrimSpace(s), "%")
-	if !sampleRE.MatchString(t) {
+	if !sampleRE().MatchString(t) {
 		return 0, usageErrorf("invalid --sample %q: a share in percent, like 1%% or 0.5 (0: off)", s)
 	}
 	r, _ := new(big.Rat).SetString(t)

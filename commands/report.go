@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,7 +122,7 @@ directory is fine) and warns when the file is open to other users.` + exitStatus
 	return cmd
 }
 
-var durationRE = regexp.MustCompile(`^(\d+)(w|d|h|m|s)$`)
+var durationRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+)(w|d|h|m|s)$`) })
 
 // parseWhen turns a --since/--until value into a time.
 func parseWhen(flag, s string, now time.Time, loc *time.Location) (time.Time, error) {
@@ -131,7 +132,7 @@ func parseWhen(flag, s string, now time.Time, loc *time.Location) (time.Time, er
 		// end of the current minute, so everything so far is in.
 		return now.Truncate(time.Minute).Add(time.Minute), nil
 	}
-	if m := durationRE.FindStringSubmatch(s); m != nil {
+	if m := durationRE().FindStringSubmatch(s); m != nil {
 		n, err := strconv.ParseInt(m[1], 10, 64)
 		if err == nil && n <= 100*365*24*3600 {
 			unit := map[string]time.Duration{"w": 7 * 24 * time.Hour, "d": 24 * time.Hour, "h": time.Hour, "m": time.Minute, "s": time.Second}[m[2]]

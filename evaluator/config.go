@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -189,10 +190,12 @@ type Cond struct {
 	Value  float64
 }
 
-var condRe = regexp.MustCompile(`^\s*([A-Za-z0-9_\-]+)\.(pass|fail|score)\s*(?:(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?))?\s*$`)
+var condRe = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*([A-Za-z0-9_\-]+)\.(pass|fail|score)\s*(?:(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?))?\s*$`)
+})
 
 func parseCond(s string) (Cond, error) {
-	m := condRe.FindStringSubmatch(s)
+	m := condRe().FindStringSubmatch(s)
 	if m == nil {
 		return Cond{}, fmt.Errorf("cannot parse %q (want <metric>.pass, <metric>.fail or <metric>.score >= N)", s)
 	}
@@ -344,7 +347,7 @@ func validName(s string) bool {
 	return true
 }
 
-var placeholderRe = regexp.MustCompile(`\{\{\s*([^}]*?)\s*\}\}`)
+var placeholderRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\{\{\s*([^}]*?)\s*\}\}`) })
 
 // Template placeholders a metric's template may use.
 var templateFields = []string{"id", "input", "output", "expected", "context"}
@@ -425,7 +428,7 @@ func (c *Config) validateMetric(m *Metric, judgeNames []string) error {
 		if m.Threshold != nil && (*m.Threshold < 0 || *m.Threshold > 1) {
 			return bad("threshold", "%v is outside 0..1", *m.Threshold)
 		}
-		for _, ph := range placeholderRe.FindAllStringSubmatch(m.Template, -1) {
+		for _, ph := range placeholderRe().FindAllStringSubmatch(m.Template, -1) {
 			if !contains(templateFields, ph[1]) {
 				return bad("template", "unknown placeholder {{%s}} (want one of {{%s}})", ph[1], strings.Join(templateFields, "}}, {{"))
 			}

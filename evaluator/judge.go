@@ -46,7 +46,7 @@ const repairInstruction = `Your reply could not be read (%s). ` + AnswerInstruct
 func UserMessage(m *Metric, rec *records.Record) string {
 	ctx := renderContext(rec.Context)
 	if m.Template != "" {
-		body := placeholderRe.ReplaceAllStringFunc(m.Template, func(ph string) string {
+		body := placeholderRe().ReplaceAllStringFunc(m.Template, func(ph string) string {
 			switch strings.TrimSpace(strings.Trim(ph, "{}")) {
 			case "id":
 				return rec.ID

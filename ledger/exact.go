@@ -26,7 +26,7 @@ import (
 // costMigration (v5) adds the exact cost columns, fills them from the
 // nano-dollar costs already stored, and moves the cache-hit rollup columns
 // from v4's trigger into Insert.
-var costMigration = func() string {
+func costMigration() string {
 	var b strings.Builder
 	b.WriteString("ALTER TABLE events ADD COLUMN cost_dollars INTEGER NOT NULL DEFAULT 0;\n")
 	b.WriteString("ALTER TABLE events ADD COLUMN cost_pico INTEGER NOT NULL DEFAULT 0;\n")
@@ -39,7 +39,7 @@ var costMigration = func() string {
 	}
 	b.WriteString("DROP TRIGGER IF EXISTS events_cache_hit_rollups;\n")
 	return b.String()
-}()
+}
 
 // eventCost is e's exact cost: CostExact, or Cost (nano-dollars) when
 // only that was set (eval prices calls in Money).
@@ -62,7 +62,7 @@ var kindCols = []string{"cache_write_5m_tokens", "cache_write_1h_tokens", "reaso
 
 // kindsMigration (v6) adds kindCols to the rollups and fills them from the
 // events already stored (one scan of the events that have any).
-var kindsMigration = func() string {
+func kindsMigration() string {
 	var b strings.Builder
 	for _, l := range rollupLevels {
 		for _, c := range kindCols {
@@ -87,4 +87,4 @@ var kindsMigration = func() string {
 	fmt.Fprintf(&b, "UPDATE rollup_epoch SET writes = writes + 1 WHERE day IN (SELECT DISTINCT %s FROM v6_kinds);\n", floorSQL("ts_ms", 86_400_000))
 	b.WriteString("DROP TABLE v6_kinds;\n")
 	return b.String()
-}()
+}

@@ -138,10 +138,12 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 // Close closes the database.
 func (db *DB) Close() error { return db.sql.Close() }
 
-// migrations[i] brings the schema from user_version i to i+1.
-var migrations = []string{
+// migrations[i]() brings the schema from user_version i to i+1 (built
+// only when a ledger is migrated: most commands never need the text).
+var migrations = []func() string{
 	// v1: events, rollups, judge cache, runs.
-	`
+	func() string {
+		return `
 CREATE TABLE events (
 	id             INTEGER PRIMARY KEY,
 	event_key      TEXT    NOT NULL UNIQUE,   -- idempotency key: source-scoped id or hash
@@ -248,23 +250,28 @@ CREATE TABLE runs (
 	status         TEXT    NOT NULL DEFAULT 'running',
 	detail         TEXT    NOT NULL DEFAULT ''
 );
-`,
+`
+	},
 	// v2: why an event's cost is an estimate ('' = the server's usage × price;
 	// no_usage, bad_usage, unsettled: see Event.Estimate).
-	`
+	func() string {
+		return `
 ALTER TABLE events ADD COLUMN estimate TEXT NOT NULL DEFAULT '';
-`,
+`
+	},
 	// v3: each kind of token stored apart (cache writes, reasoning), how the
 	// call was billed (batch, service tier), and a hash of an ingested
 	// event's content so a reused id with other content is a conflict.
-	`
+	func() string {
+		return `
 ALTER TABLE events ADD COLUMN cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN service_tier TEXT NOT NULL DEFAULT '';
 ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
-`,
+`
+	},
 	// v4: the rollups keep cache hits' tokens and avoided cost apart, so
 	// reads can count calls and tokens a provider billed (rollup_hits.go).
 	hitRollupsMigration,
@@ -275,7 +282,7 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	kindsMigration,
 	// v7: what costctl proxy enforces: virtual keys, tenant policies and
 	// their audit trail (control_sqlite.go).
-	controlMigration,
+	func() string { return controlMigration },
 }
 
 // SchemaVersion is the user_version this build writes.
@@ -307,7 +314,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		return err
 	}
 	for i := v; i < len(migrations); i++ {
-		for _, stmt := range splitSQL(migrations[i]) {
+		for _, stmt := range splitSQL(migrations[i]()) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("migration %d: %w", i+1, err)
 			}

@@ -21,7 +21,7 @@ func TestMigrateV1ToV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range splitSQL(migrations[0]) {
+	for _, stmt := range splitSQL(migrations[0]()) {
 		if _, err := raw.Exec(stmt); err != nil {
 			t.Fatal(err)
 		}

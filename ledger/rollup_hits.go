@@ -59,7 +59,7 @@ func dimColumn(dim string) string {
 	return dim
 }
 
-var hitRollupsMigration = func() string {
+func hitRollupsMigration() string {
 	var b strings.Builder
 	b.WriteString("-- v4: cache hits' tokens and avoided cost in the rollups (rollup_hits.go).\n")
 	for _, l := range rollupLevels {
@@ -107,4 +107,4 @@ var hitRollupsMigration = func() string {
 	}
 	b.WriteString("END;\n")
 	return b.String()
-}()
+}

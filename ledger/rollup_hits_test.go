@@ -151,7 +151,7 @@ func TestSplitSQLKeepsTriggers(t *testing.T) {
 	}
 	// The v4 migration: 12 columns, 21 back-fills, the epoch bump, the
 	// temp table, and one trigger of 21 upserts.
-	stmts := splitSQL(hitRollupsMigration)
+	stmts := splitSQL(hitRollupsMigration())
 	if len(stmts) != 12+1+21+1+1+1 {
 		t.Fatalf("%d statements", len(stmts))
 	}
@@ -159,7 +159,7 @@ func TestSplitSQLKeepsTriggers(t *testing.T) {
 	if !strings.HasPrefix(last, "CREATE TRIGGER events_cache_hit_rollups") || strings.Count(last, "ON CONFLICT") != 21 || !strings.HasSuffix(last, "END") {
 		t.Fatalf("trigger:\n%s", last)
 	}
-	if migrations[3] != hitRollupsMigration {
+	if migrations[3]() != hitRollupsMigration() {
 		t.Fatal("hitRollupsMigration is v4")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -531,7 +532,9 @@ var liteLLMRates = map[string]func(*rawRates) **Rate{
 // <price>_above_<N>k_tokens[_flex|_priority], for any N (200k for Claude
 // and Gemini, 272k for GPT-5.4, 128k for older Gemini), including the cache
 // writes (5-minute and, as _above_1hr_above_<N>k_tokens, 1-hour).
-var liteLLMLongKey = regexp.MustCompile(`^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr)_above_([0-9]+)(k?)_tokens(?:_(flex|priority))?$`)
+var liteLLMLongKey = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr)_above_([0-9]+)(k?)_tokens(?:_(flex|priority))?$`)
+})
 
 // liteLLMLongRate maps a long-context key's price and tier to its field;
 // nil for a pair costctl has no field for (a flex cache write).
@@ -608,7 +611,7 @@ func parseLiteLLM(name string, doc *yaml.Node, warns *[]string) (*rawFile, error
 			f, ok := liteLLMRates[fk.Value]
 			var above int64
 			if !ok && strings.Contains(fk.Value, "_above_") {
-				if sm := liteLLMLongKey.FindStringSubmatch(fk.Value); sm != nil {
+				if sm := liteLLMLongKey().FindStringSubmatch(fk.Value); sm != nil {
 					n, err := strconv.ParseInt(sm[2], 10, 64)
 					if sm[3] == "k" {
 						n *= 1000

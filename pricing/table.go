@@ -258,10 +258,12 @@ func (e *UnknownModelError) Error() string {
 }
 
 var (
-	dateSuffix    = regexp.MustCompile(`(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|:\d+)$`)
-	regionPrefix  = regexp.MustCompile(`^(us|eu|apac|au|jp|global)\.`)
-	vendorPrefix  = regexp.MustCompile(`^(?:anthropic|openai|google|meta|amazon)\.`)
-	dashedVersion = regexp.MustCompile(`^(claude-(?:opus|sonnet|haiku)-\d)-(\d)$`)
+	dateSuffix = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|:\d+)$`)
+	})
+	regionPrefix  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(us|eu|apac|au|jp|global)\.`) })
+	vendorPrefix  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:anthropic|openai|google|meta|amazon)\.`) })
+	dashedVersion = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(claude-(?:opus|sonnet|haiku)-\d)-(\d)$`) })
 )
 
 // platformAliases maps the platform part of a provider-qualified name
@@ -326,7 +328,7 @@ func (t *Table) Lookup(name string) (*Model, error) {
 		platform, rest = platformAliases[first], n[i+1:]
 	}
 	region := ""
-	if sm := regionPrefix.FindStringSubmatch(rest); sm != nil {
+	if sm := regionPrefix().FindStringSubmatch(rest); sm != nil {
 		region, rest = sm[1], rest[len(sm[0]):]
 		if platform == "" {
 			platform = "bedrock" // us.anthropic.… is a Bedrock inference profile
@@ -364,10 +366,10 @@ func (t *Table) resolve(n, rest string) *Model {
 			cands = append(cands, c[i+1:])
 		}
 		for _, next := range []string{
-			regionPrefix.ReplaceAllString(c, ""),
-			vendorPrefix.ReplaceAllString(c, ""),
-			dateSuffix.ReplaceAllString(c, ""),
-			dashedVersion.ReplaceAllString(c, "$1.$2"),
+			regionPrefix().ReplaceAllString(c, ""),
+			vendorPrefix().ReplaceAllString(c, ""),
+			dateSuffix().ReplaceAllString(c, ""),
+			dashedVersion().ReplaceAllString(c, "$1.$2"),
 		} {
 			if next == c || next == "" {
 				continue
