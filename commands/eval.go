@@ -63,7 +63,8 @@ type EvalOptions struct {
 }
 
 const evalLong = `Score recorded model outputs in local files with free deterministic checks
-and LLM judges on any OpenAI-compatible endpoint, cheapest first, with an
+and LLM judges (any OpenAI-compatible endpoint, or the Anthropic Messages API
+with provider: anthropic), cheapest first, with an
 exact SQLite cache, a budget cap that is never exceeded and a ledger of every
 call.
 
@@ -76,8 +77,9 @@ INPUT
   and counted (--strict makes it fatal).
 
 CONFIG (--config, default eval.yaml; "costctl eval init" writes a starter)
-  judges name a model (priced in the price table), an optional base_url,
-  api_key_env (default OPENAI_API_KEY), json_mode (default true) and
+  judges name a model (priced in the price table), a provider (openai, the
+  default, or anthropic), an optional base_url, api_key_env (default
+  OPENAI_API_KEY, or ANTHROPIC_API_KEY for anthropic), json_mode (default true) and
   max_tokens (default 256; 4096 for reasoning models, which are gpt-5*, o1*,
   o3*, o4* or any judge with reasoning: true). Metrics: regex, keyword, json, length (free) and
   judge. Metrics run cheapest first; "when: other.pass" (or .fail, or
@@ -192,7 +194,7 @@ func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.ConfigFile, "config", "c", "eval.yaml", "eval config `FILE` (judges and metrics)")
 	fl.StringVar(&opts.Map, "map", "", "map field names, e.g. output=response,input=question")
-	fl.StringVar(&opts.BaseURL, "base-url", "", "OpenAI-compatible endpoint for judges without base_url (default $OPENAI_BASE_URL or https://api.openai.com/v1)")
+	fl.StringVar(&opts.BaseURL, "base-url", "", "endpoint for judges without base_url (default: the provider's $OPENAI_BASE_URL or $ANTHROPIC_BASE_URL, else its public API)")
 	fl.IntVar(&opts.Concurrency, "concurrency", 8, "judge calls in flight at once")
 	fl.IntVar(&opts.MaxRetries, "max-retries", 4, "retries of a call after 429, 5xx or a timeout (0 = none)")
 	fl.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "time limit of one judge call")

@@ -10,8 +10,8 @@ import (
 	"github.com/costctl/costctl/pricing"
 )
 
-// Provider is one judge API (OpenAI chat completions today; Anthropic
-// Messages next) seen one attempt at a time. It builds the request from a
+// Provider is one judge API (OpenAI chat completions, judge_openai.go;
+// Anthropic Messages, judge_anthropic.go) seen one attempt at a time. It builds the request from a
 // provider-neutral Prompt, sends it once, reads the reply's text and usage,
 // counts and bounds prompts for the budget, and says what a failed attempt
 // means. Everything else — retries and backoff (judgeClient.call), the
