@@ -252,7 +252,7 @@ func TestControlUpdatePolicyConcurrent(t *testing.T) {
 // tables.
 func downgradeToV6(t *testing.T, db *DB) {
 	t.Helper()
-	for _, s := range []string{"DROP TABLE virtual_keys", "DROP TABLE policies", "DROP TABLE policy_audit", "PRAGMA user_version = 6"} {
+	for _, s := range []string{"ALTER TABLE events DROP COLUMN status", "DROP TABLE virtual_keys", "DROP TABLE policies", "DROP TABLE policy_audit", "PRAGMA user_version = 6"} {
 		if _, err := db.SQL().Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -264,8 +264,8 @@ func downgradeToV6(t *testing.T, db *DB) {
 // control tables work.
 func TestControlV6Ledger(t *testing.T) {
 	ctx := context.Background()
-	if SchemaVersion != 7 {
-		t.Fatalf("schema version %d: this test downgrades v7 to v6", SchemaVersion)
+	if SchemaVersion != 8 {
+		t.Fatalf("schema version %d: this test downgrades v8 to v6", SchemaVersion)
 	}
 	path := filepath.Join(t.TempDir(), "old.db")
 	w := writeLedger(t, path, []Event{
@@ -313,8 +313,8 @@ func TestControlV6Ledger(t *testing.T) {
 	defer db.Close()
 	var v int
 	db.SQL().QueryRow("PRAGMA user_version").Scan(&v)
-	if v != 7 {
-		t.Fatalf("user_version %d after Open, want 7", v)
+	if v != SchemaVersion {
+		t.Fatalf("user_version %d after Open, want %d", v, SchemaVersion)
 	}
 	if got := readAll(t, db); got != want {
 		t.Fatalf("after migrating\n%s\nwant\n%s", got, want)

@@ -58,6 +58,9 @@ type Event struct {
 	ServiceTier        string // "", "default", "flex" or "priority"
 	ContentHash        int64  // hash of what an ingested line says, to tell a duplicate from a conflict (0: none)
 	CostExact          pricing.Amount
+	// Status is the HTTP status the client got for a proxied call (0: not
+	// a proxied call, or one sent and never answered).
+	Status int64
 }
 
 // Estimate kinds of an Event.
@@ -192,10 +195,10 @@ const insertChunk = 500
 
 const eventCols = `(event_key, ts_ms, source, run_id, tenant, user, endpoint, metric, model,
 	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
-	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico)`
+	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status)`
 
 // eventColumns is how many columns eventCols lists.
-const eventColumns = 26
+const eventColumns = 27
 
 // eventInserter writes chunks of events inside one transaction.
 type eventInserter struct {
@@ -281,7 +284,7 @@ func (w *eventInserter) exec(chunk []Event) (n, last int64, err error) {
 		w.rows = append(w.rows, [eventColumns]any{e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
 			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(0), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
 			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash,
-			exact.Dollars, exact.Pico})
+			exact.Dollars, exact.Pico, e.Status})
 	}
 	var zero uint32
 	for c := 2; c < eventColumns; c++ { // the key and time always vary

@@ -283,6 +283,8 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	// v7: what costctl proxy enforces: virtual keys, tenant policies and
 	// their audit trail (control_sqlite.go).
 	func() string { return controlMigration },
+	// v8: the HTTP status a proxied call's client got.
+	func() string { return "ALTER TABLE events ADD COLUMN status INTEGER NOT NULL DEFAULT 0;\n" },
 }
 
 // SchemaVersion is the user_version this build writes.
@@ -316,6 +318,9 @@ func (db *DB) migrate(ctx context.Context) error {
 	for i := v; i < len(migrations); i++ {
 		for _, stmt := range splitSQL(migrations[i]()) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				if addsColumn(stmt) && strings.Contains(err.Error(), "duplicate column name") {
+					continue // already there: a ledger whose user_version was set back by hand
+				}
 				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 		}
@@ -353,4 +358,11 @@ func splitSQL(s string) []string {
 		}
 	}
 	return out
+}
+
+// addsColumn reports whether stmt is an ALTER TABLE ... ADD COLUMN, which a
+// migration may find already done.
+func addsColumn(stmt string) bool {
+	u := strings.ToUpper(strings.Join(strings.Fields(stmt), " "))
+	return strings.HasPrefix(u, "ALTER TABLE ") && strings.Contains(u, " ADD COLUMN ")
 }

@@ -307,8 +307,10 @@ func downgradeToV3(t *testing.T, db *DB) { downgrade(t, db, 3) }
 // downgrade turns a ledger into what a build of schema version v wrote.
 func downgrade(t *testing.T, db *DB, v int) {
 	t.Helper()
+	// v8 → v7: no status column; v7 → v6: no control tables (they are
+	// harmless to a v6 reader and left).
+	stmts := []string{"ALTER TABLE events DROP COLUMN status"}
 	// v6 → v5: no token kinds in the rollups.
-	var stmts []string
 	for _, l := range rollupLevels {
 		for _, c := range kindCols {
 			stmts = append(stmts, "ALTER TABLE "+l.table+" DROP COLUMN "+c)

@@ -188,6 +188,7 @@ func (s *Server) cacheLookup(w http.ResponseWriter, r *http.Request, c *call) bo
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body) // a client gone away still got its hit recorded (cost 0)
 	ev := s.event(c)
+	ev.Status = http.StatusOK
 	e.usage.event(&ev)
 	avoided := price(c.model, &ev)
 	if m, ok := avoided.Money(); ok && !ev.Unpriced {

@@ -172,12 +172,13 @@ type row struct {
 	Avoided                                              int64
 	Hit                                                  bool
 	Latency                                              int64
+	Status                                               int64
 }
 
 func (e *env) rows() []row {
 	e.t.Helper()
 	rs, err := e.db.SQL().Query(`SELECT event_key, tenant, user, endpoint, metric, model, estimate, input_tokens, cached_tokens, output_tokens,
-		cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, cost_dollars, cost_pico, avoided_nano, cache_hit, latency_ms
+		cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, cost_dollars, cost_pico, avoided_nano, cache_hit, latency_ms, status
 		FROM events WHERE source = 'proxy' ORDER BY rowid`)
 	if err != nil {
 		e.t.Fatal(err)
@@ -187,7 +188,7 @@ func (e *env) rows() []row {
 	for rs.Next() {
 		var r row
 		if err := rs.Scan(&r.Key, &r.Tenant, &r.User, &r.Endpoint, &r.Metric, &r.Model, &r.Estimate, &r.In, &r.Cached, &r.Out,
-			&r.W5, &r.W1, &r.Reasoning, &r.Cost.Dollars, &r.Cost.Pico, &r.Avoided, &r.Hit, &r.Latency); err != nil {
+			&r.W5, &r.W1, &r.Reasoning, &r.Cost.Dollars, &r.Cost.Pico, &r.Avoided, &r.Hit, &r.Latency, &r.Status); err != nil {
 			e.t.Fatal(err)
 		}
 		out = append(out, r)
@@ -268,7 +269,7 @@ func TestProxyChatNonStreaming(t *testing.T) {
 	got := rs[0]
 	want := priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: 1000, CachedTokens: 200, OutputTokens: 50})
 	if got.Tenant != "acme" || got.User != "alice" || got.Metric != "acme-1" || got.Endpoint != "/v1/chat/completions" ||
-		got.Model != "gpt-4o-mini" || got.In != 1000 || got.Cached != 200 || got.Out != 50 || got.Cost != want || got.Estimate != "" {
+		got.Model != "gpt-4o-mini" || got.In != 1000 || got.Cached != 200 || got.Out != 50 || got.Cost != want || got.Estimate != "" || got.Status != 200 {
 		t.Fatalf("row %+v, want cost %s", got, want)
 	}
 	if e.up.badAuth.Load() != 0 {
@@ -895,7 +896,7 @@ func TestProxyUpstreamFailures(t *testing.T) {
 	}
 	rs := e.waitRows(1)
 	bound := int64(len(chatBody)) + boundFixed
-	if rs[0].Estimate != ledger.EstimateUnsettled || rs[0].In != bound || rs[0].Out != 100 ||
+	if rs[0].Estimate != ledger.EstimateUnsettled || rs[0].Status != 0 || rs[0].In != bound || rs[0].Out != 100 ||
 		rs[0].Cost != priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: bound, OutputTokens: 100}) {
 		t.Fatalf("row %+v", rs[0])
 	}

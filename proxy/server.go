@@ -747,6 +747,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	}
 	u, text := replyUsage(c.rt.kind, b)
 	e := s.event(c)
+	e.Status = int64(resp.StatusCode)
 	if u.ok {
 		u.event(&e)
 	} else {

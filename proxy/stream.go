@@ -205,6 +205,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, re
 	}
 	u, complete := st.final()
 	e := s.event(c)
+	e.Status = int64(resp.StatusCode)
 	if complete {
 		u.event(&e)
 	} else {
