@@ -87,37 +87,10 @@ func fastFlat(b []byte, l *line) bool {
 // boolean, 'n' null) under key as json.Unmarshal would, or reports false
 // when only encoding/json can say what happens.
 func setFlat(l *line, key, raw []byte, kind byte) bool {
+	if f, ok := plainFields[string(key)]; ok {
+		return f(l, raw, kind)
+	}
 	switch string(key) {
-	case "id":
-		l.ID = json.RawMessage(raw)
-	case "object":
-		l.Object = json.RawMessage(raw)
-	case "type":
-		l.Type = json.RawMessage(raw)
-	case "ts":
-		l.TS = json.RawMessage(raw)
-	case "created":
-		l.Created = json.RawMessage(raw)
-	case "created_at":
-		l.CreatedAt = json.RawMessage(raw)
-	case "createTime":
-		l.CreateTime = json.RawMessage(raw)
-	case "custom_id":
-		l.CustomID = json.RawMessage(raw)
-	case "response":
-		l.Response = json.RawMessage(raw)
-	case "error":
-		l.Error = json.RawMessage(raw)
-	case "tenant":
-		return setString(&l.Tenant, raw, kind)
-	case "user":
-		return setString(&l.User, raw, kind)
-	case "endpoint":
-		return setString(&l.Endpoint, raw, kind)
-	case "model":
-		return setString(&l.Model, raw, kind)
-	case "modelVersion":
-		return setString(&l.ModelVersion, raw, kind)
 	case "service_tier":
 		switch kind {
 		case 'n':
@@ -151,18 +124,6 @@ func setFlat(l *line, key, raw []byte, kind byte) bool {
 		default:
 			return false
 		}
-	case "input_tokens":
-		return setInt(&l.In, raw, kind)
-	case "cached_input_tokens":
-		return setInt(&l.Cached, raw, kind)
-	case "cache_write_5m_tokens":
-		return setInt(&l.W5, raw, kind)
-	case "cache_write_1h_tokens":
-		return setInt(&l.W1, raw, kind)
-	case "output_tokens":
-		return setInt(&l.Out, raw, kind)
-	case "reasoning_tokens":
-		return setInt(&l.Reasoning, raw, kind)
 	case "usage": // an object (another shape) is left to encoding/json
 		if kind != 'n' {
 			return false
@@ -190,6 +151,36 @@ func setFlat(l *line, key, raw []byte, kind byte) bool {
 	}
 	return true
 }
+
+// plainFields set the fields of line that take a raw value, a string or
+// an integer, by JSON name (one lookup a key).
+var plainFields = func() map[string]func(l *line, raw []byte, kind byte) bool {
+	m := map[string]func(l *line, raw []byte, kind byte) bool{}
+	for name, f := range map[string]func(*line) *json.RawMessage{
+		"id": func(l *line) *json.RawMessage { return &l.ID }, "object": func(l *line) *json.RawMessage { return &l.Object },
+		"type": func(l *line) *json.RawMessage { return &l.Type }, "ts": func(l *line) *json.RawMessage { return &l.TS },
+		"created": func(l *line) *json.RawMessage { return &l.Created }, "created_at": func(l *line) *json.RawMessage { return &l.CreatedAt },
+		"createTime": func(l *line) *json.RawMessage { return &l.CreateTime }, "custom_id": func(l *line) *json.RawMessage { return &l.CustomID },
+		"response": func(l *line) *json.RawMessage { return &l.Response }, "error": func(l *line) *json.RawMessage { return &l.Error },
+	} {
+		m[name] = func(l *line, raw []byte, _ byte) bool { *f(l) = json.RawMessage(raw); return true }
+	}
+	for name, f := range map[string]func(*line) *string{
+		"tenant": func(l *line) *string { return &l.Tenant }, "user": func(l *line) *string { return &l.User },
+		"endpoint": func(l *line) *string { return &l.Endpoint }, "model": func(l *line) *string { return &l.Model },
+		"modelVersion": func(l *line) *string { return &l.ModelVersion },
+	} {
+		m[name] = func(l *line, raw []byte, kind byte) bool { return setString(f(l), raw, kind) }
+	}
+	for name, f := range map[string]func(*line) **int64{
+		"input_tokens": func(l *line) **int64 { return &l.In }, "cached_input_tokens": func(l *line) **int64 { return &l.Cached },
+		"cache_write_5m_tokens": func(l *line) **int64 { return &l.W5 }, "cache_write_1h_tokens": func(l *line) **int64 { return &l.W1 },
+		"output_tokens": func(l *line) **int64 { return &l.Out }, "reasoning_tokens": func(l *line) **int64 { return &l.Reasoning },
+	} {
+		m[name] = func(l *line, raw []byte, kind byte) bool { return setInt(f(l), raw, kind) }
+	}
+	return m
+}()
 
 // flatKeys are the JSON names of line's fields (see setFlat).
 var flatKeys = []string{"id", "object", "type", "ts", "created", "created_at", "createTime", "custom_id", "response", "error",
