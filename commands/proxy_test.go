@@ -492,3 +492,68 @@ func TestProxyNeedsAnUpstreamKey(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestProxyE2EConcurrentStreamsBudget: through the built binary, 64
+// concurrent streamed calls for one tenant with a daily budget of a few
+// calls' worst case: while the admitted streams are held open upstream,
+// the rest are refused with 429 budget_exceeded; once they end, the
+// ledger's spend for the tenant is within the budget and holds exactly one
+// row per admitted stream, each with the status its client got.
+func TestProxyE2EConcurrentStreamsBudget(t *testing.T) {
+	up := newHoldUpstream(t)
+	dbPath, key := proxyTestLedger(t)
+	budget := "0.0004"
+	if r := runCostctl(t, "", "", nil, "--db", dbPath, "policy", "set", "--tenant", "acme", "--daily-budget", budget, "--reason", "e2e"); r.Code != 0 {
+		t.Fatalf("policy set: %d %s", r.Code, r.Stderr)
+	}
+	p := startProxyBin(t, dbPath, up.srv.URL)
+	const n = 64
+	var refused, other atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, b := proxyCall(t, p.addr, key, true)
+			switch {
+			case s == 429 && strings.Contains(b, "budget_exceeded"):
+				refused.Add(1)
+			case s == 200 && strings.Contains(b, "[DONE]"):
+			default:
+				other.Add(1)
+				t.Errorf("unexpected answer %d %s", s, b)
+			}
+		}()
+	}
+	// Every request is decided while the admitted ones are still open.
+	waitFor(t, "all 64 calls admitted (held) or refused", func() bool { return up.held.Load()+refused.Load() == n })
+	admitted := up.held.Load()
+	up.releaseAll()
+	wg.Wait()
+	if admitted == 0 || refused.Load() == 0 || other.Load() != 0 {
+		t.Fatalf("admitted %d, refused %d, other %d", admitted, refused.Load(), other.Load())
+	}
+	t.Logf("%d streams admitted, %d refused", admitted, refused.Load())
+	if code, out := p.stop(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	db, err := ledger.OpenReadOnly(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows, ok200 int64
+	var dollars, pico int64
+	if err := db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(status = 200), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0)
+		FROM events WHERE source = 'proxy' AND tenant = 'acme'`).Scan(&rows, &ok200, &dollars, &pico); err != nil {
+		t.Fatal(err)
+	}
+	spent := pricing.Amount{Dollars: dollars}.AddPico(pico)
+	limit, err := pricing.ParseMoney(budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != admitted || ok200 != admitted || spent.Cmp(pricing.AmountFromMoney(limit)) > 0 || spent.Sign() <= 0 {
+		t.Fatalf("%d rows (%d with status 200) for %d admitted streams; spent %s of a %s budget", rows, ok200, admitted, spent, budget)
+	}
+}
