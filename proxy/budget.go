@@ -18,9 +18,13 @@ import (
 // exceeds its budgets (as long as the upstream bills no more than the
 // worst case: the prompt bound and the requested maximum output).
 //
-// Spend is loaded once at start from the ledger's rollups (every source:
-// eval, ingest and earlier proxy runs); afterwards only the proxy's own
-// calls are added. Days and months are UTC; a reservation made on one day
+// Spend the ledger holds from every other writer (eval, ingest, earlier
+// proxy runs, another proxy) is read from its rollups at start and again
+// every SpendInterval: the ledger's total for a tenant minus what this
+// process has committed there. This process's own calls count as they
+// settle, and reservations as they are made. A refresh that reads a row of
+// this process before its commit is counted over-counts it until the next
+// refresh (the safe side: it refuses sooner, never later). Days and months are UTC; a reservation made on one day
 // and settled on the next counts on the day it was made (the ledger row
 // carries the request's start time).
 type budgets struct {
@@ -29,9 +33,14 @@ type budgets struct {
 }
 
 type tenantSpend struct {
-	day, month           int64 // the buckets the sums belong to
-	daySpent, dayRes     pricing.Amount
+	day, month           int64          // the buckets the sums belong to
+	daySpent, dayRes     pricing.Amount // this process's settled calls and reservations
 	monthSpent, monthRes pricing.Amount
+	// dayLedger, monthLedger: what the ledger held from other writers at
+	// the last refresh; dayOwn, monthOwn: what this process has committed
+	// to the ledger (its rows' recorded costs).
+	dayLedger, monthLedger pricing.Amount
+	dayOwn, monthOwn       pricing.Amount
 }
 
 // reservation is what one request holds until it settles.
@@ -84,17 +93,42 @@ func monthStart(t time.Time) time.Time {
 func newBudgets() *budgets { return &budgets{t: map[string]*tenantSpend{}} }
 
 // load sets the spend the ledger holds for today and this month (rows of
-// GroupedSince by tenant), for the buckets of now.
+// GroupedSince by tenant), for the buckets of now, less what this process
+// has committed there: the spend of every other writer.
 func (b *budgets) load(now time.Time, today, month []ledger.GroupRow) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, ts := range b.t {
+		ts.dayLedger, ts.monthLedger = pricing.Amount{}, pricing.Amount{}
+	}
 	for _, r := range today {
 		ts := b.get(r.Key, now)
-		ts.daySpent = ts.daySpent.Add(r.Cost)
+		ts.dayLedger = nonNegative(r.Cost.Sub(ts.dayOwn))
 	}
 	for _, r := range month {
 		ts := b.get(r.Key, now)
-		ts.monthSpent = ts.monthSpent.Add(r.Cost)
+		ts.monthLedger = nonNegative(r.Cost.Sub(ts.monthOwn))
+	}
+}
+
+func nonNegative(a pricing.Amount) pricing.Amount {
+	if a.Sign() < 0 {
+		return pricing.Amount{}
+	}
+	return a
+}
+
+// committed counts a row of this process the ledger now holds: cost at the
+// time of its call.
+func (b *budgets) committed(tenant string, at time.Time, cost pricing.Amount, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ts := b.get(tenant, now)
+	if dayOf(at) == ts.day {
+		ts.dayOwn = ts.dayOwn.Add(cost)
+	}
+	if monthOf(at) == ts.month {
+		ts.monthOwn = ts.monthOwn.Add(cost)
 	}
 }
 
@@ -108,10 +142,10 @@ func (b *budgets) get(tenant string, now time.Time) *tenantSpend {
 		b.t[tenant] = ts
 	}
 	if ts.day != d {
-		ts.day, ts.daySpent, ts.dayRes = d, pricing.Amount{}, pricing.Amount{}
+		ts.day, ts.daySpent, ts.dayRes, ts.dayLedger, ts.dayOwn = d, pricing.Amount{}, pricing.Amount{}, pricing.Amount{}, pricing.Amount{}
 	}
 	if ts.month != m {
-		ts.month, ts.monthSpent, ts.monthRes = m, pricing.Amount{}, pricing.Amount{}
+		ts.month, ts.monthSpent, ts.monthRes, ts.monthLedger, ts.monthOwn = m, pricing.Amount{}, pricing.Amount{}, pricing.Amount{}, pricing.Amount{}
 	}
 	return ts
 }
@@ -122,14 +156,14 @@ func (b *budgets) reserve(tenant string, p ledger.Policy, worst pricing.Amount, 
 	defer b.mu.Unlock()
 	ts := b.get(tenant, now)
 	if p.DailyBudget > 0 {
-		used := ts.daySpent.Add(ts.dayRes)
+		used := ts.dayLedger.Add(ts.daySpent).Add(ts.dayRes)
 		if used.Add(worst).Cmp(pricing.AmountFromMoney(p.DailyBudget)) > 0 {
 			return reservation{}, &overBudget{tenant: tenant, period: "daily", budget: p.DailyBudget, spent: used, worst: worst,
 				resetAt: dayStart(now).AddDate(0, 0, 1)}
 		}
 	}
 	if p.MonthlyBudget > 0 {
-		used := ts.monthSpent.Add(ts.monthRes)
+		used := ts.monthLedger.Add(ts.monthSpent).Add(ts.monthRes)
 		if used.Add(worst).Cmp(pricing.AmountFromMoney(p.MonthlyBudget)) > 0 {
 			return reservation{}, &overBudget{tenant: tenant, period: "monthly", budget: p.MonthlyBudget, spent: used, worst: worst,
 				resetAt: monthStart(now).AddDate(0, 1, 0)}
@@ -154,7 +188,7 @@ func (b *budgets) settle(r reservation, actual pricing.Amount, now time.Time) sp
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ts := b.get(r.tenant, now)
-	s := spend{tenant: r.tenant, dayBefore: ts.daySpent, monthBefore: ts.monthSpent}
+	s := spend{tenant: r.tenant, dayBefore: ts.dayLedger.Add(ts.daySpent), monthBefore: ts.monthLedger.Add(ts.monthSpent)}
 	if ts.day == r.day {
 		ts.dayRes = ts.dayRes.Sub(r.amt)
 		ts.daySpent = ts.daySpent.Add(actual)
@@ -163,7 +197,7 @@ func (b *budgets) settle(r reservation, actual pricing.Amount, now time.Time) sp
 		ts.monthRes = ts.monthRes.Sub(r.amt)
 		ts.monthSpent = ts.monthSpent.Add(actual)
 	}
-	s.dayAfter, s.monthAfter = ts.daySpent, ts.monthSpent
+	s.dayAfter, s.monthAfter = ts.dayLedger.Add(ts.daySpent), ts.monthLedger.Add(ts.monthSpent)
 	return s
 }
 
@@ -173,5 +207,5 @@ func (b *budgets) spent(tenant string, now time.Time) (day, dayRes, month, month
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ts := b.get(tenant, now)
-	return ts.daySpent, ts.dayRes, ts.monthSpent, ts.monthRes
+	return ts.dayLedger.Add(ts.daySpent), ts.dayRes, ts.monthLedger.Add(ts.monthSpent), ts.monthRes
 }

@@ -917,3 +917,57 @@ func TestProxyUpstreamFailures(t *testing.T) {
 		t.Fatalf("reservation left: %s", res)
 	}
 }
+
+// Spend another writer adds after the proxy started (an ingest, an eval,
+// another proxy) joins the tenant's budget within a few policy reloads;
+// the proxy's own committed rows are not counted twice.
+func TestProxyBudgetSeesOtherWriters(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := ledger.Open(ctx, filepath.Join(dir, "l.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.SetPolicy(ctx, ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(5)}, ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "x", Reason: "x", Who: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	w := ledger.NewWriter(db, ledger.WriterConfig{})
+	defer w.Close()
+	s, err := New(ctx, Config{Control: db, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey, PolicyInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// This process's own call: settled, then committed (as the writer's
+	// callback does), then read back by a refresh — counted once.
+	now := time.Now()
+	r, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(1)), now)
+	if over != nil {
+		t.Fatal(over)
+	}
+	own := pricing.AmountFromMoney(pricing.Dollars(1) / 2)
+	s.budgets.settle(r, own, now)
+	if _, err := db.Insert(ctx, []ledger.Event{{Key: "proxy:own", Time: now, Source: ledger.SourceProxy, Tenant: "acme", Model: "gpt-4o-mini",
+		InputTokens: 1, Cost: pricing.Dollars(1) / 2, CostExact: own}}); err != nil {
+		t.Fatal(err)
+	}
+	s.budgets.committed("acme", now, own, now)
+	// Another writer: $4 more.
+	if _, err := db.Insert(ctx, []ledger.Event{{Key: "ingest:late", Time: now, Source: ledger.SourceIngest, Tenant: "acme", Model: "gpt-4o-mini",
+		InputTokens: 1, Cost: pricing.Dollars(4), CostExact: pricing.AmountFromMoney(pricing.Dollars(4))}}); err != nil {
+		t.Fatal(err)
+	}
+	want := pricing.AmountFromMoney(pricing.Dollars(4) + pricing.Dollars(1)/2)
+	eventually(t, "the other writer's $4 in the budget", func() bool {
+		day, _, _, _ := s.budgets.spent("acme", time.Now())
+		return day.Cmp(want) == 0
+	})
+	// $4.50 of $5 spent: a $0.60 worst case no longer fits, $0.40 does.
+	if _, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(6)/10), time.Now()); over == nil {
+		t.Fatal("a reservation past the budget was admitted")
+	}
+	if _, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(4)/10), time.Now()); over != nil {
+		t.Fatalf("a reservation within the budget was refused: %v", over)
+	}
+}

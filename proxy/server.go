@@ -185,17 +185,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.reloadPolicies(ctx); err != nil {
 		return nil, err
 	}
-	if cfg.Spend != nil {
-		now := s.now()
-		today, err := cfg.Spend.GroupedSince(ctx, "tenant", dayStart(now), now)
-		if err != nil {
-			return nil, fmt.Errorf("proxy: read today's spend per tenant: %w", err)
-		}
-		month, err := cfg.Spend.GroupedSince(ctx, "tenant", monthStart(now), now)
-		if err != nil {
-			return nil, fmt.Errorf("proxy: read this month's spend per tenant: %w", err)
-		}
-		s.budgets.load(now, today, month)
+	if err := s.loadSpend(ctx); err != nil {
+		return nil, err
 	}
 	if cfg.SampleOut != nil {
 		s.sampler = newSampler(cfg.SampleOut, s.logf)
@@ -249,6 +240,25 @@ func (s *Server) logf(format string, a ...any) {
 	fmt.Fprintf(s.cfg.Log, "%s costctl proxy: %s\n", s.now().UTC().Format(time.RFC3339), line)
 }
 
+// loadSpend reads today's and this month's spend per tenant from the
+// ledger's rollups (budgets.load takes out this process's own rows).
+func (s *Server) loadSpend(ctx context.Context) error {
+	if s.cfg.Spend == nil {
+		return nil
+	}
+	now := s.now()
+	today, err := s.cfg.Spend.GroupedSince(ctx, "tenant", dayStart(now), now)
+	if err != nil {
+		return fmt.Errorf("proxy: read today's spend per tenant: %w", err)
+	}
+	month, err := s.cfg.Spend.GroupedSince(ctx, "tenant", monthStart(now), now)
+	if err != nil {
+		return fmt.Errorf("proxy: read this month's spend per tenant: %w", err)
+	}
+	s.budgets.load(now, today, month)
+	return nil
+}
+
 // policyLoop reloads the policies every PolicyInterval, so a change made
 // with costctl policy applies within about a second.
 func (s *Server) policyLoop() {
@@ -256,6 +266,7 @@ func (s *Server) policyLoop() {
 	t := time.NewTicker(s.cfg.PolicyInterval)
 	defer t.Stop()
 	failing := false
+	n := 0
 	for {
 		select {
 		case <-s.stop:
@@ -264,13 +275,22 @@ func (s *Server) policyLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := s.reloadPolicies(ctx)
+		// Other writers' spend (ingest, eval, another proxy) joins the
+		// budgets at every SpendEvery-th reload.
+		if n++; err == nil && n%spendEvery == 0 {
+			err = s.loadSpend(ctx)
+		}
 		cancel()
 		if err != nil && !failing {
-			s.logf("cannot reload policies (keeping the last ones): %v", err)
+			s.logf("cannot reload policies or spend (keeping the last ones): %v", err)
 		}
 		failing = err != nil
 	}
 }
+
+// spendEvery: the ledger's spend per tenant is read again every few policy
+// reloads (2 s at the default 500 ms), a handful of rollup queries.
+const spendEvery = 4
 
 func (s *Server) reloadPolicies(ctx context.Context) error {
 	p, err := s.cfg.Control.Policies(ctx)
@@ -824,6 +844,13 @@ func (s *Server) batchLoop() {
 			if err != nil {
 				s.WriteErrors.Add(int64(len(evs)))
 				s.logf("ledger write of %d rows failed: %v", len(evs), err)
+				return
+			}
+			now := s.now()
+			for i := range evs {
+				if c := evs[i].CostExact; c.Sign() != 0 {
+					s.budgets.committed(evs[i].Tenant, evs[i].Time, c, now)
+				}
 			}
 		})
 	}
