@@ -261,6 +261,11 @@ func TestAnthropicRunCacheWritesThenReads(t *testing.T) {
 	if res2.CacheHits != 3 || res2.Requests != 0 || f.requests.Load() != 3 {
 		t.Errorf("rerun: hits %d requests %d (server saw %d)", res2.CacheHits, res2.Requests, f.requests.Load())
 	}
+	// What the reuse avoided is what the three calls cost, the first one's
+	// cache writes at the write rate (the judge cache keeps them).
+	if res2.AvoidedCache != total {
+		t.Errorf("rerun avoided %s, want %s", res2.AvoidedCache, total)
+	}
 	j := *cfg.Judges["claude"]
 	oj := j
 	oj.Provider = ""

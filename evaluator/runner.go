@@ -812,7 +812,8 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			return &FatalError{Msg: err.Error(), Err: err}
 		}
 		if ok {
-			u := pricing.Usage{InputTokens: c.InputTokens, CachedInputTokens: c.CachedTokens, OutputTokens: c.OutputTokens}
+			u := pricing.Usage{InputTokens: c.InputTokens, CachedInputTokens: c.CachedTokens, OutputTokens: c.OutputTokens,
+				CacheWrite5mTokens: c.CacheWrite5mTokens, CacheWrite1hTokens: c.CacheWrite1hTokens}
 			hit(c.Score, c.Reason, u)
 			result = flightResult{ok: true, score: c.Score, reason: c.Reason, usage: u}
 			return nil
@@ -957,6 +958,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	if r.opts.DB != nil && !r.opts.NoCache {
 		jr = &ledger.JudgeResult{Key: key, Metric: m.Name, Model: m.judge.Model, Score: v.Score, Reason: row.Reason,
 			InputTokens: total.InputTokens, CachedTokens: total.CachedInputTokens, OutputTokens: total.OutputTokens,
+			CacheWrite5mTokens: total.CacheWrite5mTokens, CacheWrite1hTokens: total.CacheWrite1hTokens,
 			Cost: totalCost, LatencyMS: totalLat, Created: now}
 		if r.opts.StoreText {
 			jr.RequestText, jr.ResponseText = jc.provider.RequestText(prompt), reply

@@ -22,11 +22,14 @@ type JudgeResult struct {
 	InputTokens  int64
 	CachedTokens int64
 	OutputTokens int64
-	Cost         pricing.Money // what the original call cost
-	LatencyMS    int64
-	Created      time.Time
-	RequestText  string // empty unless stored on purpose
-	ResponseText string
+	// Of InputTokens, written to a 5-minute or 1-hour prompt cache (an
+	// Anthropic judge's first call): what a reuse avoided is priced with them.
+	CacheWrite5mTokens, CacheWrite1hTokens int64
+	Cost                                   pricing.Money // what the original call cost
+	LatencyMS                              int64
+	Created                                time.Time
+	RequestText                            string // empty unless stored on purpose
+	ResponseText                           string
 }
 
 // GetJudge returns the cached verdict for key, or ok=false.
@@ -34,9 +37,9 @@ func (db *DB) GetJudge(ctx context.Context, key string) (r JudgeResult, ok bool,
 	var created, cost int64
 	var req, resp sql.NullString
 	err = db.sql.QueryRowContext(ctx, `SELECT key, metric, model, score, reason, input_tokens, cached_tokens, output_tokens,
-		cost_nano, latency_ms, created_ms, request_text, response_text FROM judge_cache WHERE key = ?`, key).
+		cache_write_5m_tokens, cache_write_1h_tokens, cost_nano, latency_ms, created_ms, request_text, response_text FROM judge_cache WHERE key = ?`, key).
 		Scan(&r.Key, &r.Metric, &r.Model, &r.Score, &r.Reason, &r.InputTokens, &r.CachedTokens, &r.OutputTokens,
-			&cost, &r.LatencyMS, &created, &req, &resp)
+			&r.CacheWrite5mTokens, &r.CacheWrite1hTokens, &cost, &r.LatencyMS, &created, &req, &resp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return JudgeResult{}, false, nil
 	}
@@ -79,11 +82,12 @@ func putJudgesTx(ctx context.Context, tx *sql.Tx, rs []JudgeResult) error {
 		return nil
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO judge_cache (key, metric, model, score, reason, input_tokens, cached_tokens,
-		output_tokens, cost_nano, latency_ms, created_ms, request_text, response_text)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+		output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cost_nano, latency_ms, created_ms, request_text, response_text)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(key) DO UPDATE SET metric=excluded.metric, model=excluded.model, score=excluded.score,
 		reason=excluded.reason, input_tokens=excluded.input_tokens, cached_tokens=excluded.cached_tokens,
-		output_tokens=excluded.output_tokens, cost_nano=excluded.cost_nano, latency_ms=excluded.latency_ms,
+		output_tokens=excluded.output_tokens, cache_write_5m_tokens=excluded.cache_write_5m_tokens,
+		cache_write_1h_tokens=excluded.cache_write_1h_tokens, cost_nano=excluded.cost_nano, latency_ms=excluded.latency_ms,
 		created_ms=excluded.created_ms, request_text=excluded.request_text, response_text=excluded.response_text`)
 	if err != nil {
 		return fmt.Errorf("ledger: write judge cache: %w", err)
@@ -102,7 +106,7 @@ func putJudgesTx(ctx context.Context, tx *sql.Tx, rs []JudgeResult) error {
 			created = time.Now()
 		}
 		if _, err := stmt.ExecContext(ctx, r.Key, r.Metric, r.Model, r.Score, r.Reason, r.InputTokens, r.CachedTokens,
-			r.OutputTokens, int64(r.Cost), r.LatencyMS, created.UnixMilli(), req, resp); err != nil {
+			r.OutputTokens, r.CacheWrite5mTokens, r.CacheWrite1hTokens, int64(r.Cost), r.LatencyMS, created.UnixMilli(), req, resp); err != nil {
 			return fmt.Errorf("ledger: write judge cache: %w", err)
 		}
 	}

@@ -252,7 +252,8 @@ func TestControlUpdatePolicyConcurrent(t *testing.T) {
 // tables.
 func downgradeToV6(t *testing.T, db *DB) {
 	t.Helper()
-	for _, s := range []string{"ALTER TABLE events DROP COLUMN status", "DROP TABLE virtual_keys", "DROP TABLE policies", "DROP TABLE policy_audit", "PRAGMA user_version = 6"} {
+	for _, s := range []string{"ALTER TABLE judge_cache DROP COLUMN cache_write_5m_tokens", "ALTER TABLE judge_cache DROP COLUMN cache_write_1h_tokens",
+		"ALTER TABLE events DROP COLUMN status", "DROP TABLE virtual_keys", "DROP TABLE policies", "DROP TABLE policy_audit", "PRAGMA user_version = 6"} {
 		if _, err := db.SQL().Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -264,8 +265,8 @@ func downgradeToV6(t *testing.T, db *DB) {
 // control tables work.
 func TestControlV6Ledger(t *testing.T) {
 	ctx := context.Background()
-	if SchemaVersion != 8 {
-		t.Fatalf("schema version %d: this test downgrades v8 to v6", SchemaVersion)
+	if SchemaVersion != 9 {
+		t.Fatalf("schema version %d: this test downgrades v9 to v6", SchemaVersion)
 	}
 	path := filepath.Join(t.TempDir(), "old.db")
 	w := writeLedger(t, path, []Event{

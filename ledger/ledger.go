@@ -285,6 +285,12 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	func() string { return controlMigration },
 	// v8: the HTTP status a proxied call's client got.
 	func() string { return "ALTER TABLE events ADD COLUMN status INTEGER NOT NULL DEFAULT 0;\n" },
+	// v9: a cached verdict keeps the cache-write tokens its call paid for,
+	// so what a reuse avoided is priced exactly.
+	func() string {
+		return "ALTER TABLE judge_cache ADD COLUMN cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0;\n" +
+			"ALTER TABLE judge_cache ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;\n"
+	},
 }
 
 // SchemaVersion is the user_version this build writes.
