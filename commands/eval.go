@@ -194,7 +194,7 @@ func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.ConfigFile, "config", "c", "eval.yaml", "eval config `FILE` (judges and metrics)")
 	fl.StringVar(&opts.Map, "map", "", "map field names, e.g. output=response,input=question")
-	fl.StringVar(&opts.BaseURL, "base-url", "", "endpoint for judges without base_url (default: the provider's $OPENAI_BASE_URL or $ANTHROPIC_BASE_URL, else its public API)")
+	fl.StringVar(&opts.BaseURL, "base-url", "", "OpenAI-compatible endpoint for openai judges without base_url (default $OPENAI_BASE_URL or https://api.openai.com/v1); anthropic judges use base_url, else $ANTHROPIC_BASE_URL")
 	fl.IntVar(&opts.Concurrency, "concurrency", 8, "judge calls in flight at once")
 	fl.IntVar(&opts.MaxRetries, "max-retries", 4, "retries of a call after 429, 5xx or a timeout (0 = none)")
 	fl.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "time limit of one judge call")

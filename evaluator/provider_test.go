@@ -342,3 +342,25 @@ metrics:
 		t.Error("a fake judge shares the openai cache key")
 	}
 }
+
+// --base-url names an OpenAI-compatible endpoint: an anthropic judge in the
+// same config keeps its own (base_url, else ANTHROPIC_BASE_URL, else the API).
+func TestBaseURLIsOpenAIOnly(t *testing.T) {
+	env := map[string]string{"ANTHROPIC_BASE_URL": "http://anthropic.local"}
+	o := &Options{BaseURL: "http://openai.local/v1", Getenv: func(k string) string { return env[k] }}
+	oj, aj := &Judge{Name: "o"}, &Judge{Name: "a", Provider: ProviderAnthropic}
+	if got := o.Endpoint(oj); got != "http://openai.local/v1" {
+		t.Errorf("openai judge: %s", got)
+	}
+	if got := o.Endpoint(aj); got != "http://anthropic.local" {
+		t.Errorf("anthropic judge: %s", got)
+	}
+	delete(env, "ANTHROPIC_BASE_URL")
+	if got := o.Endpoint(aj); got != DefaultAnthropicBaseURL {
+		t.Errorf("anthropic judge without its variable: %s", got)
+	}
+	aj.BaseURL = "http://gateway.local"
+	if got := o.Endpoint(aj); got != "http://gateway.local" {
+		t.Errorf("anthropic judge with base_url: %s", got)
+	}
+}

@@ -221,7 +221,9 @@ func (o *Options) Endpoint(j *Judge) string {
 	switch {
 	case j.BaseURL != "":
 		return j.BaseURL
-	case o.BaseURL != "":
+	case o.BaseURL != "" && j.ProviderName() == ProviderOpenAI:
+		// --base-url names an OpenAI-compatible endpoint: a config that
+		// mixes providers must not send its Anthropic judges there.
 		return o.BaseURL
 	case o.Getenv != nil && def.baseURLEnv != "" && o.Getenv(def.baseURLEnv) != "":
 		return o.Getenv(def.baseURLEnv)
