@@ -300,7 +300,8 @@ func TestAnthropicRetries(t *testing.T) {
 	}
 	e := newEnv(t, nil)
 	cfg := e.config(antConfig(antRubricText))
-	res, rows := e.run(antOpts(e, f, cfg, e.file("r.jsonl", nRecords(3))))
+	o := antOpts(e, f, cfg, e.file("r.jsonl", nRecords(3)))
+	res, rows := e.run(o)
 	if want := "r000 quality pass 0.9 cached=false\nr001 quality pass 0.9 cached=false\nr002 quality pass 0.9 cached=false\n"; brief(rows) != want {
 		t.Fatalf("rows:\n%s", brief(rows))
 	}
@@ -311,12 +312,14 @@ func TestAnthropicRetries(t *testing.T) {
 		t.Errorf("requests %d calls %d cost %s", res.Requests, res.Calls, res.Cost)
 	}
 	// retry-after honoured (3 s and 7 s); the dropped connection backs off.
+	// These are the pauses the runner asked of the injected Sleep (nothing
+	// waits): a backoff is at most the options' BackoffMax.
 	var after []time.Duration
 	backoffs := 0
 	for _, d := range e.sleeps {
 		if d >= time.Second {
 			after = append(after, d)
-		} else if d > 0 && d <= 4*time.Millisecond {
+		} else if d > 0 && d <= o.BackoffMax {
 			backoffs++
 		}
 	}
