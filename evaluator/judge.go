@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/costctl/costctl/records"
 )
@@ -192,13 +193,16 @@ func redactURL(s string) string {
 	return strings.TrimRight(u.String(), "/")
 }
 
-// secretRes match credentials a server may echo in an error message.
-var secretRes = []*regexp.Regexp{
-	regexp.MustCompile(`(?i)(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',;&}]+`),
-	regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+`),
-	regexp.MustCompile(`(?i)(x-api-key|api[-_]?key|x-goog-api-key|access[-_]?token|secret|password)(["']?\s*[:=]\s*["']?)[^\s"',;&}]+`),
-	regexp.MustCompile(`\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}`),
-}
+// secretRes match credentials a server may echo in an error message
+// (compiled on first use, not in every command's start).
+var secretRes = sync.OnceValue(func() []*regexp.Regexp {
+	return []*regexp.Regexp{
+		regexp.MustCompile(`(?i)(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',;&}]+`),
+		regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+`),
+		regexp.MustCompile(`(?i)(x-api-key|api[-_]?key|x-goog-api-key|access[-_]?token|secret|password)(["']?\s*[:=]\s*["']?)[^\s"',;&}]+`),
+		regexp.MustCompile(`\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}`),
+	}
+})
 
 // Redact removes API keys from text that came from a server or an error
 // before it reaches a terminal, a result row or a report: the given key
@@ -211,7 +215,7 @@ func Redact(s string, keys ...string) string {
 			s = strings.ReplaceAll(s, k, "[REDACTED]")
 		}
 	}
-	for i, re := range secretRes {
+	for i, re := range secretRes() {
 		switch i {
 		case 0, 2:
 			s = re.ReplaceAllString(s, "${1}${2}[REDACTED]")
