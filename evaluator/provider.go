@@ -139,6 +139,9 @@ type providerDef struct {
 	keyEnv     string // API key variable (the judge's api_key_env overrides it)
 	baseURLEnv string // endpoint variable, after base_url and --base-url
 	baseURL    string // the endpoint otherwise
+	// batch builds the provider's Batch API client (batchapi.go); nil when
+	// the API has none (eval --batch refuses the judge).
+	batch func(BatchConfig) (batchAPI, error)
 }
 
 // providers is the one registry of judge APIs: the config's provider key is
