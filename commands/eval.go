@@ -56,6 +56,10 @@ type EvalOptions struct {
 	MinPassRate float64
 	FailOnError bool
 	Strict      bool
+	// --batch: through the providers' Batch APIs (eval_batch.go).
+	Batch        bool
+	NoWait       bool
+	PollInterval time.Duration
 
 	// Injected for tests: backoff durations and the sleep function.
 	BackoffBase, BackoffMax time.Duration
@@ -151,7 +155,7 @@ OUTPUT
   did not reach), JUnit XML with --junit, progress and warnings on stderr.
   --out and --junit may not name an input, the config or the ledger. Costs
   are the usage the server reports × the price table. A run that fails
-  prints nothing on stdout.` + exitStatusSection
+  prints nothing on stdout.` + evalBatchHelp + exitStatusSection
 
 func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	opts := &EvalOptions{IO: f.IO, Pricing: f.Pricing, LedgerPath: f.LedgerPath, OpenLedger: f.OpenLedger,
@@ -163,7 +167,8 @@ func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 		Example: `  costctl eval init
   costctl eval outputs.jsonl --config eval.yaml --dry-run
   costctl eval outputs.jsonl --config eval.yaml --max-cost 5 --out results.jsonl
-  costctl eval logs.csv --map output=response,input=question --sample 10% --format json`,
+  costctl eval logs.csv --map output=response,input=question --sample 10% --format json
+  costctl eval outputs.jsonl --config eval.yaml --batch --no-wait`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Files = args
@@ -184,6 +189,9 @@ func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 			}
 			if err := render.CheckFormat(opts.Format, render.FormatTable, render.FormatJSON); err != nil {
 				return usageError(err)
+			}
+			if err := checkBatchFlags(opts); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(opts)
@@ -212,7 +220,8 @@ func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	fl.Float64Var(&opts.MinPassRate, "min-pass-rate", 0, "exit 3 when any metric's pass rate is below `R` (0..1)")
 	fl.BoolVar(&opts.FailOnError, "fail-on-error", false, "exit 3 when any row is an error")
 	fl.BoolVar(&opts.Strict, "strict", false, "a bad input line stops the run")
-	cmd.AddCommand(newEvalInitCmd(f))
+	addBatchFlags(cmd, opts)
+	cmd.AddCommand(newEvalInitCmd(f), newEvalBatchesCmd(f))
 	return cmd
 }
 
@@ -337,9 +346,15 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 
 	// Every output file is opened (created or truncated) before the first
 	// paid call, so a bad path fails before any money is spent.
+	// A batch run empties them only once every result is in: a --no-wait
+	// run that returns pending leaves an earlier run's files as they were.
 	var outFile, junitFile *os.File
+	outFlags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if opts.Batch {
+		outFlags &^= os.O_TRUNC
+	}
 	if opts.Out != "" {
-		outFile, err = os.OpenFile(opts.Out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		outFile, err = os.OpenFile(opts.Out, outFlags, 0o644)
 		if err != nil {
 			return &ExitErr{Code: ExitError, Err: fmt.Errorf("--out %s: %s", opts.Out, fsReason(err))}
 		}
@@ -347,7 +362,7 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		eo.Out = outFile
 	}
 	if opts.JUnit != "" {
-		junitFile, err = os.OpenFile(opts.JUnit, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		junitFile, err = os.OpenFile(opts.JUnit, outFlags, 0o644)
 		if err != nil {
 			return &ExitErr{Code: ExitError, Err: fmt.Errorf("--junit %s: %s", opts.JUnit, fsReason(err))}
 		}
@@ -355,7 +370,18 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 	}
 	prog := newEvalProgress(opts.IO, opts.Now)
 	eo.Progress = prog.update
-	res, runErr := evaluator.Run(ctx, eo)
+	var res *evaluator.Result
+	var runErr error
+	if opts.Batch {
+		eo.RunID = evaluator.NewRunID(nowOr(opts.Now)())
+		res, runErr = runEvalBatch(ctx, opts, table, eo, func() error { return truncateAll(outFile, junitFile) })
+		if res == nil && runErr == nil {
+			prog.done()
+			return nil // pending: the summary is written
+		}
+	} else {
+		res, runErr = evaluator.Run(ctx, eo)
+	}
 	prog.done()
 	if res == nil {
 		return evalErr(runErr)
@@ -395,6 +421,9 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		}
 		return &ExitErr{Code: ExitBudget, Err: fmt.Errorf("stopped sending: %s; %s spent%s, every call recorded as billed; check that the judge's model and endpoint match its price",
 			res.StopDetail, res.Cost.Display(), over)}
+	case evaluator.StopIncomplete:
+		return &ExitErr{Code: ExitError, Err: fmt.Errorf("%s request(s) never ran: their batch expired, was cancelled or failed; their rows are not_run; rerun the same command to resubmit only those",
+			render.Int(res.Batch.Missing))}
 	case evaluator.StopInterrupted:
 		return &ExitErr{Code: ExitInterrupted, Err: fmt.Errorf("interrupted: %s record(s) finished and saved; rerun the same command to resume from the cache", render.Int(res.Sampled))}
 	}
@@ -591,6 +620,9 @@ func writeEvalSummary(opts *EvalOptions, table *pricing.Table, res *evaluator.Re
 		fmt.Fprintf(w, "stopped (%s): %s spent, %s; %s sampled record(s) not started, %s evaluation(s) not run\n",
 			res.Stop, res.Cost.Display(), cap, render.Int(res.LeftRecords), render.Int(res.NotRun))
 	}
+	if res.Batch != nil {
+		batchSummaryLine(w, res.Batch)
+	}
 	fmt.Fprintf(w, "cost %s; avoided %s (cache %s, cascade skips %s, sampling ≈%s); baseline %s\n",
 		res.Cost.Display(), res.Avoided().Display(), res.AvoidedCache.Display(), res.AvoidedSkip.Display(), res.AvoidedSamp.Display(), res.Baseline.Display())
 	fmt.Fprintf(w, "run %s · %s\n", res.RunID, table.AsOfLabel())
@@ -611,20 +643,40 @@ func writeDryRun(opts *EvalOptions, table *pricing.Table, dr *evaluator.DryResul
 			OutputMax    int64         `json:"output_tokens_max"`
 			CostLow      pricing.Money `json:"cost_low_usd"`
 			CostHigh     pricing.Money `json:"cost_high_usd"`
+			// With --batch: the same calls at Batch API prices (null: the
+			// price table has no batch price for the model).
+			BatchLow  *pricing.Money `json:"batch_cost_low_usd,omitempty"`
+			BatchHigh *pricing.Money `json:"batch_cost_high_usd,omitempty"`
+			NoBatch   bool           `json:"no_batch_price,omitempty"`
 		}
 		out := struct {
-			Version    int           `json:"version"`
-			DryRun     bool          `json:"dry_run"`
-			PricesAsOf string        `json:"prices_as_of"`
-			Records    int64         `json:"records"`
-			Sampled    int64         `json:"sampled"`
-			BadLines   int64         `json:"bad_lines"`
-			Metrics    []jm          `json:"metrics"`
-			CostLow    pricing.Money `json:"cost_low_usd"`
-			CostHigh   pricing.Money `json:"cost_high_usd"`
+			Version    int            `json:"version"`
+			DryRun     bool           `json:"dry_run"`
+			PricesAsOf string         `json:"prices_as_of"`
+			Records    int64          `json:"records"`
+			Sampled    int64          `json:"sampled"`
+			BadLines   int64          `json:"bad_lines"`
+			Metrics    []jm           `json:"metrics"`
+			CostLow    pricing.Money  `json:"cost_low_usd"`
+			CostHigh   pricing.Money  `json:"cost_high_usd"`
+			BatchLow   *pricing.Money `json:"batch_cost_low_usd,omitempty"`
+			BatchHigh  *pricing.Money `json:"batch_cost_high_usd,omitempty"`
+			NoBatch    bool           `json:"no_batch_price,omitempty"`
 		}{Version: 1, DryRun: true, PricesAsOf: table.AsOf, Records: dr.Records, Sampled: dr.Sampled, BadLines: dr.BadLines, CostLow: dr.CostLow, CostHigh: dr.CostHigh}
+		if opts.Batch {
+			out.BatchLow, out.BatchHigh, out.NoBatch = &dr.BatchLow, &dr.BatchHigh, dr.NoBatch
+		}
 		for _, m := range dr.Metrics {
-			out.Metrics = append(out.Metrics, jm{m.Name, m.Model, m.ToEvaluate, m.CacheHits, m.CallsMin, m.CallsMax, m.PromptTokens, m.OutputMax, m.CostLow, m.CostHigh})
+			j := jm{Name: m.Name, Model: m.Model, ToEvaluate: m.ToEvaluate, CacheHits: m.CacheHits, CallsMin: m.CallsMin, CallsMax: m.CallsMax,
+				PromptTokens: m.PromptTokens, OutputMax: m.OutputMax, CostLow: m.CostLow, CostHigh: m.CostHigh}
+			if opts.Batch && m.Judge {
+				if m.NoBatch {
+					j.NoBatch = true
+				} else {
+					j.BatchLow, j.BatchHigh = &m.BatchLow, &m.BatchHigh
+				}
+			}
+			out.Metrics = append(out.Metrics, j)
 		}
 		return render.JSON(w, out)
 	}
@@ -632,19 +684,43 @@ func writeDryRun(opts *EvalOptions, table *pricing.Table, dr *evaluator.DryResul
 		Headers: []string{"METRIC", "MODEL", "TO EVALUATE", "CACHED", "CALLS", "PROMPT TOKENS", "OUTPUT ≤", "COST RANGE"},
 		Align:   []render.Align{render.Left, render.Left, render.Right, render.Right, render.Right, render.Right, render.Right, render.Right},
 	}
+	if opts.Batch {
+		t.Headers[7] = "LIVE COST RANGE"
+		t.Headers = append(t.Headers, "BATCH COST RANGE")
+		t.Align = append(t.Align, render.Right)
+	}
 	for _, m := range dr.Metrics {
 		if !m.Judge {
-			t.AddRow(m.Name, "(free)", render.Int(m.ToEvaluate), "-", "-", "-", "-", "free")
+			row := []string{m.Name, "(free)", render.Int(m.ToEvaluate), "-", "-", "-", "-", "free"}
+			if opts.Batch {
+				row = append(row, "free")
+			}
+			t.AddRow(row...)
 			continue
 		}
 		calls := render.Int(m.CallsMax)
 		if m.CallsMin != m.CallsMax {
 			calls = render.Int(m.CallsMin) + "–" + render.Int(m.CallsMax)
 		}
-		t.AddRow(m.Name, m.Model, render.Int(m.ToEvaluate), render.Int(m.CacheHits), calls, render.Int(m.PromptTokens), render.Int(m.OutputMax),
-			m.CostLow.Display()+" – "+m.CostHigh.Display())
+		row := []string{m.Name, m.Model, render.Int(m.ToEvaluate), render.Int(m.CacheHits), calls, render.Int(m.PromptTokens), render.Int(m.OutputMax),
+			m.CostLow.Display() + " – " + m.CostHigh.Display()}
+		if opts.Batch {
+			if m.NoBatch {
+				row = append(row, "no batch price")
+			} else {
+				row = append(row, m.BatchLow.Display()+" – "+m.BatchHigh.Display())
+			}
+		}
+		t.AddRow(row...)
 	}
 	t.Footer = []string{"total", "", "", "", "", "", "", dr.CostLow.Display() + " – " + dr.CostHigh.Display()}
+	if opts.Batch {
+		foot := dr.BatchLow.Display() + " – " + dr.BatchHigh.Display()
+		if dr.NoBatch {
+			foot = "(a judge has no batch price)"
+		}
+		t.Footer = append(t.Footer, foot)
+	}
 	if err := t.WriteText(w); err != nil {
 		return err
 	}

@@ -20,6 +20,10 @@ type DryMetric struct {
 	OutputMax    int64 // max_tokens × CallsMax
 	CostLow      pricing.Money
 	CostHigh     pricing.Money
+	// The same calls at the model's Batch API prices (eval --batch);
+	// NoBatch when the price table has none (--batch refuses the judge).
+	BatchLow, BatchHigh pricing.Money
+	NoBatch             bool
 }
 
 // DryResult is a dry run: no request is sent.
@@ -31,6 +35,10 @@ type DryResult struct {
 	Metrics    []*DryMetric
 	CostLow    pricing.Money
 	CostHigh   pricing.Money
+	// BatchLow and BatchHigh are the range at Batch API prices; NoBatch
+	// says some judge has none.
+	BatchLow, BatchHigh pricing.Money
+	NoBatch             bool
 }
 
 // DryRun projects a run without any network access: per metric the records
@@ -57,6 +65,7 @@ func DryRun(ctx context.Context, opts Options) (*DryResult, error) {
 		dm := &DryMetric{Name: m.Name, Judge: m.IsJudge()}
 		if m.IsJudge() {
 			dm.Model = m.judge.Model
+			dm.NoBatch = m.judge.Price == nil || m.judge.Price.Rates.NoBatch || providers[m.judge.ProviderName()].batch == nil
 		}
 		res.Metrics = append(res.Metrics, dm)
 		byName[m.Name] = dm
@@ -114,11 +123,13 @@ func DryRun(ctx context.Context, opts Options) (*DryResult, error) {
 			dm.CallsMax++
 			dm.PromptTokens += p
 			dm.OutputMax += int64(m.judge.MaxTokens)
-			_, worst := jc.worst(p)
+			worstU, worst := jc.worst(p)
 			dm.CostHigh += worst
+			dm.BatchHigh += m.judge.Price.Cost(worstU, true)
 			if !unknown {
 				dm.CallsMin++
 				dm.CostLow += m.judge.Price.Cost(pricing.Usage{InputTokens: p}, false)
+				dm.BatchLow += m.judge.Price.Cost(pricing.Usage{InputTokens: p}, true)
 			}
 			maybe[m.Name] = true // its verdict is unknown until the call
 			states[m.Name] = state{}
@@ -132,6 +143,9 @@ func DryRun(ctx context.Context, opts Options) (*DryResult, error) {
 	for _, dm := range res.Metrics {
 		res.CostLow += dm.CostLow
 		res.CostHigh += dm.CostHigh
+		res.BatchLow += dm.BatchLow
+		res.BatchHigh += dm.BatchHigh
+		res.NoBatch = res.NoBatch || dm.NoBatch
 	}
 	return res, nil
 }

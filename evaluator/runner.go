@@ -63,6 +63,10 @@ type Options struct {
 
 	Now   func() time.Time
 	RunID string
+
+	// batch, in the last pass of a batch run (batch.go), answers every
+	// judge call from the batches collected or the cache: no call is sent.
+	batch *batchRun
 }
 
 // Progress is the state of a run, reported as records are written.
@@ -652,7 +656,15 @@ func (r *run) evalRecord(ctx context.Context, seq int64, rec *records.Record) *o
 		if m.IsJudge() {
 			row.Model = m.judge.Model
 		}
-		holds, _, why := evalWhen(m, states)
+		holds, unknown, why := evalWhen(m, states)
+		if !holds && unknown {
+			// A metric it depends on did not run (a batch run's request
+			// that was cut by the cap or never ran): neither can this one.
+			row.Status, row.Reason = StatusNotRun, "not run: a metric its when depends on did not run"
+			out.rows = append(out.rows, row)
+			out.notRun++
+			continue
+		}
 		if !holds {
 			row.Status, row.Reason = StatusSkipped, why
 			if m.IsJudge() {
@@ -768,7 +780,7 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		return StatusFail
 	}
 	hit := func(score float64, reason string, u pricing.Usage) {
-		avoided := price.Cost(u, false)
+		avoided := price.Cost(u, r.opts.batch != nil) // what this run would have paid: batch rates in a batch run
 		row.Status, row.Score, row.Reason, row.Cached = pass(score), scorePtr(score), reason, true
 		row.InputTokens, row.CachedTokens, row.OutputTokens = u.InputTokens, u.CachedInputTokens, u.OutputTokens
 		out.avoidedCache += avoided
@@ -805,6 +817,12 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	result := flightResult{aborted: true}
 	defer func() { r.flights.finish(key, fl, result) }()
 
+	if b := r.opts.batch; b != nil {
+		if oc := b.outcomes[key]; oc != nil {
+			result = r.batchRow(oc, m, row, out)
+			return nil
+		}
+	}
 	if r.opts.DB != nil && !r.opts.NoCache && !r.opts.Refresh {
 		c, ok, err := r.opts.DB.GetJudge(ctx, key)
 		if err != nil {
@@ -822,6 +840,13 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		}
 	}
 
+	if r.opts.batch != nil {
+		// Neither collected nor cached (the cache was changed meanwhile):
+		// a batch run never calls live.
+		row.Status, row.Reason = StatusNotRun, "not run: no batch result for this request; rerun to submit it"
+		out.notRun++
+		return nil
+	}
 	prompt := Prompt{System: system, User: user}
 	var total pricing.Usage
 	var totalCost pricing.Money
@@ -971,6 +996,33 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	}
 	result = flightResult{ok: true, score: v.Score, reason: row.Reason, usage: total}
 	return nil
+}
+
+// batchRow fills a judge row from what a batch run collected for its
+// request: the verdict or error and the billed call (already on the
+// ledger, counted here for the totals), or not_run when the request was cut
+// by the cap or never ran.
+func (r *run) batchRow(oc *batchOutcome, m *Metric, row *Row, out *outcome) flightResult {
+	if oc.billed {
+		ev := oc.event
+		out.events = append(out.events, ev)
+		row.InputTokens, row.CachedTokens, row.OutputTokens = ev.InputTokens, ev.CachedTokens, ev.OutputTokens
+		row.Cost, row.Estimated = ev.Cost, ev.Estimate
+	}
+	switch oc.kind {
+	case batchOK:
+		row.Status, row.Score, row.Reason = verdictState(m, oc.score).status, scorePtr(oc.score), oc.reason
+		return flightResult{ok: true, score: oc.score, reason: oc.reason, usage: oc.usage}
+	case batchErr:
+		row.Status, row.Error = StatusError, oc.errMsg
+		return flightResult{errMsg: oc.errMsg}
+	case batchCut:
+		row.Status, row.Reason = StatusNotRun, "not run: the budget cap (--max-cost) was reached before this request could be submitted"
+	default:
+		row.Status, row.Reason = StatusNotRun, "not run: its batch ended (expired, cancelled or failed) before it ran; rerun to resubmit it"
+	}
+	out.notRun++
+	return flightResult{aborted: true}
 }
 
 // write is the single writer of rows: it puts outcomes back in input order,

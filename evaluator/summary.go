@@ -86,6 +86,7 @@ type Result struct {
 	LeftRecords int64         // sampled records not started because the run stopped
 	NotRun      int64         // record × metric evaluations not run because the run stopped
 	Rows        []Row         // with Options.KeepRows
+	Batch       *BatchSummary // a batch run's submissions and collections (nil: a live run)
 
 	RecordsPassed int64            // records with no fail, error or not_run row
 	Retries       map[string]int64 // retries by cause (429, 5xx, timeout, network, repair)
@@ -255,6 +256,43 @@ type JSONReport struct {
 	RecordsPassed int64            `json:"records_passed"`
 	Retries       map[string]int64 `json:"retries"`
 	Stop          *JSONStop        `json:"stop"` // null when the run finished
+	// Batch is what a batch run (--batch) submitted and collected; absent
+	// for a live run.
+	Batch *JSONBatch `json:"batch,omitempty"`
+}
+
+// JSONBatch is a batch run's submissions and collections.
+type JSONBatch struct {
+	Pending   bool          `json:"pending"` // --no-wait returned before every result was in
+	Rounds    int           `json:"rounds"`
+	Batches   int           `json:"batches_submitted"`
+	Submitted int64         `json:"requests_submitted"`
+	Collected int64         `json:"results_collected"`
+	Errored   int64         `json:"request_errors"`
+	Cut       int64         `json:"requests_cut_by_cap"`
+	Missing   int64         `json:"requests_missing"`
+	Open      []JSONOpen    `json:"open_batches"`
+	Reserved  pricing.Money `json:"open_reserved_usd"`
+}
+
+// JSONOpen is a batch still running.
+type JSONOpen struct {
+	ID       string `json:"id"`
+	RemoteID string `json:"provider_id"`
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	State    string `json:"state"`
+	Requests int64  `json:"requests"`
+}
+
+// JSON is the summary's JSON block.
+func (s *BatchSummary) JSON() *JSONBatch {
+	jb := &JSONBatch{Pending: s.Pending, Rounds: s.Rounds, Batches: s.Batches, Submitted: s.Submitted, Collected: s.Collected,
+		Errored: s.Errored, Cut: s.Cut, Missing: s.Missing, Open: []JSONOpen{}, Reserved: s.Reserved}
+	for _, b := range s.Open {
+		jb.Open = append(jb.Open, JSONOpen{ID: b.ID, RemoteID: b.RemoteID, Provider: b.Provider, Model: b.Model, State: b.State, Requests: b.Requests})
+	}
+	return jb
 }
 
 // JSONStop says why and where a run stopped early.
@@ -316,6 +354,9 @@ func (res *Result) JSON() JSONReport {
 		RecordsPassed: res.RecordsPassed, Retries: map[string]int64{}}
 	for _, c := range []string{Retry429, Retry5xx, RetryTimeout, RetryNetwork, RetryRepair} {
 		rep.Retries[c] = res.Retries[c]
+	}
+	if res.Batch != nil {
+		rep.Batch = res.Batch.JSON()
 	}
 	if res.Stop != StopNone {
 		st := &JSONStop{Reason: res.Stop, Spent: res.Cost, RecordsLeft: res.LeftRecords, NotRun: res.NotRun, Detail: res.StopDetail}

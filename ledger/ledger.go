@@ -291,6 +291,8 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 		return "ALTER TABLE judge_cache ADD COLUMN cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0;\n" +
 			"ALTER TABLE judge_cache ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;\n"
 	},
+	// v10: Batch API submissions and their requests (batch.go).
+	func() string { return batchMigration },
 }
 
 // SchemaVersion is the user_version this build writes.
