@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/costctl/costctl/ledger"
@@ -109,6 +110,7 @@ type batchOutcome struct {
 	billed bool          // event is a billed call
 	event  ledger.Event  // the billed call, already on the ledger
 	usage  pricing.Usage // for the cache-hit avoided figure of duplicates
+	used   atomic.Bool   // the last pass has counted its billed call
 }
 
 // batchRun is the state of one RunBatch.

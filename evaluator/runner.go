@@ -819,7 +819,15 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 
 	if b := r.opts.batch; b != nil {
 		if oc := b.outcomes[key]; oc != nil {
-			result = r.batchRow(oc, m, row, out)
+			first := !oc.used.Swap(true)
+			if oc.kind == batchOK && !first {
+				// Its call is counted once, on the first record that used
+				// it; the others are cache hits, as in a live run.
+				hit(oc.score, oc.reason, oc.usage)
+				result = flightResult{ok: true, score: oc.score, reason: oc.reason, usage: oc.usage}
+				return nil
+			}
+			result = r.batchRow(oc, m, row, out, first)
 			return nil
 		}
 	}
@@ -1002,8 +1010,8 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 // request: the verdict or error and the billed call (already on the
 // ledger, counted here for the totals), or not_run when the request was cut
 // by the cap or never ran.
-func (r *run) batchRow(oc *batchOutcome, m *Metric, row *Row, out *outcome) flightResult {
-	if oc.billed {
+func (r *run) batchRow(oc *batchOutcome, m *Metric, row *Row, out *outcome, first bool) flightResult {
+	if oc.billed && first {
 		ev := oc.event
 		out.events = append(out.events, ev)
 		row.InputTokens, row.CachedTokens, row.OutputTokens = ev.InputTokens, ev.CachedTokens, ev.OutputTokens

@@ -208,13 +208,14 @@ func (db *DB) FinishBatch(ctx context.Context, b Batch) error {
 			FROM batch_requests WHERE batch_id = ?`, b.ID).Scan(&ok, &bad, &miss); err != nil {
 			return err
 		}
-		var cost int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(cost_nano), 0) FROM events WHERE event_key >= ? AND event_key < ?`,
-			batchEventPrefix(b.ID), batchEventPrefix(b.ID)+"\xff").Scan(&cost); err != nil {
+		var dollars, pico int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM events WHERE event_key >= ? AND event_key < ?`,
+			batchEventPrefix(b.ID), batchEventPrefix(b.ID)+"\xff").Scan(&dollars, &pico); err != nil {
 			return err
 		}
+		cost, _ := amountOf(dollars, pico).Money() // rounded to the nano-dollar for display
 		_, err := tx.ExecContext(ctx, `UPDATE batches SET state = ?, succeeded = ?, errored = ?, missing = ?, cost_nano = ?,
-			updated_ms = ?, error = ? WHERE id = ?`, BatchCollected, ok, bad, miss, cost, b.Updated.UnixMilli(), b.Error, b.ID)
+			updated_ms = ?, error = ? WHERE id = ?`, BatchCollected, ok, bad, miss, int64(cost), b.Updated.UnixMilli(), b.Error, b.ID)
 		return err
 	})
 }
