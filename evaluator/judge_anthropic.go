@@ -279,9 +279,12 @@ func (e *anthropicError) Error() string {
 
 func (e *anthropicError) Unwrap() error { return e.err }
 
+// body is the JSON a live Send of p posts (a batch line's params).
+func (ap *anthropicProvider) body(p Prompt) ([]byte, error) { return json.Marshal(ap.request(p)) }
+
 // Send makes one Messages request.
 func (ap *anthropicProvider) Send(ctx context.Context, p Prompt) (Attempt, error) {
-	body, err := json.Marshal(ap.request(p))
+	body, err := ap.body(p)
 	if err != nil {
 		return Attempt{}, err
 	}
@@ -324,15 +327,24 @@ func (ap *anthropicProvider) Send(ctx context.Context, p Prompt) (Attempt, error
 	if rerr != nil {
 		return Attempt{Sent: true}, &anthropicError{err: fmt.Errorf("reading the reply: %v", unwrapURLError(rerr))}
 	}
+	a, err := ap.readMessage(raw)
+	a.Sent = true
+	return a, err
+}
+
+// readMessage reads a Messages API answer as Send does (and a batch
+// result's message): the verdict text and the usage. Sent is left to the
+// caller; an unreadable answer is an *anthropicError.
+func (ap *anthropicProvider) readMessage(raw []byte) (Attempt, error) {
 	var r anthropicResponse
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return Attempt{Sent: true}, &anthropicError{err: fmt.Errorf("reply is not a Messages API answer: %v", err)}
+		return Attempt{}, &anthropicError{err: fmt.Errorf("reply is not a Messages API answer: %v", err)}
 	}
 	if r.Type != "" && r.Type != "message" {
-		return Attempt{Sent: true}, &anthropicError{err: fmt.Errorf("reply is a %q, not a message", clip(r.Type, 40))}
+		return Attempt{}, &anthropicError{err: fmt.Errorf("reply is a %q, not a message", clip(r.Type, 40))}
 	}
 	u, has := r.Usage.usage()
-	return Attempt{Sent: true, Text: ap.replyText(&r), Usage: u, HasUsage: has}, nil
+	return Attempt{Text: ap.replyText(&r), Usage: u, HasUsage: has}, nil
 }
 
 // replyText is the verdict tool's input as JSON; without a tool call (or

@@ -82,9 +82,7 @@ func (t *judgeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(b) > 0 && b[0] == '{' && !bytes.Contains(b, []byte(`"temperature":`)) {
-			b = append([]byte(`{"temperature":0,`), b[1:]...)
-		}
+		b = withZeroTemperature(b)
 		req = req.Clone(req.Context())
 		req.Body = io.NopCloser(bytes.NewReader(b))
 		req.ContentLength = int64(len(b))
@@ -99,6 +97,16 @@ func (t *judgeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		at.retryAfter.Store(resp.Header.Get("Retry-After"))
 	}
 	return resp, err
+}
+
+// withZeroTemperature adds "temperature": 0 to a JSON object body that
+// sets no temperature (what judgeTransport does to a non-reasoning
+// request, and what a batch line's body carries).
+func withZeroTemperature(b []byte) []byte {
+	if len(b) > 0 && b[0] == '{' && !bytes.Contains(b, []byte(`"temperature":`)) {
+		b = append([]byte(`{"temperature":0,`), b[1:]...)
+	}
+	return b
 }
 
 // chatMessages are the messages of a judge request: the rubric as system,
@@ -214,15 +222,10 @@ func (op *openaiProvider) Send(ctx context.Context, p Prompt) (Attempt, error) {
 	resp, err := op.client.CreateChatCompletion(context.WithValue(ctx, attemptKey{}, at), op.request(p))
 	sent := at.sent.Load()
 	if err == nil {
-		if len(resp.Choices) == 0 {
-			err = errors.New("reply has no choices")
-		} else {
-			u := pricing.Usage{InputTokens: int64(resp.Usage.PromptTokens), OutputTokens: int64(resp.Usage.CompletionTokens)}
-			if d := resp.Usage.PromptTokensDetails; d != nil {
-				u.CachedInputTokens = int64(d.CachedTokens)
-			}
-			has := resp.Usage.PromptTokens != 0 || resp.Usage.CompletionTokens != 0 || resp.Usage.TotalTokens != 0
-			return Attempt{Sent: sent, Text: resp.Choices[0].Message.Content, Usage: u, HasUsage: has}, nil
+		var a Attempt
+		if a, err = op.readReply(resp); err == nil {
+			a.Sent = sent
+			return a, nil
 		}
 	}
 	if !sent {
@@ -230,6 +233,40 @@ func (op *openaiProvider) Send(ctx context.Context, p Prompt) (Attempt, error) {
 	}
 	ra, _ := at.retryAfter.Load().(string)
 	return Attempt{Sent: true}, &openaiError{err: err, retryAfter: ra}
+}
+
+// readReply reads a chat completion as Send does (and a batch result's
+// body): the first choice's content and the usage (cached prompt tokens
+// from prompt_tokens_details; HasUsage when any count is set). Sent is left
+// to the caller.
+func (*openaiProvider) readReply(resp openai.ChatCompletionResponse) (Attempt, error) {
+	if len(resp.Choices) == 0 {
+		return Attempt{}, errors.New("reply has no choices")
+	}
+	u := pricing.Usage{InputTokens: int64(resp.Usage.PromptTokens), OutputTokens: int64(resp.Usage.CompletionTokens)}
+	if d := resp.Usage.PromptTokensDetails; d != nil {
+		u.CachedInputTokens = int64(d.CachedTokens)
+	}
+	has := resp.Usage.PromptTokens != 0 || resp.Usage.CompletionTokens != 0 || resp.Usage.TotalTokens != 0
+	return Attempt{Text: resp.Choices[0].Message.Content, Usage: u, HasUsage: has}, nil
+}
+
+// body is the JSON a live Send of p posts: the request as go-openai
+// marshals it, with "temperature": 0 for a non-reasoning judge (as
+// judgeTransport adds it). A batch line carries it as its body.
+func (op *openaiProvider) body(p Prompt) ([]byte, error) {
+	req := op.request(p)
+	if err := openai.NewReasoningValidator().Validate(req); err != nil {
+		return nil, err // a live Send refuses it before sending, too
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if !op.reasoning {
+		b = withZeroTemperature(b)
+	}
+	return b, nil
 }
 
 // Classify reads go-openai's error types: out of quota, a refused key and

@@ -148,8 +148,8 @@ type providerDef struct {
 // validated against it and a run builds each judge's Provider from it.
 // Adding an API is a file implementing Provider and an entry here.
 var providers = map[string]providerDef{
-	ProviderOpenAI:    {new: newOpenAIProvider, keyEnv: "OPENAI_API_KEY", baseURLEnv: "OPENAI_BASE_URL", baseURL: DefaultBaseURL},
-	ProviderAnthropic: {new: newAnthropicProvider, keyEnv: "ANTHROPIC_API_KEY", baseURLEnv: "ANTHROPIC_BASE_URL", baseURL: DefaultAnthropicBaseURL},
+	ProviderOpenAI:    {new: newOpenAIProvider, keyEnv: "OPENAI_API_KEY", baseURLEnv: "OPENAI_BASE_URL", baseURL: DefaultBaseURL, batch: newOpenAIBatch},
+	ProviderAnthropic: {new: newAnthropicProvider, keyEnv: "ANTHROPIC_API_KEY", baseURLEnv: "ANTHROPIC_BASE_URL", baseURL: DefaultAnthropicBaseURL, batch: newAnthropicBatch},
 }
 
 // providerNames are the registered providers, sorted, for messages.
