@@ -249,7 +249,7 @@ func TestBatchNoWaitResumesWithoutResubmitting(t *testing.T) {
 	}
 	var runs int
 	for i := 0; i < 20; i++ {
-		res, sum, _, err = e.batch(db, BatchOptions{NoWait: true}, 0)
+		res, _, _, err = e.batch(db, BatchOptions{NoWait: true}, 0)
 		runs++
 		if err != nil {
 			t.Fatal(err)
@@ -473,5 +473,52 @@ func TestDryRunBatchIsHalf(t *testing.T) {
 	}
 	if dr.NoBatch || dr.BatchHigh*2 != dr.CostHigh || dr.BatchLow*2 != dr.CostLow || dr.CostLow == 0 {
 		t.Fatalf("live %s–%s, batch %s–%s", dr.CostLow.Display(), dr.CostHigh.Display(), dr.BatchLow.Display(), dr.BatchHigh.Display())
+	}
+}
+
+// A batch the provider created but whose id never reached the ledger (the
+// process died between the two) is found by its label and adopted, not
+// submitted again.
+func TestBatchPreparingIsAdopted(t *testing.T) {
+	e := newBatchEnv(t, ProviderOpenAI, 3, batchfake.Options{})
+	db := e.db("l.db")
+	ctx := context.Background()
+	o := e.opts(db, nil)
+	o.defaults()
+	clients, err := newClients(&o, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jc := clients["small"]
+	api, err := newBatchAPIFor(&o, jc.judge, jc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	for _, k := range []string{"k1", "k2"} {
+		line, err := api.Line(k, Prompt{System: "s", User: "u " + k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body.Write(append(line, '\n'))
+	}
+	created := time.Now()
+	if err := db.CreateBatch(ctx, ledger.Batch{ID: "lost-1", Provider: ProviderOpenAI, Endpoint: jc.endpoint, Judge: "small", Model: "gpt-4o-mini", Created: created},
+		[]ledger.BatchRequest{{CustomID: "k1", Metric: "quality"}, {CustomID: "k2", Metric: "quality"}}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := api.Submit(ctx, "lost-1", bytes.NewReader(body.Bytes()), 2, int64(body.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := e.batch(db, BatchOptions{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, _ := db.FindBatch(ctx, "lost-1")
+	if !ok || got.RemoteID != info.RemoteID || got.State == ledger.BatchPreparing {
+		t.Fatalf("lost batch: %+v (provider id %s)", got, info.RemoteID)
+	}
+	if e.fake.Submitted("k1") != 1 {
+		t.Fatalf("k1 submitted %d times", e.fake.Submitted("k1"))
 	}
 }
