@@ -324,12 +324,14 @@ func (s *submission) fits(line int) bool {
 // plan reads the records once and submits a batch request for every judge
 // call that can be decided now and is neither answered nor waiting. It
 // returns how many requests it submitted.
-func (b *batchRun) plan(ctx context.Context) (int64, error) {
+func (b *batchRun) plan(ctx context.Context) (_ int64, retErr error) {
 	o := b.opts
 	subs := map[string]*submission{}
 	defer func() {
 		for _, s := range subs {
-			s.discard()
+			if err := s.discard(); err != nil && retErr == nil {
+				retErr = err
+			}
 		}
 	}()
 	open, err := b.store.Batches(ctx, true)
@@ -485,21 +487,33 @@ func (b *batchRun) newSubmission(jc *judgeClient, api batchAPI) (*submission, er
 	return &submission{jc: jc, api: api, file: f, maxN: maxN, maxB: maxB}, nil
 }
 
-func (s *submission) discard() {
+// discard closes and removes the batch file (it holds record text: it
+// must not stay behind in the temp directory).
+func (s *submission) discard() error {
 	if s.closed {
-		return
+		return nil
 	}
 	s.closed = true
-	s.file.Close()           // a temporary file: removed next
-	os.Remove(s.file.Name()) // best effort: it is in the temp directory
+	cerr := s.file.Close()
+	if err := os.Remove(s.file.Name()); err != nil {
+		return fmt.Errorf("removing the batch file %s: %w", s.file.Name(), err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("closing the batch file %s: %w", s.file.Name(), cerr)
+	}
+	return nil
 }
 
 // submit writes the batch and its requests to the ledger, then creates it
 // at the provider and records its id. A failed creation is retried (after
 // asking the provider whether it was created after all) up to
 // --max-retries times; a batch the provider never created is abandoned.
-func (b *batchRun) submit(ctx context.Context, s *submission) error {
-	defer s.discard()
+func (b *batchRun) submit(ctx context.Context, s *submission) (retErr error) {
+	defer func() {
+		if err := s.discard(); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
 	if len(s.reqs) == 0 {
 		return nil
 	}
