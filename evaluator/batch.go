@@ -363,14 +363,7 @@ func (b *batchRun) plan(ctx context.Context) (_ int64, retErr error) {
 				continue
 			}
 			if !m.IsJudge() {
-				pass, _, err := check(m, &rec, b.flags.counters)
-				s := state{status: StatusFail, known: true}
-				if err != nil {
-					s.status = StatusError
-				} else if pass {
-					s.status, s.score = StatusPass, 1
-				}
-				states[m.Name] = s
+				states[m.Name] = checkState(m, &rec, b.flags.counters, true)
 				continue
 			}
 			jc := b.clients[m.judge.Name]

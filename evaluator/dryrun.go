@@ -91,14 +91,7 @@ func DryRun(ctx context.Context, opts Options) (*DryResult, error) {
 			}
 			dm.ToEvaluate++
 			if !m.IsJudge() {
-				pass, _, err := check(m, &rec, cs)
-				s := state{status: StatusFail, known: !unknown}
-				if err != nil {
-					s.status = StatusError
-				} else if pass {
-					s.status, s.score = StatusPass, 1
-				}
-				states[m.Name] = s
+				states[m.Name] = checkState(m, &rec, cs, !unknown)
 				continue
 			}
 			jc := clients[m.judge.Name]
@@ -148,4 +141,17 @@ func DryRun(ctx context.Context, opts Options) (*DryResult, error) {
 		res.NoBatch = res.NoBatch || dm.NoBatch
 	}
 	return res, nil
+}
+
+// checkState runs a free check on rec for a when: condition's sake: pass
+// (score 1), fail or error; known says whether later metrics may rely on it.
+func checkState(m *Metric, rec *records.Record, cs *counters, known bool) state {
+	pass, _, err := check(m, rec, cs)
+	s := state{status: StatusFail, known: known}
+	if err != nil {
+		s.status = StatusError
+	} else if pass {
+		s.status, s.score = StatusPass, 1
+	}
+	return s
 }

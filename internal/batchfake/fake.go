@@ -516,36 +516,25 @@ func (s *Server) nextID() string {
 }
 
 func (s *Server) liveOpenAI(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		oaError(w, http.StatusBadRequest, "bad_body", err.Error())
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp, u, err := s.openaiAnswer(body, s.nextID())
-	if err != nil {
-		oaError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	s.liveCalls++
-	s.liveBodies = append(s.liveBodies, body)
-	s.liveUsage.add(u)
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(resp)
+	s.live(w, r, s.openaiAnswer, func(msg string) { oaError(w, http.StatusBadRequest, "invalid_request", msg) })
 }
 
 func (s *Server) liveAnthropic(w http.ResponseWriter, r *http.Request) {
+	s.live(w, r, s.anthropicAnswer, func(msg string) { antError(w, http.StatusBadRequest, "invalid_request_error", msg) })
+}
+
+// live answers one live call with answer, counting it and its usage.
+func (s *Server) live(w http.ResponseWriter, r *http.Request, answer func(body []byte, id string) (json.RawMessage, Usage, error), refuse func(msg string)) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		antError(w, http.StatusBadRequest, "invalid_request_error", err.Error())
+		refuse(err.Error())
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	resp, u, err := s.anthropicAnswer(body, s.nextID())
+	resp, u, err := answer(body, s.nextID())
 	if err != nil {
-		antError(w, http.StatusBadRequest, "invalid_request_error", err.Error())
+		refuse(err.Error())
 		return
 	}
 	s.liveCalls++
