@@ -293,6 +293,8 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	},
 	// v10: Batch API submissions and their requests (batch.go).
 	func() string { return batchMigration },
+	// v11: budget holds shared by processes on one ledger (holds.go).
+	func() string { return holdsMigration },
 }
 
 // SchemaVersion is the user_version this build writes.

