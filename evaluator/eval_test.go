@@ -332,3 +332,37 @@ c quality pass 0.9 cached=false
 		t.Errorf("refresh: requests %d, want 13", got)
 	}
 }
+
+// Shards partition the records: each id in exactly one of n shards, and
+// every shard gets a share.
+func TestShardsPartition(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 7} {
+		counts := make([]int, n)
+		for i := 0; i < 7000; i++ {
+			id := fmt.Sprintf("rec-%d", i)
+			in := 0
+			for s := 1; s <= n; s++ {
+				if (Shard{I: s, N: n}).Holds(id) {
+					in++
+					counts[s-1]++
+				}
+			}
+			if in != 1 {
+				t.Fatalf("n=%d: %s is in %d shards", n, id, in)
+			}
+		}
+		for s, c := range counts {
+			if c < 7000/n*8/10 {
+				t.Fatalf("n=%d: shard %d holds %d of 7000", n, s+1, c)
+			}
+		}
+	}
+	for _, bad := range []string{"0/3", "4/3", "1/0", "a/b", "3", "1/-2"} {
+		if _, err := ParseShard(bad); err == nil {
+			t.Errorf("ParseShard(%q) accepted", bad)
+		}
+	}
+	if s, err := ParseShard(" 2/4 "); err != nil || s != (Shard{I: 2, N: 4}) {
+		t.Errorf("ParseShard: %+v %v", s, err)
+	}
+}

@@ -52,6 +52,13 @@ type Options struct {
 	Sample    Sample
 	Seed      uint64
 	MinTokens int64
+	// Shard keeps only this shard's records (--shard i/n); every count of
+	// the run (records, sampled, savings) is this shard's.
+	Shard Shard
+	// SharedBudget, when set, holds each call's worst case in a budget
+	// shared with other processes (--shard with --max-cost) instead of
+	// checking MaxCost here.
+	SharedBudget SharedBudget
 
 	NoCache, Refresh, StoreText, Strict bool
 	MaxCost                             pricing.Money // 0: no cap
@@ -272,7 +279,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{opts: opts, cfg: opts.Config, clients: clients, budget: newBudget(opts.MaxCost), counters: &counters{},
+	r := &run{opts: opts, cfg: opts.Config, clients: clients, budget: newBudget(opts.MaxCost, opts.SharedBudget), counters: &counters{},
 		stopCh: make(chan struct{}), flights: &flights{m: map[string]*flight{}, keep: opts.NoCache || opts.Refresh}}
 	var jmu sync.Mutex
 	r.rp = &retryPolicy{
@@ -458,6 +465,9 @@ func forEachSampled(ctx context.Context, o *Options, stop <-chan struct{}, fn fu
 	}
 	var seq int64
 	err := scan(ctx, o, true, func(rec records.Record, read, total int64) error {
+		if !o.Shard.Holds(rec.ID) {
+			return nil // another shard's record
+		}
 		st.records++
 		ok, err := keepMin(&rec)
 		if err != nil || !ok {
@@ -867,7 +877,8 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 	doCall := func(p Prompt) (callResult, *ledger.Event, error) {
 		bound := jc.provider.PromptBound(p)
 		worstUsage, worst := jc.worst(bound)
-		if err := r.budget.reserve(ctx, r.stopCh, worst); err != nil {
+		h, err := r.budget.reserve(ctx, r.stopCh, worst)
+		if err != nil {
 			return callResult{}, nil, err
 		}
 		holding := true
@@ -877,17 +888,20 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 			unsettledNo++
 			ev := event(fmt.Sprintf("%d-unsettled-%d", callNo+1, unsettledNo), worstUsage, worst, 0, false, 0)
 			ev.Estimate = ledger.EstimateUnsettled
-			r.budget.settle(worst, worst)
+			serr := r.budget.settle(h, worst)
 			holding = false
 			totalCost += worst
 			out.events = append(out.events, ev)
 			if err := r.commit.commit([]ledger.Event{ev}, nil); err != nil {
 				return &FatalError{Msg: fmt.Sprintf("the ledger cannot be written: %v", err), Err: err}
 			}
+			if serr != nil {
+				return serr
+			}
 			if cancelled {
 				return nil
 			}
-			if err := r.budget.reserve(ctx, r.stopCh, worst); err != nil {
+			if h, err = r.budget.reserve(ctx, r.stopCh, worst); err != nil {
 				return err
 			}
 			holding = true
@@ -896,13 +910,19 @@ func (r *run) judgeMetric(ctx context.Context, seq int64, rec *records.Record, m
 		res, err := jc.call(ctx, r.rp, p, hooks)
 		if err != nil {
 			if holding {
-				r.budget.settle(worst, 0)
+				if serr := r.budget.settle(h, 0); serr != nil {
+					return res, nil, serr
+				}
 			}
 			return res, nil, err
 		}
 		u, est := r.checkUsage(jc, res, worstUsage)
 		cost := price.Cost(u, false)
-		r.budget.settle(worst, cost)
+		if err := r.budget.settle(h, cost); err != nil {
+			// The call is paid: its event is still returned and committed;
+			// the run stops sending.
+			r.stop(StopFatal, err)
+		}
 		if cost > worst {
 			r.overbill.CompareAndSwap(nil, fmt.Sprintf("judge %q billed %s for one call where at most %s was reserved (prompt_tokens %d, bound %d; completion_tokens %d, max %d): %s over; the endpoint counts more tokens than the request can hold",
 				jc.judge.Name, cost.Display(), worst.Display(), u.InputTokens, bound, u.OutputTokens, worstUsage.OutputTokens, (cost-worst).Display()))

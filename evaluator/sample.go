@@ -104,3 +104,36 @@ func (b *bottomK) threshold() uint64 {
 	}
 	return b.h[0]
 }
+
+// Shard is --shard i/n: this process evaluates the records whose stable
+// hash falls in part I of N. The zero Shard keeps every record.
+type Shard struct {
+	I, N int // 1 ≤ I ≤ N
+}
+
+// ParseShard reads --shard "i/n".
+func ParseShard(s string) (Shard, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return Shard{}, nil
+	}
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(strings.TrimSpace(a))
+	n, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 1 || i > n {
+		return Shard{}, fmt.Errorf("--shard %q: want i/n with 1 ≤ i ≤ n, e.g. 2/4", s)
+	}
+	return Shard{I: i, N: n}, nil
+}
+
+// Holds reports whether the record with id belongs to this shard: the
+// first 8 bytes of SHA-256("shard", id) modulo N. It does not depend on the
+// sampling seed, so sampling chooses the same records in every shard and
+// the shards split them.
+func (s Shard) Holds(id string) bool {
+	if s.N <= 1 {
+		return true
+	}
+	h := sha256.Sum256([]byte("costctl-shard\x00" + id))
+	return binary.BigEndian.Uint64(h[:8])%uint64(s.N) == uint64(s.I-1)
+}

@@ -3,6 +3,7 @@ package evaluator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,12 +136,23 @@ func (f *flights) finish(key string, fl *flight, res flightResult) {
 // worker's answer when the run stops for another reason.
 var errStopped = errors.New("run stopped")
 
+// SharedBudget is a budget that several processes hold against at once
+// (eval --shard with --max-cost: the ledger's budget holds). Reserve
+// returns a hold id, or "" when the amount does not fit; Release ends the
+// hold with what the call cost.
+type SharedBudget interface {
+	Reserve(ctx context.Context, amount pricing.Money) (id string, err error)
+	Release(ctx context.Context, id string, spent pricing.Money) error
+}
+
 // budget reserves each call's worst case so that spent plus reserved never
 // exceeds the cap, whatever the concurrency. A reservation that does not fit
 // waits while calls are in flight (their settlement frees the difference
 // between worst case and actual cost); the cap stops the run only when
 // nothing is in flight and the next call still does not fit, so a capped
-// run ends within one call's worst case of the cap.
+// run ends within one call's worst case of the cap. With a shared budget
+// the check is the shared one (every process's spend and holds); the
+// waiting is the same, for this process's own calls in flight.
 type budget struct {
 	mu       sync.Mutex
 	cap      pricing.Money // 0: no cap
@@ -148,44 +160,73 @@ type budget struct {
 	reserved pricing.Money
 	inflight int
 	changed  chan struct{} // closed (and replaced) at every settle
+	shared   SharedBudget  // nil: the cap is checked here
 }
 
-func newBudget(limit pricing.Money) *budget {
-	return &budget{cap: limit, changed: make(chan struct{})}
+func newBudget(limit pricing.Money, shared SharedBudget) *budget {
+	return &budget{cap: limit, changed: make(chan struct{}), shared: shared}
 }
 
-func (b *budget) reserve(ctx context.Context, stop <-chan struct{}, x pricing.Money) error {
+// hold is one reservation: its amount and, with a shared budget, its id.
+type hold struct {
+	amount pricing.Money
+	id     string
+}
+
+func (b *budget) reserve(ctx context.Context, stop <-chan struct{}, x pricing.Money) (hold, error) {
 	for {
 		b.mu.Lock()
-		if b.cap <= 0 || b.spent+b.reserved+x <= b.cap {
+		ch, inflight := b.changed, b.inflight
+		fits := b.shared == nil && (b.cap <= 0 || b.spent+b.reserved+x <= b.cap)
+		if fits {
 			b.reserved += x
 			b.inflight++
 			b.mu.Unlock()
-			return nil
+			return hold{amount: x}, nil
 		}
-		if b.inflight == 0 {
-			b.mu.Unlock()
-			return errBudget
-		}
-		ch := b.changed
 		b.mu.Unlock()
+		if b.shared != nil {
+			id, err := b.shared.Reserve(context.WithoutCancel(ctx), x)
+			if err != nil {
+				return hold{}, &FatalError{Msg: fmt.Sprintf("the shared budget cannot be read: %v", err), Err: err}
+			}
+			if id != "" {
+				b.mu.Lock()
+				b.reserved += x
+				b.inflight++
+				b.mu.Unlock()
+				return hold{amount: x, id: id}, nil
+			}
+		}
+		if inflight == 0 {
+			return hold{}, errBudget
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return hold{}, ctx.Err()
 		case <-stop:
-			return errStopped
+			return hold{}, errStopped
 		}
 	}
 }
 
-// settle ends a reservation with what the call actually cost.
-func (b *budget) settle(reserved, actual pricing.Money) {
+// settle ends a reservation with what the call actually cost. A shared
+// hold that cannot be released is an error: the run must stop, since the
+// shared spend would otherwise go uncounted once the hold expires.
+func (b *budget) settle(h hold, actual pricing.Money) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reserved -= reserved
+	b.reserved -= h.amount
 	b.spent += actual
 	b.inflight--
 	close(b.changed)
 	b.changed = make(chan struct{})
+	b.mu.Unlock()
+	if h.id == "" {
+		return nil
+	}
+	if err := b.shared.Release(context.Background(), h.id, actual); err != nil {
+		return &FatalError{Msg: fmt.Sprintf("the shared budget cannot be written: %v", err), Err: err}
+	}
+	return nil
 }
