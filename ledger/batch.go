@@ -123,12 +123,19 @@ func (db *DB) CreateBatch(ctx context.Context, b Batch, reqs []BatchRequest) err
 
 // tx runs fn in a write transaction; what names the operation in errors.
 func (db *DB) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
+	return db.txCtx(ctx, what, func(_ context.Context, tx *sql.Tx) error { return fn(tx) })
+}
+
+// txCtx is tx whose fn gets the transaction's context (db.begin: on
+// PostgreSQL, what lets insertTx COPY).
+func (db *DB) txCtx(ctx context.Context, what string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx, tx, end, err := db.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger: %s: %w", what, err)
 	}
+	defer end()
 	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		return fmt.Errorf("ledger: %s: %w", what, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -166,8 +173,8 @@ func (db *DB) AbandonBatch(ctx context.Context, id string) error {
 // each request's state. Events are keyed per batch and request, so
 // collecting the same results again adds nothing.
 func (db *DB) CollectResults(ctx context.Context, events []Event, judges []JudgeResult, results []RequestResult) error {
-	return db.tx(ctx, "collect batch results", func(tx *sql.Tx) error {
-		if _, err := insertTx(ctx, tx, events); err != nil {
+	return db.txCtx(ctx, "collect batch results", func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := db.insertTx(ctx, tx, events); err != nil {
 			return err
 		}
 		if err := putJudgesTx(ctx, tx, judges); err != nil {
@@ -204,13 +211,14 @@ func (db *DB) FinishBatch(ctx context.Context, b Batch) error {
 		}
 		var ok, bad, miss int64
 		if err := tx.QueryRowContext(ctx, `SELECT
-			COALESCE(SUM(state = 'ok'), 0), COALESCE(SUM(state = 'error'), 0), COALESCE(SUM(state = 'missing'), 0)
+			COALESCE(SUM(CASE WHEN state = 'ok' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN state = 'error' THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN state = 'missing' THEN 1 ELSE 0 END), 0)
 			FROM batch_requests WHERE batch_id = ?`, b.ID).Scan(&ok, &bad, &miss); err != nil {
 			return err
 		}
 		var dollars, pico int64
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM events WHERE event_key >= ? AND event_key < ?`,
-			batchEventPrefix(b.ID), batchEventPrefix(b.ID)+"\xff").Scan(&dollars, &pico); err != nil {
+			batchEventPrefix(b.ID), batchEventUpper(b.ID)).Scan(&dollars, &pico); err != nil {
 			return err
 		}
 		cost, _ := amountOf(dollars, pico).Money() // rounded to the nano-dollar for display
@@ -224,6 +232,10 @@ func (db *DB) FinishBatch(ctx context.Context, b Batch) error {
 func BatchEventKey(batchID, customID string) string { return batchEventPrefix(batchID) + customID }
 
 func batchEventPrefix(batchID string) string { return "batch:" + batchID + ":" }
+
+// batchEventUpper is the least key above every key with the batch's
+// prefix (valid UTF-8, as PostgreSQL's text needs: ':' + 1 is ';').
+func batchEventUpper(batchID string) string { return "batch:" + batchID + ";" }
 
 // Batches lists batches, newest first; open only those not yet collected.
 func (db *DB) Batches(ctx context.Context, open bool) ([]Batch, error) {

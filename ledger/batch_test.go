@@ -13,13 +13,11 @@ import (
 // requests, found as open by its keys, collected (idempotently: collecting
 // the same results again adds nothing), finished with the requests never
 // reported counted missing; an abandoned batch leaves nothing behind.
-func TestBatchLifecycle(t *testing.T) {
+func TestBatchLifecycle(t *testing.T) { forEachStore(t, testBatchLifecycle) }
+
+func testBatchLifecycle(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "l.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := newDB()
 	b := Batch{ID: "run-1", Provider: "openai", Endpoint: "http://x/v1", Judge: "small", Model: "gpt-4o-mini", RunID: "run", Round: 1,
 		Reserved: pricing.Dollars(1), Created: t0}
 	reqs := []BatchRequest{{CustomID: "k1", Metric: "m", Tenant: "acme", Bound: 100, Worst: 300}, {CustomID: "k2", Metric: "m", Worst: 300}, {CustomID: "k3", Metric: "m", Worst: 400}}

@@ -119,7 +119,7 @@ func (db *DB) readControl(ctx context.Context, fn func() error) (found bool, err
 
 // writable refuses writes to a ledger opened read-only, in words.
 func (db *DB) writable() error {
-	if db.ro != nil {
+	if db.readOnly {
 		return fmt.Errorf("ledger %s is open read-only: keys and policies change only through a ledger opened to write", db.path)
 	}
 	return nil
@@ -147,6 +147,9 @@ func (db *DB) CreateKey(ctx context.Context, k VirtualKey) error {
 		return err
 	}
 	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
+	if err := db.lockTx(ctx, tx, "costctl_key:"+k.Name); err != nil {
+		return err
+	}
 	var taken bool
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM virtual_keys WHERE name = ?)`, k.Name).Scan(&taken); err != nil {
 		return err
@@ -240,6 +243,9 @@ func (db *DB) RevokeKey(ctx context.Context, name string, at time.Time) error {
 		return err
 	}
 	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
+	if err := db.lockTx(ctx, tx, "costctl_key:"+name); err != nil {
+		return err
+	}
 	var revoked int64
 	switch err := tx.QueryRowContext(ctx, `SELECT revoked_ms FROM virtual_keys WHERE name = ?`, name).Scan(&revoked); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -358,6 +364,9 @@ func (db *DB) UpdatePolicy(ctx context.Context, tenant string, edit func(p *Poli
 		return Policy{}, err
 	}
 	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
+	if err := db.lockTx(ctx, tx, "costctl_policy:"+tenant); err != nil {
+		return Policy{}, err
+	}
 	p, found, err := scanPolicy(tx.QueryRowContext(ctx, `SELECT `+policyCols+` FROM policies WHERE tenant = ?`, tenant))
 	if err != nil {
 		return Policy{}, err

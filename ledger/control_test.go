@@ -24,9 +24,11 @@ func openControl(t *testing.T) *DB {
 	return db
 }
 
-func TestControlKeys(t *testing.T) {
+func TestControlKeys(t *testing.T) { forEachStore(t, testControlKeys) }
+
+func testControlKeys(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openControl(t)
+	db := newDB()
 	a := VirtualKey{Name: "acme-1", Tenant: "acme", User: "bob", Hash: HashKey("ck-secret-a"), CreatedAt: t0}
 	b := VirtualKey{Name: "globex-1", Tenant: "globex", Hash: HashKey("ck-secret-b"), CreatedAt: t0.Add(time.Minute)}
 	for _, k := range []VirtualKey{a, b} {
@@ -97,9 +99,11 @@ func TestControlKeys(t *testing.T) {
 	}
 }
 
-func TestControlPolicies(t *testing.T) {
+func TestControlPolicies(t *testing.T) { forEachStore(t, testControlPolicies) }
+
+func testControlPolicies(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openControl(t)
+	db := newDB()
 	if ps, err := db.Policies(ctx); err != nil || len(ps) != 0 {
 		t.Fatalf("new ledger: %v %v", ps, err)
 	}
@@ -163,13 +167,24 @@ func TestControlPolicies(t *testing.T) {
 // The policy and its audit row are one transaction: when the audit row
 // cannot be written, the policy is not changed either.
 func TestControlSetPolicyIsOneTransaction(t *testing.T) {
+	forEachStore(t, testControlSetPolicyIsOneTransaction)
+}
+
+func testControlSetPolicyIsOneTransaction(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openControl(t)
+	db := newDB()
 	if err := db.SetPolicy(ctx, Policy{Tenant: "acme", SampleBP: 5}, PolicyChange{At: t0, What: "sample 0.05%", Reason: "r"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.SQL().Exec(`CREATE TRIGGER no_audit BEFORE INSERT ON policy_audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END`); err != nil {
-		t.Fatal(err)
+	trigger := []string{`CREATE TRIGGER no_audit BEFORE INSERT ON policy_audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END`}
+	if db.IsPostgres() {
+		trigger = []string{`CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$`,
+			`CREATE TRIGGER no_audit BEFORE INSERT ON policy_audit FOR EACH ROW EXECUTE FUNCTION no_audit()`}
+	}
+	for _, q := range trigger {
+		if _, err := db.SQL().Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	err := db.SetPolicy(ctx, Policy{Tenant: "acme", Blocked: true}, PolicyChange{At: t0.Add(time.Minute), What: "block", Reason: "r"})
 	if err == nil {
@@ -192,16 +207,14 @@ func TestControlSetPolicyIsOneTransaction(t *testing.T) {
 // processes' handles) updating different fields of one tenant lose
 // nothing.
 func TestControlUpdatePolicyConcurrent(t *testing.T) {
+	forEachStore(t, testControlUpdatePolicyConcurrent)
+}
+
+func testControlUpdatePolicyConcurrent(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "ledger.db")
 	var dbs [2]*DB
 	for i := range dbs {
-		db, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		dbs[i] = db
+		dbs[i] = newDB()
 	}
 	const n = 25
 	var wg sync.WaitGroup

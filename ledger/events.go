@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,12 +103,13 @@ func (db *DB) Record(ctx context.Context, events []Event, judges []JudgeResult) 
 	if len(events) == 0 && len(judges) == 0 {
 		return res, nil
 	}
-	tx, err := db.sql.BeginTx(ctx, nil)
+	ctx, tx, end, err := db.begin(ctx)
 	if err != nil {
 		return res, fmt.Errorf("ledger: begin: %w", err)
 	}
+	defer end()
 	defer tx.Rollback() // a no-op after Commit; on every other path an error is being returned
-	if res, err = insertTx(ctx, tx, events); err != nil {
+	if res, err = db.insertTx(ctx, tx, events); err != nil {
 		return res, err
 	}
 	if err := putJudgesTx(ctx, tx, judges); err != nil {
@@ -118,22 +121,32 @@ func (db *DB) Record(ctx context.Context, events []Event, judges []JudgeResult) 
 	return res, nil
 }
 
-// insertTx writes events and their rollups inside tx.
-func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, error) {
+// insertTx writes events and their rollups inside tx (begun by db.begin,
+// whose context lets PostgreSQL COPY).
+func (db *DB) insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, error) {
 	var res InsertResult
 	if len(events) == 0 {
 		return res, nil
 	}
-	ins := &eventInserter{ctx: ctx, tx: tx, stmts: map[stmtKey]*sql.Stmt{}}
-	defer ins.close()
+	pg := db.dialect == dialectPostgres
+	chunkSize := insertChunk
+	var insert func([]Event) ([]bool, error)
+	if pg {
+		chunkSize = pgInsertChunk
+		insert = func(chunk []Event) ([]bool, error) { return pgInsert(ctx, tx, chunk) }
+	} else {
+		ins := &eventInserter{ctx: ctx, tx: tx, stmts: map[stmtKey]*sql.Stmt{}}
+		defer ins.close()
+		insert = ins.insert
+	}
 	// Events are first summed per (minute, every dimension): one map
 	// operation per event; each distinct tuple then feeds 7 dimensions × 3
 	// rollup tables. Logs repeat tuples a lot, so this is most of the
 	// rollup work saved.
 	tuples := map[tupleKey]*rollupVal{}
-	for lo := 0; lo < len(events); lo += insertChunk {
-		chunk := events[lo:min(lo+insertChunk, len(events))]
-		inserted, err := ins.insert(chunk)
+	for lo := 0; lo < len(events); lo += chunkSize {
+		chunk := events[lo:min(lo+chunkSize, len(events))]
+		inserted, err := insert(chunk)
 		if err != nil {
 			return res, err
 		}
@@ -166,22 +179,21 @@ func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, er
 			mergeRollup(days, rollupKey{day, dim, k}, v)
 		}
 	}
-	if err := flushRollups(ctx, tx, "rollup_minute", "minute", minutes); err != nil {
+	if err := flushRollups(ctx, tx, "rollup_minute", "minute", minutes, pg); err != nil {
 		return res, err
 	}
-	if err := flushRollups(ctx, tx, "rollup_hour", "hour", hours); err != nil {
+	if err := flushRollups(ctx, tx, "rollup_hour", "hour", hours, pg); err != nil {
 		return res, err
 	}
-	if err := flushRollups(ctx, tx, "rollup_day", "day", days); err != nil {
+	if err := flushRollups(ctx, tx, "rollup_day", "day", days, pg); err != nil {
 		return res, err
 	}
 	touched := map[int64]bool{}
 	for k := range days {
 		touched[k.bucket] = true
 	}
-	for d := range touched {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO rollup_epoch (day, writes) VALUES (?, 1)
-			ON CONFLICT(day) DO UPDATE SET writes = writes + 1`, d); err != nil {
+	for _, d := range sortedDays(touched) {
+		if _, err := tx.ExecContext(ctx, bumpEpochSQL, d); err != nil {
 			return res, fmt.Errorf("ledger: update rollup epoch: %w", err)
 		}
 	}
@@ -193,7 +205,7 @@ func insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertResult, er
 // (26 columns × 500 rows stays under SQLite's 32766 bound parameters).
 const insertChunk = 500
 
-const eventCols = `(event_key, ts_ms, source, run_id, tenant, user, endpoint, metric, model,
+const eventCols = `(event_key, ts_ms, source, run_id, tenant, "user", endpoint, metric, model,
 	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
 	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status)`
 
@@ -425,7 +437,42 @@ func (t *Totals) addEvent(e *Event) {
 	}
 }
 
-func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[rollupKey]*rollupVal) error {
+// bumpEpochSQL counts one more write of a day (rollup_epoch).
+const bumpEpochSQL = `INSERT INTO rollup_epoch (day, writes) VALUES (?, 1)
+	ON CONFLICT(day) DO UPDATE SET writes = rollup_epoch.writes + 1`
+
+// sortedDays are the days of a set in order: concurrent writers on
+// PostgreSQL then take row locks in one order and never deadlock.
+func sortedDays(m map[int64]bool) []int64 {
+	out := make([]int64, 0, len(m))
+	for d := range m {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sortedRollupKeys are m's keys in (dim, bucket, key) order (see sortedDays).
+func sortedRollupKeys[V any](m map[rollupKey]V) []rollupKey {
+	out := make([]rollupKey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b rollupKey) int {
+		if c := strings.Compare(a.dim, b.dim); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.bucket, b.bucket); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	return out
+}
+
+// flushRollups adds m to a rollup table; ordered (PostgreSQL) writes the
+// rows in key order.
+func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[rollupKey]*rollupVal, ordered bool) error {
 	// cost_pico stays in [0, 10^12): the carry goes to cost_dollars (every
 	// expression reads the row's old values).
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, dim, key, calls, input_tokens, cached_tokens, output_tokens,
@@ -433,28 +480,37 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 		latency_ms_sum, latency_calls, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(dim, `+col+`, key) DO UPDATE SET
-		calls = calls + excluded.calls,
-		input_tokens = input_tokens + excluded.input_tokens,
-		cached_tokens = cached_tokens + excluded.cached_tokens,
-		output_tokens = output_tokens + excluded.output_tokens,
-		cost_dollars = cost_dollars + excluded.cost_dollars + (cost_pico + excluded.cost_pico) / 1000000000000,
-		cost_pico = (cost_pico + excluded.cost_pico) % 1000000000000,
-		unpriced_calls = unpriced_calls + excluded.unpriced_calls,
-		cache_hits = cache_hits + excluded.cache_hits,
-		hit_input_tokens = hit_input_tokens + excluded.hit_input_tokens,
-		hit_cached_tokens = hit_cached_tokens + excluded.hit_cached_tokens,
-		hit_output_tokens = hit_output_tokens + excluded.hit_output_tokens,
-		avoided_nano = avoided_nano + excluded.avoided_nano,
-		latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-		latency_calls = latency_calls + excluded.latency_calls,
-		cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
-		cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
-		reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens`)
+		calls = `+table+`.calls + excluded.calls,
+		input_tokens = `+table+`.input_tokens + excluded.input_tokens,
+		cached_tokens = `+table+`.cached_tokens + excluded.cached_tokens,
+		output_tokens = `+table+`.output_tokens + excluded.output_tokens,
+		cost_dollars = `+table+`.cost_dollars + excluded.cost_dollars + (`+table+`.cost_pico + excluded.cost_pico) / 1000000000000,
+		cost_pico = (`+table+`.cost_pico + excluded.cost_pico) % 1000000000000,
+		unpriced_calls = `+table+`.unpriced_calls + excluded.unpriced_calls,
+		cache_hits = `+table+`.cache_hits + excluded.cache_hits,
+		hit_input_tokens = `+table+`.hit_input_tokens + excluded.hit_input_tokens,
+		hit_cached_tokens = `+table+`.hit_cached_tokens + excluded.hit_cached_tokens,
+		hit_output_tokens = `+table+`.hit_output_tokens + excluded.hit_output_tokens,
+		avoided_nano = `+table+`.avoided_nano + excluded.avoided_nano,
+		latency_ms_sum = `+table+`.latency_ms_sum + excluded.latency_ms_sum,
+		latency_calls = `+table+`.latency_calls + excluded.latency_calls,
+		cache_write_5m_tokens = `+table+`.cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+		cache_write_1h_tokens = `+table+`.cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+		reasoning_tokens = `+table+`.reasoning_tokens + excluded.reasoning_tokens`)
 	if err != nil {
 		return fmt.Errorf("ledger: prepare rollup: %w", err)
 	}
 	defer stmt.Close() // each Exec's error is checked; the transaction's Commit decides what is written
-	for k, v := range m {
+	keys := make([]rollupKey, 0, len(m))
+	if ordered {
+		keys = sortedRollupKeys(m)
+	} else {
+		for k := range m {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		v := m[k]
 		avoided, ok := v.Avoided.Money()
 		if !ok {
 			return fmt.Errorf("ledger: update %s: avoided cost %s out of range", table, v.Avoided)

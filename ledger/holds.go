@@ -154,7 +154,12 @@ func (db *DB) ScopeSpent(ctx context.Context, scope string, now time.Time) (Hold
 
 // lockScope serializes reservations of one scope across processes. On
 // SQLite every write transaction already holds the database's write lock
-// (_txlock=immediate), so there is nothing more to take.
-func (db *DB) lockScope(context.Context, *sql.Tx, string) error {
-	return nil
+// (_txlock=immediate), so there is nothing more to take; on PostgreSQL it
+// takes a transaction-scoped advisory lock on the scope.
+func (db *DB) lockScope(ctx context.Context, tx *sql.Tx, scope string) error {
+	if db.dialect != dialectPostgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, "costctl_budget:"+scope)
+	return err
 }

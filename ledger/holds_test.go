@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,17 +13,13 @@ import (
 // Many writers reserving against one scope at once through their own
 // connections never hold more than the cap; released spend counts; an
 // expired hold stops counting.
-func TestHoldsNeverCrossTheCap(t *testing.T) {
+func TestHoldsNeverCrossTheCap(t *testing.T) { forEachStore(t, testHoldsNeverCrossTheCap) }
+
+func testHoldsNeverCrossTheCap(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "l.db")
 	var dbs []*DB
 	for i := 0; i < 4; i++ { // four processes' worth of connections
-		db, err := Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		dbs = append(dbs, db)
+		dbs = append(dbs, newDB())
 	}
 	capUSD := pricing.AmountFromMoney(pricing.Dollars(1))
 	each := pricing.AmountFromMoney(pricing.Dollars(1) / 10)
@@ -80,12 +75,19 @@ func TestHoldsNeverCrossTheCap(t *testing.T) {
 
 // A tenant scope counts the tenant's ledger spend of its days.
 func TestHoldsTenantScopeCountsLedgerSpend(t *testing.T) {
+	forEachStore(t, testHoldsTenantScopeCountsLedgerSpend)
+}
+
+func testHoldsTenantScopeCountsLedgerSpend(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := writeLedger(t, filepath.Join(t.TempDir(), "l.db"), []Event{
+	db := newDB()
+	if _, err := db.Insert(ctx, []Event{
 		ev("a", t0, "acme", "gpt-4o", pricing.Dollars(3)),
 		ev("b", t0.Add(-48*time.Hour), "acme", "gpt-4o", pricing.Dollars(100)), // another day
 		ev("c", t0, "globex", "gpt-4o", pricing.Dollars(100)),
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	req := HoldRequest{Scope: "tenant:acme:day", Tenant: "acme", From: t0, To: t0, Cap: pricing.AmountFromMoney(pricing.Dollars(5)),
 		Amount: pricing.AmountFromMoney(pricing.Dollars(2)), TTL: time.Minute, Now: t0}
 	id, st, err := db.Reserve(ctx, req)

@@ -66,10 +66,10 @@ func (db *DB) HasKeyPrefix(ctx context.Context, prefix string) (bool, error) {
 		return false, fmt.Errorf("ledger: HasKeyPrefix(%q): unsupported prefix", prefix)
 	}
 	upper := prefix[:len(prefix)-1] + string([]byte{prefix[len(prefix)-1] + 1})
-	var one int
-	err := db.sql.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM events WHERE event_key >= ? AND event_key < ?)`, prefix, upper).Scan(&one)
+	var found bool
+	err := db.sql.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM events WHERE event_key >= ? AND event_key < ?)`, prefix, upper).Scan(&found)
 	if err != nil {
 		return false, fmt.Errorf("ledger: look up key prefix: %w", err)
 	}
-	return one == 1, nil
+	return found, nil
 }

@@ -35,13 +35,20 @@ func IsBusy(err error) bool {
 	}
 	// Another store (or a test's fake) says so by the error's Busy method.
 	var b interface{ Busy() bool }
-	return errors.As(err, &b) && b.Busy()
+	if errors.As(err, &b) && b.Busy() {
+		return true
+	}
+	return isPgBusy(err)
 }
 
-// DB is an open ledger file.
+// DB is an open ledger: an SQLite file or a PostgreSQL database
+// (dialect.go).
 type DB struct {
-	sql  *sql.DB
-	path string
+	sql     *sql.DB
+	path    string // the file, or the URL without its password
+	dialect dialect
+	// readOnly: opened with OpenReadOnly (either store).
+	readOnly bool
 	// ro is set when the ledger was opened with OpenReadOnly (readonly.go).
 	ro *roConnector
 	// noHitCols: the schema predates the rollups' cache-hit columns (v4)
@@ -77,6 +84,10 @@ func DefaultPath(getenv func(string) string) (string, error) {
 // Open opens (creating it 0600 if needed, in a 0700 directory) the ledger at
 // path, in WAL mode with a busy timeout so several costctl processes can
 // share it, and applies any pending schema migrations.
+//
+// path may be a PostgreSQL URL (postgres:// or postgresql://): then Open
+// creates the schema in an empty database and refuses one older than this
+// build (run costctl db migrate: Migrate) or newer.
 func Open(ctx context.Context, path string) (*DB, error) {
 	return OpenWith(ctx, path, OpenOptions{})
 }
@@ -95,6 +106,9 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 	}
 	if path == "" {
 		return nil, errors.New("ledger: empty database path")
+	}
+	if IsPostgresURL(path) {
+		return openPostgres(ctx, path, false, o)
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -125,12 +139,16 @@ func OpenWith(ctx context.Context, path string, o OpenOptions) (*DB, error) {
 	return db, nil
 }
 
-// Path is the file the ledger lives in.
+// Path is the file the ledger lives in (a PostgreSQL URL without its
+// password).
 func (db *DB) Path() string { return db.path }
 
 // Name is how the ledger is shown to a person: its file (another store
 // shows its URL, without credentials).
 func (db *DB) Name() string { return db.path }
+
+// IsPostgres reports whether the ledger is a PostgreSQL database.
+func (db *DB) IsPostgres() bool { return db.dialect == dialectPostgres }
 
 // SQL exposes the handle for packages that add their own queries.
 func (db *DB) SQL() *sql.DB { return db.sql }
@@ -297,7 +315,9 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	func() string { return holdsMigration },
 }
 
-// SchemaVersion is the user_version this build writes.
+// SchemaVersion is the schema version this build writes (SQLite's
+// user_version; PostgreSQL's costctl_schema, whose migrations keep the
+// same numbers: postgres.go).
 var SchemaVersion = len(migrations)
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -20,8 +20,12 @@ func sortedRows(rows []GroupRow) []GroupRow {
 // The cache answers exactly what the database does, also after events
 // arrive in today and are backfilled into past days.
 func TestLiveCacheAgreesAndInvalidates(t *testing.T) {
+	forEachStore(t, testLiveCacheAgreesAndInvalidates)
+}
+
+func testLiveCacheAgreesAndInvalidates(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	rng := rand.New(rand.NewPCG(3, 4))
 	now := time.Date(2026, 11, 20, 14, 30, 20, 0, time.UTC)
 	n := 0

@@ -296,7 +296,7 @@ func cover(sm, em int64, openEnd bool) []part {
 func (db *DB) rangeSource(dim string, sm, em int64, openEnd bool) (string, []any) {
 	parts := cover(sm, em, openEnd)
 	if len(parts) == 0 {
-		return `SELECT key, ` + db.selectCols(false) + ` FROM rollup_minute WHERE 0`, nil
+		return `SELECT key, ` + db.selectCols(false) + ` FROM rollup_minute WHERE 1 = 0`, nil
 	}
 	var sqls []string
 	var args []any
@@ -346,7 +346,7 @@ func (db *DB) TotalsSince(ctx context.Context, start, now time.Time) (t Totals, 
 func (db *DB) totals(ctx context.Context, start, end time.Time, open bool) (Totals, error) {
 	sm, em := minuteRange(start, end)
 	src, args := db.rangeSource("all", sm, em, open)
-	t, err := scanTotals(db.sql.QueryRowContext(ctx, `SELECT `+sumCols()+` FROM (`+src+`)`, args...), nil)
+	t, err := scanTotals(db.sql.QueryRowContext(ctx, `SELECT `+sumCols()+` FROM (`+src+`) AS r`, args...), nil)
 	if err != nil {
 		return t, fmt.Errorf("ledger: read totals: %w", err)
 	}
@@ -380,7 +380,7 @@ func (db *DB) grouped(ctx context.Context, dim string, start, end time.Time, ope
 	sm, em := minuteRange(start, end)
 	src, args := db.rangeSource(dim, sm, em, open)
 	// Keys whose only events were subtracted away sum to no event.
-	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols()+` FROM (`+src+`) GROUP BY key HAVING `+hasEvents, args...)
+	rows, err := db.sql.QueryContext(ctx, `SELECT key, `+sumCols()+` FROM (`+src+`) AS r GROUP BY key HAVING `+hasEvents, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s totals: %w", dim, err)
 	}

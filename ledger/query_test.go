@@ -29,9 +29,11 @@ func ev(key string, at time.Time, tenant, model string, cost pricing.Money) Even
 		InputTokens: 100, CachedTokens: 40, OutputTokens: 10, Cost: cost, LatencyMS: 200}
 }
 
-func TestInsertIdempotentAndTotals(t *testing.T) {
+func TestInsertIdempotentAndTotals(t *testing.T) { forEachStore(t, testInsertIdempotentAndTotals) }
+
+func testInsertIdempotentAndTotals(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	evs := []Event{
 		ev("a", t0.Add(-90*time.Minute), "acme", "gpt-4o", pricing.Dollars(1)),
 		ev("b", t0.Add(-30*time.Minute), "acme", "gpt-4o", pricing.Dollars(2)),
@@ -102,9 +104,11 @@ func TestInsertIdempotentAndTotals(t *testing.T) {
 	}
 }
 
-func TestReportGroupsByLocalDay(t *testing.T) {
+func TestReportGroupsByLocalDay(t *testing.T) { forEachStore(t, testReportGroupsByLocalDay) }
+
+func testReportGroupsByLocalDay(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	// Kolkata is UTC+5:30: 20:00 UTC on the 19th is already the 20th there.
 	loc := time.FixedZone("IST", 5*3600+1800)
 	evs := []Event{
@@ -161,9 +165,11 @@ func BenchmarkInsert(b *testing.B) {
 
 // Every window, whatever its edges, sums the rollups to exactly what the
 // events table holds in it (minute-granular).
-func TestWindowsAgreeWithEvents(t *testing.T) {
+func TestWindowsAgreeWithEvents(t *testing.T) { forEachStore(t, testWindowsAgreeWithEvents) }
+
+func testWindowsAgreeWithEvents(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
 	var evs []Event
@@ -184,7 +190,7 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 		end := start.Add(time.Duration(rng.Int64N(int64([]time.Duration{time.Hour, 30 * time.Hour, 8 * 24 * time.Hour}[i%3]))))
 		sm, em := minuteRange(start, end)
 		var calls, dollars, cost, hits, in, avoidedIn, avoided int64
-		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(cache_hit = 0), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0), COALESCE(SUM(cache_hit), 0),
+		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(CASE WHEN cache_hit = 0 THEN 1 ELSE 0 END), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0), COALESCE(SUM(cache_hit), 0),
 			COALESCE(SUM(CASE WHEN cache_hit = 0 THEN input_tokens END), 0), COALESCE(SUM(CASE WHEN cache_hit != 0 THEN input_tokens END), 0),
 			COALESCE(SUM(CASE WHEN cache_hit != 0 THEN avoided_nano END), 0)
 			FROM events WHERE ts_ms >= ? AND ts_ms < ?`,
@@ -203,7 +209,7 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 		// Open-ended (the window ends now, after every event): everything from start on.
 		now := base.Add(9*24*time.Hour + time.Duration(rng.Int64N(int64(time.Hour))))
 		var ocalls, odollars, ocost int64
-		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(cache_hit = 0), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM events WHERE ts_ms >= ?`,
+		if err := db.SQL().QueryRow(`SELECT COALESCE(SUM(CASE WHEN cache_hit = 0 THEN 1 ELSE 0 END), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0) FROM events WHERE ts_ms >= ?`,
 			sm*60_000).Scan(&ocalls, &odollars, &ocost); err != nil {
 			t.Fatal(err)
 		}
@@ -244,8 +250,12 @@ func TestWindowsAgreeWithEvents(t *testing.T) {
 
 // Reports answered from the rollups equal reports read from the events.
 func TestReportRollupsAgreeWithEvents(t *testing.T) {
+	forEachStore(t, testReportRollupsAgreeWithEvents)
+}
+
+func testReportRollupsAgreeWithEvents(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	rng := rand.New(rand.NewPCG(5, 6))
 	base := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
 	var evs []Event

@@ -58,6 +58,9 @@ func OpenReadOnlyWith(ctx context.Context, path string, o OpenOptions) (*DB, err
 	if path == "" {
 		return nil, errors.New("ledger: empty database path")
 	}
+	if IsPostgresURL(path) {
+		return openPostgres(ctx, path, true, o)
+	}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -74,7 +77,7 @@ func OpenReadOnlyWith(ctx context.Context, path string, o OpenOptions) (*DB, err
 	c := &roConnector{path: path, busyMS: o.BusyTimeout.Milliseconds(), drv: base.Driver()}
 	sdb := sql.OpenDB(c)
 	sdb.SetMaxIdleConns(0)
-	db := &DB{sql: sdb, path: path, ro: c}
+	db := &DB{sql: sdb, path: path, ro: c, readOnly: true}
 	if err := db.read(func() error { return db.checkSchema(ctx) }); err != nil {
 		sdb.Close() // read-only; the schema check's error is returned
 		return nil, err

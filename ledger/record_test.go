@@ -118,13 +118,11 @@ func nan() float64 {
 
 // Costs are exact to the pico-dollar in every sum, and sums far beyond an
 // int64 of nano-dollars ($9.2 billion) neither wrap nor round.
-func TestExactSums(t *testing.T) {
+func TestExactSums(t *testing.T) { forEachStore(t, testExactSums) }
+
+func testExactSums(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "l.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := newDB()
 	rate, _ := pricing.ParseRatePer1M("2.1875")
 	one, err := rate.CostAmount(1)
 	if err != nil {

@@ -190,14 +190,14 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 	}
 	// The same sums the rollups give (query.go's totalsExprs): calls and
 	// tokens of billed calls, cache hits apart.
-	query := `SELECT ` + strings.Join(sel, ", ") + `, SUM(cache_hit = 0),
+	query := `SELECT ` + strings.Join(sel, ", ") + `, SUM(CASE WHEN cache_hit = 0 THEN 1 ELSE 0 END),
 		SUM(CASE WHEN cache_hit = 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit = 0 THEN cached_tokens ELSE 0 END),
-		SUM(CASE WHEN cache_hit = 0 THEN output_tokens ELSE 0 END), SUM(cost_dollars), SUM(cost_pico), SUM(unpriced), SUM(cache_hit != 0),
+		SUM(CASE WHEN cache_hit = 0 THEN output_tokens ELSE 0 END), SUM(cost_dollars), SUM(cost_pico), SUM(unpriced), SUM(CASE WHEN cache_hit != 0 THEN 1 ELSE 0 END),
 		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
 		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END),
-		SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(latency_ms > 0),
+		SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(CASE WHEN latency_ms > 0 THEN 1 ELSE 0 END),
 		SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens)
-		FROM events INDEXED BY events_ts WHERE ts_ms >= ? AND ts_ms < ?
+		FROM events ` + db.indexedBy("events_ts") + ` WHERE ts_ms >= ? AND ts_ms < ?
 		GROUP BY ` + strings.Join(group, ", ")
 	if db.nanoCost {
 		query = strings.Replace(query, "SUM(cost_dollars), SUM(cost_pico)", "SUM(cost_nano / 1000000000), SUM((cost_nano % 1000000000) * 1000)", 1)

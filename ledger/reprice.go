@@ -71,7 +71,7 @@ type RepriceResult struct {
 // priced again instead, and kept as recorded when the table cannot price it.
 func (db *DB) Reprice(ctx context.Context, o RepriceOptions) (RepriceResult, error) {
 	res := RepriceResult{Unpriced: map[string]int64{}}
-	if db.ro != nil {
+	if db.readOnly {
 		return res, errors.New("ledger: reprice needs a ledger opened for writing")
 	}
 	if o.Table == nil {
@@ -142,7 +142,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	rows, err := tx.QueryContext(ctx, `SELECT id, ts_ms, tenant, "user", endpoint, source, metric, model,
 		input_tokens, cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, batch, service_tier,
 		cost_dollars, cost_pico, avoided_nano, unpriced, cache_hit
-		FROM events INDEXED BY events_ts
+		FROM events `+r.db.indexedBy("events_ts")+`
 		WHERE ts_ms >= ? AND (ts_ms > ? OR id > ?) AND ts_ms < ?
 		ORDER BY ts_ms, id LIMIT ?`, ts, ts, id, hi, n)
 	if err != nil {
@@ -264,7 +264,9 @@ func applyDeltas(ctx context.Context, tx *sql.Tx, deltas map[rollupKey]*rollupDe
 		}
 	}()
 	days := map[int64]bool{}
-	for k, d := range deltas {
+	// In key order: concurrent writers on PostgreSQL lock rows in one order.
+	for _, k := range sortedRollupKeys(deltas) {
+		d := deltas[k]
 		table, dim, _ := strings.Cut(k.dim, "\x00")
 		s := stmts[table]
 		if s == nil {
@@ -294,9 +296,8 @@ func applyDeltas(ctx context.Context, tx *sql.Tx, deltas map[rollupKey]*rollupDe
 			days[k.bucket] = true
 		}
 	}
-	for d := range days {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO rollup_epoch (day, writes) VALUES (?, 1)
-			ON CONFLICT(day) DO UPDATE SET writes = writes + 1`, d); err != nil {
+	for _, d := range sortedDays(days) {
+		if _, err := tx.ExecContext(ctx, bumpEpochSQL, d); err != nil {
 			return fmt.Errorf("ledger: reprice: update rollup epoch: %w", err)
 		}
 	}

@@ -61,7 +61,7 @@ func checkRollups(t *testing.T, db *DB) {
 	t.Helper()
 	// Each events row's exact cost, summed as dollars and normalised pico-dollars.
 	sums := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-		SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced), SUM(cache_hit),
+		CAST(SUM(cost_dollars) AS BIGINT) + CAST(SUM(cost_pico) AS BIGINT) / 1000000000000, CAST(SUM(cost_pico) AS BIGINT) % 1000000000000, SUM(unpriced), SUM(cache_hit),
 		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
 		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END)`
 	dump := func(q string) []string {
@@ -120,9 +120,11 @@ func eventCosts(t *testing.T, db *DB) map[string]string {
 	return out
 }
 
-func TestReprice(t *testing.T) {
+func TestReprice(t *testing.T) { forEachStore(t, testReprice) }
+
+func testReprice(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	day1, day2 := t0.Add(-26*time.Hour), t0.Add(-2*time.Hour)
 	call := func(key string, at time.Time, model string, cost pricing.Money, unpriced bool) Event {
 		e := ev(key, at, "acme", model, cost)
@@ -234,33 +236,39 @@ func TestReprice(t *testing.T) {
 // across a batch boundary are each repriced once, whatever the batch size.
 func TestRepriceBatches(t *testing.T) {
 	ctx := context.Background()
-	for _, size := range []int{1, 2, 3, 7, 1000} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			db := openTest(t)
-			var evs []Event
-			for i := 0; i < 20; i++ {
-				evs = append(evs, ev(fmt.Sprint(i), t0.Add(time.Duration(i/4)*time.Minute), "acme", "gpt-4o", 1))
-			}
-			if _, err := db.Insert(ctx, evs); err != nil {
-				t.Fatal(err)
-			}
-			res, err := db.Reprice(ctx, RepriceOptions{Table: pricing.MustDefault(), BatchSize: size})
-			if err != nil || res.Events != 20 || res.Changed != 20 {
-				t.Fatalf("%+v %v", res, err)
-			}
-			checkRollups(t, db)
-			if res, err := db.Reprice(ctx, RepriceOptions{Table: pricing.MustDefault(), BatchSize: size}); err != nil || res.Changed != 0 || res.Events != 20 {
-				t.Fatalf("again: %+v %v", res, err)
-			}
-		})
+	for _, store := range []string{"sqlite", "postgres"} {
+		for _, size := range []int{1, 2, 3, 7, 1000} {
+			t.Run(store+"/"+fmt.Sprint(size), func(t *testing.T) {
+				db := storeOpener(t, store)()
+				var evs []Event
+				for i := 0; i < 20; i++ {
+					evs = append(evs, ev(fmt.Sprint(i), t0.Add(time.Duration(i/4)*time.Minute), "acme", "gpt-4o", 1))
+				}
+				if _, err := db.Insert(ctx, evs); err != nil {
+					t.Fatal(err)
+				}
+				res, err := db.Reprice(ctx, RepriceOptions{Table: pricing.MustDefault(), BatchSize: size})
+				if err != nil || res.Events != 20 || res.Changed != 20 {
+					t.Fatalf("%+v %v", res, err)
+				}
+				checkRollups(t, db)
+				if res, err := db.Reprice(ctx, RepriceOptions{Table: pricing.MustDefault(), BatchSize: size}); err != nil || res.Changed != 0 || res.Events != 20 {
+					t.Fatalf("again: %+v %v", res, err)
+				}
+			})
+		}
 	}
 }
 
 // A rollup row that is missing (the rollups no longer match the events)
 // stops the batch: nothing of it is written.
 func TestRepriceRefusesInconsistentRollups(t *testing.T) {
+	forEachStore(t, testRepriceRefusesInconsistentRollups)
+}
+
+func testRepriceRefusesInconsistentRollups(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	if _, err := db.Insert(ctx, []Event{ev("a", t0, "acme", "gpt-4o", 1)}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,11 @@ func hitEv(key string, at time.Time, tenant, model string, avoided pricing.Money
 
 // Calls and tokens are what a provider billed; cache hits are counted
 // apart, their tokens and cost avoided — in every read.
-func TestCacheHitsAreNotCalls(t *testing.T) {
+func TestCacheHitsAreNotCalls(t *testing.T) { forEachStore(t, testCacheHitsAreNotCalls) }
+
+func testCacheHitsAreNotCalls(t *testing.T, newDB func() *DB) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := newDB()
 	evs := []Event{
 		ev("a", t0.Add(-50*time.Minute), "acme", "gpt-4o", pricing.Dollars(1)),
 		ev("b", t0.Add(-40*time.Minute), "acme", "gpt-4o", pricing.Dollars(2)),
