@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/costctl/costctl/alerts"
@@ -36,6 +38,11 @@ type ProxyOptions struct {
 	DrainTimeout      time.Duration
 	CacheTTL          time.Duration
 	SpikeFactor       float64
+	SharedBudget      bool
+	Redis             string
+	RedisPrefix       string
+	RedisReconcile    time.Duration
+	MaxCallDuration   time.Duration
 
 	// Ready, when set, is called with the address the proxy listens on
 	// once it accepts connections (tests listen on port 0).
@@ -94,7 +101,17 @@ same hour over the past 7 days, never less than $1 per 5 minutes); at most
 one per tenant, kind and period a day, retried with backoff, never on the
 request path. SIGTERM or Ctrl-C stops accepting, lets in-flight calls finish
 (up to --drain-timeout, then cuts and bills them), flushes the ledger and
-exits 0 (1 if a served call could not be written to the ledger).` + exitStatusSection,
+exits 0 (1 if a served call could not be written to the ledger).
+
+Fleets: several proxies in front of one ledger share each tenant's budget
+with --shared-budget (reservations are holds in the ledger, checked and
+taken in one transaction, so the budget holds in aggregate across every
+process) or with --redis URL (counters, block changes and the exact cache
+in Redis; the ledger stays the record of truth, reconciled on start and
+every --redis-reconcile). With a shared budget a call runs at most
+--max-call-duration; a proxy that dies holding a reservation keeps it
+counted until then plus 5 minutes. Without either, budgets live in the
+proxy's memory: right for one proxy.` + exitStatusSection,
 		Example: `  OPENAI_API_KEY=sk-... costctl proxy --db spend.db
   costctl proxy --listen 127.0.0.1:9000 --upstream http://127.0.0.1:8080 --sample-out samples.jsonl`,
 		Args: cobra.NoArgs,
@@ -107,6 +124,17 @@ exits 0 (1 if a served call could not be written to the ledger).` + exitStatusSe
 			}
 			if opts.SpikeFactor <= 1 {
 				return usageErrorf("--spike-factor must be above 1 (e.g. 5)")
+			}
+			if opts.MaxCallDuration <= 0 {
+				return usageErrorf("--max-call-duration must be positive (e.g. 30m)")
+			}
+			if opts.RedisReconcile <= 0 {
+				return usageErrorf("--redis-reconcile must be positive (e.g. 30s)")
+			}
+			if opts.Redis != "" {
+				if _, err := redis.ParseURL(opts.Redis); err != nil {
+					return usageErrorf("--redis: want redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://...: %v", redactURLError(err, opts.Redis))
+				}
 			}
 			if _, _, err := net.SplitHostPort(opts.Listen); err != nil {
 				return usageErrorf("--listen %q: want HOST:PORT (e.g. 127.0.0.1:8787)", opts.Listen)
@@ -126,6 +154,11 @@ exits 0 (1 if a served call could not be written to the ledger).` + exitStatusSe
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight calls may finish")
 	fl.DurationVar(&opts.CacheTTL, "cache-ttl", 24*time.Hour, "how long a cached answer is served")
 	fl.Float64Var(&opts.SpikeFactor, "spike-factor", 5, "alert when a tenant burns this many times its baseline")
+	fl.BoolVar(&opts.SharedBudget, "shared-budget", false, "share budgets with every proxy on this ledger (reservations held in the ledger)")
+	fl.StringVar(&opts.Redis, "redis", "", "keep budget counters, block changes and the exact cache in Redis at URL (redis://HOST:PORT/DB)")
+	fl.StringVar(&opts.RedisPrefix, "redis-prefix", "costctl:", "prefix of every Redis key (isolates deployments)")
+	fl.DurationVar(&opts.RedisReconcile, "redis-reconcile", 30*time.Second, "how often Redis budget counters are reconciled with the ledger")
+	fl.DurationVar(&opts.MaxCallDuration, "max-call-duration", 30*time.Minute, "with a shared budget, the longest a call may run")
 	return cmd
 }
 
@@ -165,6 +198,23 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 			writer.Close()
 		}
 	}()
+	var rdb *redis.Client
+	if opts.Redis != "" {
+		ro, err := redis.ParseURL(opts.Redis)
+		if err != nil {
+			_ = ln.Close() // nothing was served on it
+			return usageErrorf("--redis: %v", redactURLError(err, opts.Redis))
+		}
+		rdb = redis.NewClient(ro)
+		defer rdb.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			_ = ln.Close() // nothing was served on it
+			return fmt.Errorf("--redis: cannot reach %s: %v", ro.Addr, redactURLError(err, opts.Redis))
+		}
+	}
 	notifier, closeNotifier := newProxyNotifier(opts)
 	cfg := proxy.Config{
 		OpenAIUpstream: opts.Upstream, AnthropicUpstream: opts.AnthropicUpstream,
@@ -175,6 +225,16 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	if sampleOut != nil {
 		cfg.SampleOut = sampleOut
 	}
+	budgetMode := "budgets in this process"
+	switch {
+	case rdb != nil:
+		cfg.Redis, cfg.RedisPrefix, cfg.ReconcileInterval = rdb, opts.RedisPrefix, opts.RedisReconcile
+		budgetMode = "budgets, block changes and exact cache shared in redis " + rdb.Options().Addr + " (prefix " + opts.RedisPrefix + ")"
+	case opts.SharedBudget:
+		cfg.Holds = db
+		budgetMode = "budgets shared through the ledger"
+	}
+	cfg.MaxCallDuration = opts.MaxCallDuration
 	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
 		_ = ln.Close() // nothing was served on it
@@ -184,8 +244,8 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
-	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: listening on http://%s (OpenAI base URL http://%s/v1, Anthropic http://%s); ledger %s; %s\n",
-		addr, addr, addr, db.Path(), table.AsOfLabel())
+	fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: listening on http://%s (OpenAI base URL http://%s/v1, Anthropic http://%s); ledger %s; %s; %s\n",
+		addr, addr, addr, db.Path(), table.AsOfLabel(), budgetMode)
 	if ip := net.ParseIP(strings.Trim(host(addr), "[]")); ip == nil || !ip.IsLoopback() {
 		fmt.Fprintf(opts.IO.ErrOut, "costctl proxy: warning: %s is not a loopback address: anyone who can reach it with a virtual key spends through it\n", addr)
 	}
@@ -225,6 +285,17 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		return fmt.Errorf("%d served calls could not be written to the ledger %s (see the errors above)", n, db.Path())
 	}
 	return nil
+}
+
+// redactURLError removes the password of a Redis URL from err's text.
+func redactURLError(err error, rawURL string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(rawURL); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "****")
+		}
+	}
+	return msg
 }
 
 func host(addr string) string {

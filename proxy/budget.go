@@ -48,7 +48,16 @@ type reservation struct {
 	tenant     string
 	day, month int64
 	amt        pricing.Amount
+	// Shared stores: the holds to release once the call's row is
+	// committed, and the tenant's spend when they were taken (for the
+	// threshold alerts).
+	holds                  []hold
+	dayBefore, monthBefore pricing.Amount
+	unpriced               bool // the call could not be priced: it costs its reservation
 }
+
+// hold is one scope's hold of a reservation in a shared store.
+type hold struct{ scope, id string }
 
 // overBudget says which budget refused a request.
 type overBudget struct {

@@ -127,6 +127,17 @@ func (e *env) close() {
 	e.writer.Close()
 }
 
+// spent is the tenant's spend and reservations today in the proxy's
+// budget store.
+func (e *env) spent(tenant string) (day, dayRes pricing.Amount) {
+	e.t.Helper()
+	day, dayRes, _, _, err := e.srv.store.spent(context.Background(), tenant, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return day, dayRes
+}
+
 // key creates a virtual key for tenant and returns its secret.
 func (e *env) key(tenant, user, name string) string {
 	e.t.Helper()
@@ -443,7 +454,11 @@ func TestProxyAuthAndErrors(t *testing.T) {
 }
 
 func TestProxyBlockAndUnblock(t *testing.T) {
-	e := newEnv(t, nil)
+	forBackends(t, testBlockAndUnblock)
+}
+
+func testBlockAndUnblock(t *testing.T, be backend) {
+	e := newEnv(t, func(c *Config) { be.mod(t, c) })
 	k := e.key("acme", "", "k")
 	if r := e.do("POST", "/v1/chat/completions", k, false, chatBody); r.Status != 200 {
 		t.Fatal(r.Status)
@@ -489,7 +504,11 @@ func TestProxyRoute(t *testing.T) {
 }
 
 func TestProxyCache(t *testing.T) {
-	e := newEnv(t, nil)
+	forBackends(t, testCache)
+}
+
+func testCache(t *testing.T, be backend) {
+	e := newEnv(t, func(c *Config) { be.mod(t, c) })
 	k := e.key("acme", "", "k")
 	e.setPolicy(ledger.Policy{Tenant: "acme", Cache: true})
 	e.waitPolicy("acme", func(p ledger.Policy) bool { return p.Cache })
@@ -585,7 +604,11 @@ func TestProxySampleShare(t *testing.T) {
 // budget that fits exactly 10 worst cases: exactly 54 are refused, and
 // what is spent stays within the budget.
 func TestProxyBudgetConcurrentStreams(t *testing.T) {
-	e := newEnv(t, nil)
+	forBackends(t, testBudgetConcurrentStreams)
+}
+
+func testBudgetConcurrentStreams(t *testing.T, be backend) {
+	e := newEnv(t, func(c *Config) { be.mod(t, c) })
 	k := e.key("acme", "", "k")
 	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"go"}],"max_tokens":1000}`
 	m, _ := pricing.MustDefault().Lookup("gpt-4o-mini")
@@ -643,10 +666,11 @@ func TestProxyBudgetConcurrentStreams(t *testing.T) {
 	if spent.Cmp(pricing.AmountFromMoney(bm)) > 0 || len(rs) != fit {
 		t.Fatalf("spent %s over budget %s (%d rows)", spent, bm, len(rs))
 	}
-	day, dayRes, _, _ := e.srv.budgets.spent("acme", time.Now())
-	if day != spent || !dayRes.IsZero() {
-		t.Fatalf("in memory: spent %s reserved %s; ledger %s", day, dayRes, spent)
-	}
+	// Every reservation ends once its row is committed.
+	eventually(t, "the store's spend is the ledger's, nothing reserved", func() bool {
+		day, dayRes := e.spent("acme")
+		return day == spent && dayRes.IsZero()
+	})
 	eventually(t, "a 100% budget alert", func() bool {
 		for _, a := range e.notes.all() {
 			if a.Kind == alerts.KindBudget100 {
@@ -668,6 +692,10 @@ func TestProxyBudgetConcurrentStreams(t *testing.T) {
 }
 
 func TestProxyBudgetLoadedFromLedger(t *testing.T) {
+	forBackends(t, testBudgetLoadedFromLedger)
+}
+
+func testBudgetLoadedFromLedger(t *testing.T, be backend) {
 	// Spend already in the ledger today counts against the budget.
 	dir := t.TempDir()
 	db, err := ledger.Open(context.Background(), filepath.Join(dir, "l.db"))
@@ -684,17 +712,19 @@ func TestProxyBudgetLoadedFromLedger(t *testing.T) {
 	}
 	w := ledger.NewWriter(db, ledger.WriterConfig{})
 	defer w.Close()
-	s, err := New(context.Background(), Config{Control: db, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey})
+	cfg := Config{Control: db, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey}
+	be.mod(t, &cfg)
+	s, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	day, _, month, _ := s.budgets.spent("acme", time.Now())
-	if day.Cmp(pricing.AmountFromMoney(pricing.Dollars(5))) != 0 || month.Cmp(day) < 0 {
-		t.Fatalf("loaded day %s month %s", day, month)
+	day, _, month, _, err := s.store.spent(context.Background(), "acme", time.Now())
+	if err != nil || day.Cmp(pricing.AmountFromMoney(pricing.Dollars(5))) != 0 || month.Cmp(day) < 0 {
+		t.Fatalf("loaded day %s month %s (%v)", day, month, err)
 	}
-	_, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromPico(1), time.Now())
-	if over == nil {
+	_, over, err := s.store.reserve(context.Background(), "acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromPico(1), time.Now())
+	if err != nil || over == nil {
 		t.Fatal("a tenant at its budget got a reservation")
 	}
 }
@@ -846,7 +876,18 @@ func TestProxyResponsesStreaming(t *testing.T) {
 // TestProxyClientCutsStream: a client that goes away mid-stream leaves a
 // row billed for what was relayed (estimated), and the reservation freed.
 func TestProxyClientCutsStream(t *testing.T) {
-	e := newEnv(t, nil)
+	forBackends(t, testClientCutsStream)
+}
+
+func testClientCutsStream(t *testing.T, be backend) {
+	e := newEnv(t, func(c *Config) {
+		be.mod(t, c)
+		// A budget, so the shared stores take holds.
+		if err := c.Control.(*ledger.DB).SetPolicy(context.Background(), ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(100)},
+			ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "x", Reason: "x", Who: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	k := e.key("acme", "", "k")
 	for _, c := range []struct{ path, body string }{
 		{"/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"x"}],"max_tokens":100}`},
@@ -879,7 +920,7 @@ func TestProxyClientCutsStream(t *testing.T) {
 		}
 	}
 	eventually(t, "reservations freed", func() bool {
-		_, res, _, _ := e.srv.budgets.spent("acme", time.Now())
+		_, res := e.spent("acme")
 		return res.IsZero()
 	})
 }
@@ -888,7 +929,18 @@ func TestProxyClientCutsStream(t *testing.T) {
 // request may have billed it: a row at the worst case, marked unsettled.
 // An upstream that cannot be reached billed nothing: a 502, no row.
 func TestProxyUpstreamFailures(t *testing.T) {
-	e := newEnv(t, nil)
+	forBackends(t, testUpstreamFailures)
+}
+
+func testUpstreamFailures(t *testing.T, be backend) {
+	budget := func(c *Config) {
+		be.mod(t, c)
+		if err := c.Control.(*ledger.DB).SetPolicy(context.Background(), ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(100)},
+			ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "x", Reason: "x", Who: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEnv(t, budget)
 	k := e.key("acme", "", "k")
 	r := e.do("POST", "/v1/chat/completions", k, false, chatBody, "X-Test-Mode", "drop")
 	if r.Status != 502 || !strings.Contains(r.Body, `"type":"upstream_error"`) {
@@ -904,7 +956,7 @@ func TestProxyUpstreamFailures(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
-	e2 := newEnv(t, func(c *Config) { c.OpenAIUpstream = deadURL })
+	e2 := newEnv(t, func(c *Config) { budget(c); c.OpenAIUpstream = deadURL })
 	k2 := e2.key("acme", "", "k2")
 	if r := e2.do("POST", "/v1/chat/completions", k2, false, chatBody); r.Status != 502 || strings.Contains(r.Body, testOpenAIKey) {
 		t.Fatalf("%d %s", r.Status, r.Body)
@@ -913,7 +965,7 @@ func TestProxyUpstreamFailures(t *testing.T) {
 	if rs := e2.rows(); len(rs) != 0 {
 		t.Fatalf("rows %+v", rs)
 	}
-	if _, res, _, _ := e2.srv.budgets.spent("acme", time.Now()); !res.IsZero() {
+	if _, res := e2.spent("acme"); !res.IsZero() {
 		t.Fatalf("reservation left: %s", res)
 	}
 }
@@ -922,6 +974,10 @@ func TestProxyUpstreamFailures(t *testing.T) {
 // another proxy) joins the tenant's budget within a few policy reloads;
 // the proxy's own committed rows are not counted twice.
 func TestProxyBudgetSeesOtherWriters(t *testing.T) {
+	forBackends(t, testBudgetSeesOtherWriters)
+}
+
+func testBudgetSeesOtherWriters(t *testing.T, be backend) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	db, err := ledger.Open(ctx, filepath.Join(dir, "l.db"))
@@ -934,7 +990,9 @@ func TestProxyBudgetSeesOtherWriters(t *testing.T) {
 	}
 	w := ledger.NewWriter(db, ledger.WriterConfig{})
 	defer w.Close()
-	s, err := New(ctx, Config{Control: db, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey, PolicyInterval: 10 * time.Millisecond})
+	cfg := Config{Control: db, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey, PolicyInterval: 10 * time.Millisecond}
+	be.mod(t, &cfg)
+	s, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -942,17 +1000,17 @@ func TestProxyBudgetSeesOtherWriters(t *testing.T) {
 	// This process's own call: settled, then committed (as the writer's
 	// callback does), then read back by a refresh — counted once.
 	now := time.Now()
-	r, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(1)), now)
-	if over != nil {
-		t.Fatal(over)
+	r, over, err := s.store.reserve(ctx, "acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(1)), now)
+	if err != nil || over != nil {
+		t.Fatal(err, over)
 	}
 	own := pricing.AmountFromMoney(pricing.Dollars(1) / 2)
-	s.budgets.settle(r, own, now)
+	s.store.settle(r, own, now)
 	if _, err := db.Insert(ctx, []ledger.Event{{Key: "proxy:own", Time: now, Source: ledger.SourceProxy, Tenant: "acme", Model: "gpt-4o-mini",
 		InputTokens: 1, Cost: pricing.Dollars(1) / 2, CostExact: own}}); err != nil {
 		t.Fatal(err)
 	}
-	s.budgets.committed("acme", now, own, now)
+	s.store.done(ctx, r, rowCommitted, now, own, now)
 	// Another writer: $4 more.
 	if _, err := db.Insert(ctx, []ledger.Event{{Key: "ingest:late", Time: now, Source: ledger.SourceIngest, Tenant: "acme", Model: "gpt-4o-mini",
 		InputTokens: 1, Cost: pricing.Dollars(4), CostExact: pricing.AmountFromMoney(pricing.Dollars(4))}}); err != nil {
@@ -960,14 +1018,14 @@ func TestProxyBudgetSeesOtherWriters(t *testing.T) {
 	}
 	want := pricing.AmountFromMoney(pricing.Dollars(4) + pricing.Dollars(1)/2)
 	eventually(t, "the other writer's $4 in the budget", func() bool {
-		day, _, _, _ := s.budgets.spent("acme", time.Now())
-		return day.Cmp(want) == 0
+		day, _, _, _, err := s.store.spent(ctx, "acme", time.Now())
+		return err == nil && day.Cmp(want) == 0
 	})
 	// $4.50 of $5 spent: a $0.60 worst case no longer fits, $0.40 does.
-	if _, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(6)/10), time.Now()); over == nil {
-		t.Fatal("a reservation past the budget was admitted")
+	if _, over, err := s.store.reserve(ctx, "acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(6)/10), time.Now()); err != nil || over == nil {
+		t.Fatal("a reservation past the budget was admitted", err)
 	}
-	if _, over := s.budgets.reserve("acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(4)/10), time.Now()); over != nil {
-		t.Fatalf("a reservation within the budget was refused: %v", over)
+	if _, over, err := s.store.reserve(ctx, "acme", ledger.Policy{DailyBudget: pricing.Dollars(5)}, pricing.AmountFromMoney(pricing.Dollars(4)/10), time.Now()); err != nil || over != nil {
+		t.Fatalf("a reservation within the budget was refused: %v %v", over, err)
 	}
 }

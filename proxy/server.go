@@ -11,11 +11,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/costctl/costctl/alerts"
 	"github.com/costctl/costctl/evaluator"
@@ -64,15 +68,36 @@ type Config struct {
 	SpikeFactor                       float64       // spike alert above this × baseline (≤ 1: no spike alerts)
 	SpikeFloor                        pricing.Money // least baseline per 5 minutes (0: DefaultSpikeFloor)
 	SpikeInterval                     time.Duration // how often spikes are checked (0: 1 minute)
+
+	// Shared budgets (fleets). Redis, when set, keeps budget counters and
+	// the exact cache in Redis (keys under RedisPrefix, "" = "costctl:")
+	// and spreads policy changes; else Holds, when set, keeps budget
+	// reservations as ledger holds; else budgets live in this process.
+	Holds             HoldStore
+	Redis             redis.UniversalClient
+	RedisPrefix       string
+	ReconcileInterval time.Duration // Redis counters reconciled with the ledger (0: 30 s)
+	// MaxCallDuration bounds a call with a shared budget (0: 30 minutes):
+	// it is cut (and billed what it relayed) before its hold expires.
+	MaxCallDuration time.Duration
+
+	// policyTick, when set, replaces the policy reload ticker (tests).
+	policyTick <-chan time.Time
 }
+
+// holdMargin is how long a hold outlives its call's longest run: time to
+// commit the call's row before the hold stops counting.
+const holdMargin = 5 * time.Minute
 
 // Server is the proxy's http.Handler.
 type Server struct {
 	cfg     Config
 	client  *http.Client
 	now     func() time.Time
-	budgets *budgets
-	cache   *cache
+	store   budgetStore
+	shared  bool // budgets shared with other processes (holds or Redis)
+	cache   responseCache
+	kick    chan struct{} // reload the policies now (a change published on Redis)
 	sampler *sampler
 	alerts  *alerter
 
@@ -84,7 +109,7 @@ type Server struct {
 	seq   atomic.Int64
 	wg    sync.WaitGroup // handlers in flight
 
-	events    chan ledger.Event // rows on their way to the Writer (batchLoop)
+	events    chan queued // rows on their way to the Writer (batchLoop)
 	batchDone chan struct{}
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -95,6 +120,14 @@ type Server struct {
 
 	// Counters (read by tests and the shutdown line).
 	Served, Refused, WriteErrors atomic.Int64
+}
+
+// queued is a row on its way to the ledger, with the reservation its
+// commit ends.
+type queued struct {
+	e      ledger.Event
+	res    reservation
+	hasRes bool
 }
 
 type keyEntry struct {
@@ -171,31 +204,64 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 24 * time.Hour
 	}
+	if cfg.RedisPrefix == "" {
+		cfg.RedisPrefix = "costctl:"
+	}
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = 30 * time.Second
+	}
+	if cfg.MaxCallDuration <= 0 {
+		cfg.MaxCallDuration = 30 * time.Minute
+	}
 	client := cfg.Client
 	if client == nil {
 		client = &http.Client{Transport: NewTransport()}
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read does not fail (it crashes the program instead)
-	s := &Server{cfg: cfg, client: client, now: cfg.Now, budgets: newBudgets(), keys: map[string]keyEntry{},
-		runID: hex.EncodeToString(id[:]), stop: make(chan struct{})}
-	s.cache = newCache(cfg.CacheMaxBytes, cfg.CacheTTL)
-	s.cache.nowFunc = cfg.Now
+	s := &Server{cfg: cfg, client: client, now: cfg.Now, keys: map[string]keyEntry{},
+		runID: hex.EncodeToString(id[:]), stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	holder := "proxy " + s.runID
+	if h, err := os.Hostname(); err == nil {
+		holder += " on " + h
+	}
+	holdTTL := cfg.MaxCallDuration + holdMargin
+	switch {
+	case cfg.Redis != nil:
+		s.store = &redisBudgets{rdb: cfg.Redis, prefix: cfg.RedisPrefix, spend: cfg.Spend, ttl: holdTTL, logf: s.logf}
+		s.cache = &redisCache{rdb: cfg.Redis, prefix: cfg.RedisPrefix, ttl: cfg.CacheTTL, logf: s.logf, timeout: time.Second}
+		s.shared = true
+	case cfg.Holds != nil:
+		s.store = &ledgerBudgets{h: cfg.Holds, ttl: holdTTL, holder: holder, logf: s.logf}
+		s.shared = true
+	default:
+		s.store = &memBudgets{b: newBudgets(), spend: cfg.Spend}
+	}
+	if s.cache == nil {
+		mc := newCache(cfg.CacheMaxBytes, cfg.CacheTTL)
+		mc.nowFunc = cfg.Now
+		s.cache = mc
+	}
 	s.alerts = newAlerter(cfg.Notifier)
 	if err := s.reloadPolicies(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.loadSpend(ctx); err != nil {
+	if err := s.store.refresh(ctx, s.now(), s.allPolicies()); err != nil {
 		return nil, err
 	}
 	if cfg.SampleOut != nil {
 		s.sampler = newSampler(cfg.SampleOut, s.logf)
 	}
-	s.events, s.batchDone = make(chan ledger.Event, 4096), make(chan struct{})
+	s.events, s.batchDone = make(chan queued, 4096), make(chan struct{})
 	go s.batchLoop()
 	s.loopWG.Add(2)
 	go s.policyLoop()
 	go s.spikeLoop()
+	if cfg.Redis != nil {
+		s.loopWG.Add(2)
+		go s.reconcileLoop()
+		go s.subscribePolicies()
+	}
 	return s, nil
 }
 
@@ -240,45 +306,31 @@ func (s *Server) logf(format string, a ...any) {
 	fmt.Fprintf(s.cfg.Log, "%s costctl proxy: %s\n", s.now().UTC().Format(time.RFC3339), line)
 }
 
-// loadSpend reads today's and this month's spend per tenant from the
-// ledger's rollups (budgets.load takes out this process's own rows).
-func (s *Server) loadSpend(ctx context.Context) error {
-	if s.cfg.Spend == nil {
-		return nil
-	}
-	now := s.now()
-	today, err := s.cfg.Spend.GroupedSince(ctx, "tenant", dayStart(now), now)
-	if err != nil {
-		return fmt.Errorf("proxy: read today's spend per tenant: %w", err)
-	}
-	month, err := s.cfg.Spend.GroupedSince(ctx, "tenant", monthStart(now), now)
-	if err != nil {
-		return fmt.Errorf("proxy: read this month's spend per tenant: %w", err)
-	}
-	s.budgets.load(now, today, month)
-	return nil
-}
-
 // policyLoop reloads the policies every PolicyInterval, so a change made
 // with costctl policy applies within about a second.
 func (s *Server) policyLoop() {
 	defer s.loopWG.Done()
-	t := time.NewTicker(s.cfg.PolicyInterval)
-	defer t.Stop()
+	tick := s.cfg.policyTick
+	if tick == nil {
+		t := time.NewTicker(s.cfg.PolicyInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	failing := false
 	n := 0
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case <-tick:
+		case <-s.kick:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := s.reloadPolicies(ctx)
 		// Other writers' spend (ingest, eval, another proxy) joins the
-		// budgets at every SpendEvery-th reload.
-		if n++; err == nil && n%spendEvery == 0 {
-			err = s.loadSpend(ctx)
+		// budgets at every SpendEvery-th reload (Redis: reconcileLoop).
+		if n++; err == nil && n%spendEvery == 0 && s.cfg.Redis == nil {
+			err = s.store.refresh(ctx, s.now(), s.allPolicies())
 		}
 		cancel()
 		if err != nil && !failing {
@@ -301,6 +353,9 @@ func (s *Server) reloadPolicies(ctx context.Context) error {
 		p = map[string]ledger.Policy{}
 	}
 	old := s.policies.Swap(&p)
+	if old != nil && s.cfg.Redis != nil && !reflect.DeepEqual(*old, p) {
+		s.publishPolicyChange(ctx)
+	}
 	if s.sampler == nil && !s.warnedSample.Load() {
 		for t, np := range p {
 			if np.SampleBP > 0 && s.warnedSample.CompareAndSwap(false, true) {
@@ -346,6 +401,13 @@ func (s *Server) blockChanged(ctx context.Context, tenant string, blocked bool) 
 		a.Who, a.Reason = last.Who, last.Reason
 	}
 	s.alerts.send(a)
+}
+
+func (s *Server) allPolicies() map[string]ledger.Policy {
+	if p := s.policies.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (s *Server) policy(tenant string) ledger.Policy {
@@ -511,15 +573,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cacheLookup(w, r, c) {
 		return
 	}
-	if e := s.reserve(c); e != nil {
+	if e := s.reserve(r.Context(), c); e != nil {
 		fail(*e)
 		return
 	}
 	defer func() {
 		if !c.settled {
+			// No row: the reservation ends here.
 			s.settle(c, pricing.Amount{})
+			s.store.done(context.WithoutCancel(r.Context()), c.res, rowNone, c.start, pricing.Amount{}, s.now())
 		}
 	}()
+	if s.shared {
+		// A shared budget's hold expires: the call is cut before it does.
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.MaxCallDuration)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	s.forward(w, r, c, base, upKey)
 }
 
@@ -567,7 +637,7 @@ func (s *Server) prepare(c *call) bool {
 func budgeted(p ledger.Policy) bool { return p.DailyBudget > 0 || p.MonthlyBudget > 0 }
 
 // reserve holds the call's worst case against the tenant's budgets.
-func (s *Server) reserve(c *call) *apiError {
+func (s *Server) reserve(ctx context.Context, c *call) *apiError {
 	tenant := c.key.Tenant
 	var worst pricing.Amount
 	if c.model != nil && (c.maxOut > 0 || c.rt.kind == kindEmbeddings) {
@@ -582,7 +652,11 @@ func (s *Server) reserve(c *call) *apiError {
 		}
 		return &apiError{status: 400, typ: ErrInvalid, msg: fmt.Sprintf("model %s publishes no maximum output and the request sets none; set max_tokens so tenant %s's budget can bound the call", c.req.Model, tenant)}
 	}
-	res, over := s.budgets.reserve(tenant, c.pol, worst, c.start)
+	res, over, err := s.store.reserve(ctx, tenant, c.pol, worst, c.start)
+	if err != nil {
+		s.logf("budget store unavailable: %v", err)
+		return &apiError{status: 503, typ: ErrUpstream, msg: "costctl proxy cannot reach its budget store right now; retry shortly", retryAfter: time.Second}
+	}
 	if over != nil {
 		s.alerts.budget(tenant, over.period, over.budget, over.spent, 100, c.start) // settled + in flight: what the budget is holding
 		return &apiError{status: 429, typ: ErrBudget, msg: over.Error(), retryAfter: over.resetAt.Sub(c.start)}
@@ -598,7 +672,7 @@ func (s *Server) settle(c *call, actual pricing.Amount) {
 		return
 	}
 	c.settled = true
-	sp := s.budgets.settle(c.res, actual, s.now())
+	sp := s.store.settle(c.res, actual, s.now())
 	pol := s.policy(c.key.Tenant)
 	s.alerts.crossed(sp, pol, s.now())
 }
@@ -609,6 +683,7 @@ func (s *Server) settle(c *call, actual pricing.Amount) {
 func (s *Server) settleEvent(c *call, e *ledger.Event, cost pricing.Amount) {
 	if e.Unpriced {
 		cost = c.res.amt
+		c.res.unpriced = true
 	}
 	s.settle(c, cost)
 }
@@ -778,7 +853,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b) // a client gone away: the call is billed below all the same
-	s.record(e)
+	s.recordCall(c, e)
 	s.served(c, e, text)
 	if c.cacheable && u.ok {
 		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text})
@@ -792,7 +867,7 @@ func (s *Server) recordUnsettled(c *call) {
 	e := s.event(c)
 	e.InputTokens, e.OutputTokens, e.Estimate = c.bound, c.maxOut, ledger.EstimateUnsettled
 	s.settleEvent(c, &e, price(c.model, &e))
-	s.record(e)
+	s.recordCall(c, e)
 	s.Served.Add(1)
 }
 
@@ -821,7 +896,13 @@ func (s *Server) event(c *call) ledger.Event {
 // a busy proxy commits a few large transactions rather than many small
 // ones; a row is committed well within a second of its call's end.
 func (s *Server) record(e ledger.Event) {
-	s.events <- e
+	s.events <- queued{e: e}
+}
+
+// recordCall queues c's row; its reservation ends once the row is
+// committed.
+func (s *Server) recordCall(c *call, e ledger.Event) {
+	s.events <- queued{e: e, res: c.res, hasRes: true}
 }
 
 const (
@@ -833,35 +914,42 @@ func (s *Server) batchLoop() {
 	defer close(s.batchDone)
 	t := time.NewTicker(batchEvery)
 	defer t.Stop()
-	var buf []ledger.Event
+	var buf []queued
 	flush := func() {
 		if len(buf) == 0 {
 			return
 		}
-		evs := buf
-		buf = make([]ledger.Event, 0, 64)
+		qs := buf
+		buf = make([]queued, 0, 64)
+		evs := make([]ledger.Event, len(qs))
+		for i := range qs {
+			evs[i] = qs[i].e
+		}
 		s.cfg.Writer.Go(context.Background(), evs, nil, func(_ ledger.InsertResult, err error) {
+			o := rowCommitted
 			if err != nil {
 				s.WriteErrors.Add(int64(len(evs)))
 				s.logf("ledger write of %d rows failed: %v", len(evs), err)
-				return
+				o = rowFailed
 			}
 			now := s.now()
-			for i := range evs {
-				if c := evs[i].CostExact; c.Sign() != 0 {
-					s.budgets.committed(evs[i].Tenant, evs[i].Time, c, now)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i := range qs {
+				if qs[i].hasRes {
+					s.store.done(ctx, qs[i].res, o, qs[i].e.Time, qs[i].e.CostExact, now)
 				}
 			}
 		})
 	}
 	for {
 		select {
-		case e, ok := <-s.events:
+		case q, ok := <-s.events:
 			if !ok {
 				flush()
 				return
 			}
-			buf = append(buf, e)
+			buf = append(buf, q)
 			if len(buf) >= batchMax {
 				flush()
 			}

@@ -228,7 +228,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, re
 	}
 	cost := price(c.model, &e)
 	s.settleEvent(c, &e, cost)
-	s.record(e)
+	s.recordCall(c, e)
 	s.served(c, e, st.text.String())
 	if c.cacheable && complete && st.done && clientErr == nil && upErr == nil {
 		s.cache.put(c.cacheKey, &cacheEntry{events: st.events, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: st.text.String()})
