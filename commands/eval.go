@@ -56,6 +56,9 @@ type EvalOptions struct {
 	MinPassRate float64
 	FailOnError bool
 	Strict      bool
+	// --shard i/n and its shared budget (eval_shard.go).
+	Shard      string
+	ShardGroup string
 	// --batch: through the providers' Batch APIs (eval_batch.go).
 	Batch        bool
 	NoWait       bool
@@ -155,7 +158,7 @@ OUTPUT
   did not reach), JUnit XML with --junit, progress and warnings on stderr.
   --out and --junit may not name an input, the config or the ledger. Costs
   are the usage the server reports × the price table. A run that fails
-  prints nothing on stdout.` + evalBatchHelp + exitStatusSection
+  prints nothing on stdout.` + evalBatchHelp + evalShardHelp + exitStatusSection
 
 func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	opts := &EvalOptions{IO: f.IO, Pricing: f.Pricing, LedgerPath: f.LedgerPath, OpenLedger: f.OpenLedger,
@@ -221,6 +224,7 @@ func newEvalCmd(f *Factory, runF func(*EvalOptions) error) *cobra.Command {
 	fl.BoolVar(&opts.FailOnError, "fail-on-error", false, "exit 3 when any row is an error")
 	fl.BoolVar(&opts.Strict, "strict", false, "a bad input line stops the run")
 	addBatchFlags(cmd, opts)
+	addShardFlags(cmd, opts)
 	cmd.AddCommand(newEvalInitCmd(f), newEvalBatchesCmd(f))
 	return cmd
 }
@@ -285,6 +289,13 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 	if err != nil {
 		return usageError(err)
 	}
+	shard, err := evaluator.ParseShard(opts.Shard)
+	if err != nil {
+		return usageError(err)
+	}
+	if opts.ShardGroup != "" && shard.N == 0 {
+		return usageErrorf("--shard-group goes with --shard")
+	}
 	var maxCost pricing.Money
 	if opts.MaxCost != "" {
 		maxCost, err = pricing.ParseMoney(strings.TrimPrefix(opts.MaxCost, "$"))
@@ -326,7 +337,7 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		HTTPClient: opts.HTTPClient, Getenv: opts.Getenv, BaseURL: opts.BaseURL, Stdin: opts.IO.In,
 		Concurrency: opts.Concurrency, MaxRetries: opts.MaxRetries, Timeout: opts.Timeout,
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Sleep: opts.Sleep,
-		Sample: sample, Seed: opts.Seed, MinTokens: opts.MinTokens,
+		Sample: sample, Seed: opts.Seed, MinTokens: opts.MinTokens, Shard: shard,
 		NoCache: opts.NoCache, Refresh: opts.Refresh, StoreText: opts.StoreText, Strict: opts.Strict,
 		MaxCost: maxCost, Now: opts.Now, KeepRows: opts.JUnit != "",
 		BadLine: func(e *records.LineError) {
@@ -336,6 +347,22 @@ func runEval(ctx context.Context, opts *EvalOptions) error {
 		},
 	}
 
+	if shard.N > 1 && maxCost > 0 && !opts.DryRun {
+		if opts.Batch {
+			return usageErrorf("--batch with --shard and --max-cost is not supported: shards' batch requests cannot share one cap yet; give each shard its own --max-cost without --shard, or drop --batch")
+		}
+		now := nowOr(opts.Now)
+		scope, err := shardScope(opts, now())
+		if err != nil {
+			return &ExitErr{Code: ExitError, Err: err}
+		}
+		// A hold outlives the longest a call can take (every retry timing
+		// out after its backoff); a shard that dies keeps its holds until
+		// then, on the safe side.
+		retries := time.Duration(opts.MaxRetries + 1)
+		ttl := retries*opts.Timeout + retries*max(opts.BackoffMax, 30*time.Second) + time.Minute
+		eo.SharedBudget = &ledgerBudget{db: db, scope: scope, cap: pricing.AmountFromMoney(maxCost), ttl: ttl, holder: "eval " + opts.Shard, now: now}
+	}
 	if opts.DryRun {
 		dr, err := evaluator.DryRun(ctx, eo)
 		if err != nil {

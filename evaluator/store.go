@@ -138,10 +138,11 @@ var errStopped = errors.New("run stopped")
 
 // SharedBudget is a budget that several processes hold against at once
 // (eval --shard with --max-cost: the ledger's budget holds). Reserve
-// returns a hold id, or "" when the amount does not fit; Release ends the
-// hold with what the call cost.
+// returns a hold id, or "" when the amount does not fit, and whether
+// other calls held part of the budget when it was decided (their
+// settlement may make room); Release ends the hold with what the call cost.
 type SharedBudget interface {
-	Reserve(ctx context.Context, amount pricing.Money) (id string, err error)
+	Reserve(ctx context.Context, amount pricing.Money) (id string, othersHold bool, err error)
 	Release(ctx context.Context, id string, spent pricing.Money) error
 }
 
@@ -186,7 +187,7 @@ func (b *budget) reserve(ctx context.Context, stop <-chan struct{}, x pricing.Mo
 		}
 		b.mu.Unlock()
 		if b.shared != nil {
-			id, err := b.shared.Reserve(context.WithoutCancel(ctx), x)
+			id, othersHold, err := b.shared.Reserve(context.WithoutCancel(ctx), x)
 			if err != nil {
 				return hold{}, &FatalError{Msg: fmt.Sprintf("the shared budget cannot be read: %v", err), Err: err}
 			}
@@ -196,6 +197,14 @@ func (b *budget) reserve(ctx context.Context, stop <-chan struct{}, x pricing.Mo
 				b.inflight++
 				b.mu.Unlock()
 				return hold{amount: x, id: id}, nil
+			}
+			if inflight == 0 && othersHold {
+				// Another process's calls hold the room this one needs:
+				// their settlement may free it. Ask again shortly.
+				if err := pause(ctx, stop, sharedPoll); err != nil {
+					return hold{}, err
+				}
+				continue
 			}
 		}
 		if inflight == 0 {
@@ -229,4 +238,22 @@ func (b *budget) settle(h hold, actual pricing.Money) error {
 		return &FatalError{Msg: fmt.Sprintf("the shared budget cannot be written: %v", err), Err: err}
 	}
 	return nil
+}
+
+// sharedPoll is how often a process whose shared budget is held by other
+// processes' calls asks again.
+const sharedPoll = 100 * time.Millisecond
+
+// pause waits d, or until ctx ends or the run stops.
+func pause(ctx context.Context, stop <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-stop:
+		return errStopped
+	}
 }
