@@ -166,7 +166,8 @@ func (f *Factory) OpenExistingLedger(ctx context.Context, toWrite bool) (*ledger
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+	isURL := ledger.IsPostgresURL(p) // a database, not a file: no file checks
+	if _, err := os.Stat(p); !isURL && errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no ledger at %s yet: bring usage in with costctl ingest FILE (or costctl eval), or point --db at an existing ledger", p)
 	}
 	open := ledger.OpenReadOnly
@@ -177,7 +178,9 @@ func (f *Factory) OpenExistingLedger(ctx context.Context, toWrite bool) (*ledger
 	if err != nil {
 		return nil, err
 	}
-	warnLooseMode(f.IO.ErrOut, p)
+	if !isURL {
+		warnLooseMode(f.IO.ErrOut, p)
+	}
 	return db, nil
 }
 

@@ -14,16 +14,6 @@ import (
 	"github.com/costctl/costctl/pricing"
 )
 
-func openControl(t *testing.T) *DB {
-	t.Helper()
-	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 func TestControlKeys(t *testing.T) { forEachStore(t, testControlKeys) }
 
 func testControlKeys(t *testing.T, newDB func() *DB) {

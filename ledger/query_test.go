@@ -140,8 +140,13 @@ func testReportGroupsByLocalDay(t *testing.T, newDB func() *DB) {
 }
 
 func BenchmarkInsert(b *testing.B) {
+	for _, s := range []string{"sqlite", "postgres"} {
+		b.Run(s, func(b *testing.B) { benchmarkInsert(b, storeOpener(b, s)()) })
+	}
+}
+
+func benchmarkInsert(b *testing.B, db *DB) {
 	ctx := context.Background()
-	db := openTest(b)
 	const batch = 10000
 	tenants := []string{"acme", "globex", "initech", "umbrella", "hooli"}
 	models := []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet-4"}
