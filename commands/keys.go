@@ -136,6 +136,9 @@ func readControlLedger(f *Factory) func(context.Context) (*ledger.DB, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ledger.IsPostgresURL(p) {
+			return f.OpenExistingLedger(ctx, false)
+		}
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}

@@ -104,6 +104,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 		newProxyCmd(f, nil),
 		newKeysCmd(f, nil),
 		newPolicyCmd(f, nil),
+		newDBCmd(f),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "What costctl's exit codes mean",
