@@ -104,9 +104,9 @@ request path. SIGTERM or Ctrl-C stops accepting, lets in-flight calls finish
 exits 0 (1 if a served call could not be written to the ledger).
 
 Fleets: several proxies in front of one ledger share each tenant's budget
-with --shared-budget (reservations are holds in the ledger, checked and
-taken in one transaction, so the budget holds in aggregate across every
-process) or with --redis URL (counters, block changes and the exact cache
+with --shared-budget (the default on a PostgreSQL ledger: reservations
+are holds in the ledger, checked and taken in one transaction, so the
+budget holds in aggregate across every process) or with --redis URL (counters, block changes and the exact cache
 in Redis; the ledger stays the record of truth, reconciled on start and
 every --redis-reconcile). With a shared budget a call runs at most
 --max-call-duration; a proxy that dies holding a reservation keeps it
@@ -154,7 +154,7 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight calls may finish")
 	fl.DurationVar(&opts.CacheTTL, "cache-ttl", 24*time.Hour, "how long a cached answer is served")
 	fl.Float64Var(&opts.SpikeFactor, "spike-factor", 5, "alert when a tenant burns this many times its baseline")
-	fl.BoolVar(&opts.SharedBudget, "shared-budget", false, "share budgets with every proxy on this ledger (reservations held in the ledger)")
+	fl.BoolVar(&opts.SharedBudget, "shared-budget", false, "share budgets with every proxy on this ledger (reservations held in the ledger; always on with a PostgreSQL ledger)")
 	fl.StringVar(&opts.Redis, "redis", "", "keep budget counters, block changes and the exact cache in Redis at URL (redis://HOST:PORT/DB)")
 	fl.StringVar(&opts.RedisPrefix, "redis-prefix", "costctl:", "prefix of every Redis key (isolates deployments)")
 	fl.DurationVar(&opts.RedisReconcile, "redis-reconcile", 30*time.Second, "how often Redis budget counters are reconciled with the ledger")
@@ -206,7 +206,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 			return usageErrorf("--redis: %v", redactURLError(err, opts.Redis))
 		}
 		rdb = redis.NewClient(ro)
-		defer rdb.Close()
+		defer func() { _ = rdb.Close() }() // its last commands were answered: nothing to flush
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = rdb.Ping(pctx).Err()
 		cancel()
@@ -230,7 +230,8 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	case rdb != nil:
 		cfg.Redis, cfg.RedisPrefix, cfg.ReconcileInterval = rdb, opts.RedisPrefix, opts.RedisReconcile
 		budgetMode = "budgets, block changes and exact cache shared in redis " + rdb.Options().Addr + " (prefix " + opts.RedisPrefix + ")"
-	case opts.SharedBudget:
+	case opts.SharedBudget || db.IsPostgres():
+		// On PostgreSQL a fleet shares the ledger: holds by default.
 		cfg.Holds = db
 		budgetMode = "budgets shared through the ledger"
 	}

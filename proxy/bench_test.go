@@ -54,6 +54,13 @@ func (discardWriter) Go(_ context.Context, _ []ledger.Event, _ []ledger.JudgeRes
 }
 
 func newBenchEnv(b *testing.B, withLedger bool) *benchEnv {
+	return newBenchEnvBudget(b, withLedger, "")
+}
+
+// newBenchEnvBudget: with store set ("memory", "ledger" holds, "redis"),
+// tenant acme has a daily and a monthly budget far above what the run
+// spends, so every call reserves and releases in that store.
+func newBenchEnvBudget(b *testing.B, withLedger bool, store string) *benchEnv {
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -85,8 +92,21 @@ func newBenchEnv(b *testing.B, withLedger bool) *benchEnv {
 	if !withLedger {
 		ew = discardWriter{}
 	}
-	srv, err := New(context.Background(), Config{OpenAIUpstream: up.URL, AnthropicUpstream: up.URL, OpenAIKey: testOpenAIKey,
-		Control: db, Spend: db, Writer: ew, Pricing: pricing.MustDefault(), KeyCacheTTL: time.Minute})
+	cfg := Config{OpenAIUpstream: up.URL, AnthropicUpstream: up.URL, OpenAIKey: testOpenAIKey,
+		Control: db, Spend: db, Writer: ew, Pricing: pricing.MustDefault(), KeyCacheTTL: time.Minute}
+	if store != "" {
+		if err := db.SetPolicy(context.Background(), ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(1_000_000), MonthlyBudget: pricing.Dollars(1_000_000)},
+			ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "bench", Reason: "bench", Who: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	switch store {
+	case "ledger":
+		cfg.Holds = db
+	case "redis":
+		cfg.Redis, cfg.RedisPrefix = testRedis(b)
+	}
+	srv, err := New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,6 +232,17 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		defer e.closeFn()
 		runPairs(b, e, 1, false)
 	})
+	// With a budget, in each store: in memory (one proxy), shared through
+	// ledger holds (--shared-budget), shared in Redis (--redis).
+	for _, store := range []string{"memory", "ledger", "redis"} {
+		for _, conc := range []int{1, 64} {
+			b.Run(fmt.Sprintf("clients=%d/budget=%s", conc, store), func(b *testing.B) {
+				e := newBenchEnvBudget(b, true, store)
+				defer e.closeFn()
+				runPairs(b, e, conc, false)
+			})
+		}
+	}
 }
 
 // BenchmarkProxyStreamTTFB: time to the first streamed byte, direct and

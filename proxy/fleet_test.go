@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/costctl/costctl/internal/pgtest"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
@@ -52,6 +53,9 @@ func (m *fleetMember) reload() {
 func newFleet(t *testing.T, kind string, n int, up *fakeUpstream, setup func(db *ledger.DB)) []*fleetMember {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
+	if kind == "postgres" {
+		path = pgtest.DSN(t)
+	}
 	first, err := ledger.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +80,7 @@ func newFleet(t *testing.T, kind string, n int, up *fakeUpstream, setup func(db 
 			KeyCacheTTL: 20 * time.Millisecond, policyTick: m.tick,
 		}
 		switch kind {
-		case "ledger":
+		case "ledger", "postgres":
 			cfg.Holds = db
 		case "redis":
 			cfg.Redis, cfg.RedisPrefix = rdb, prefix
@@ -116,14 +120,15 @@ func fleetCall(t *testing.T, url, key, body string, hdr ...string) resp {
 	return resp{res.StatusCode, res.Header, string(b)}
 }
 
-// TestProxyFleetSharedBudget: two proxies on one ledger (and, for redis,
-// one Redis), 32 concurrent streams each for one tenant whose daily
+// TestProxyFleetSharedBudget: two proxies on one ledger (a SQLite file;
+// PostgreSQL when COSTCTL_TEST_POSTGRES is reachable; and, for redis, one
+// Redis), 32 concurrent streams each for one tenant whose daily
 // budget fits 10.5 worst cases: exactly 10 are admitted across both, the
 // other 54 get 429 budget_exceeded, the ledger holds one row per admitted
 // stream and its spend is within the budget. Then a block set in the
 // ledger is refused by both proxies after their next policy reload.
 func TestProxyFleetSharedBudget(t *testing.T) {
-	for _, kind := range []string{"ledger", "redis"} {
+	for _, kind := range []string{"ledger", "postgres", "redis"} {
 		t.Run(kind, func(t *testing.T) { testFleetSharedBudget(t, kind) })
 	}
 }
@@ -182,7 +187,7 @@ func testFleetSharedBudget(t *testing.T, kind string) {
 		fm.close()
 	}
 	var rows, ok200, d, p int64
-	if err := fleet[0].db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(status = 200), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0)
+	if err := fleet[0].db.SQL().QueryRow(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 200 THEN 1 ELSE 0 END), 0), COALESCE(SUM(cost_dollars), 0), COALESCE(SUM(cost_pico), 0)
 		FROM events WHERE source = 'proxy' AND tenant = 'acme'`).Scan(&rows, &ok200, &d, &p); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +203,7 @@ func testFleetSharedBudget(t *testing.T, kind string) {
 // it publishes the change and the others reload at once: the second proxy
 // here gets no tick of its own.
 func TestProxyFleetBlock(t *testing.T) {
-	for _, kind := range []string{"ledger", "redis"} {
+	for _, kind := range []string{"ledger", "postgres", "redis"} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
 			up := newFakeUpstream(t)
