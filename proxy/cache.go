@@ -29,7 +29,8 @@ import (
 //
 // The cache lives in memory: entries expire after --cache-ttl and the
 // least recently used go first beyond a size bound (64 MiB of answers);
-// it starts empty at every start of the proxy.
+// it starts empty at every start of the proxy. With --redis it lives in
+// Redis instead, shared by every proxy there (cache_redis.go).
 type cache struct {
 	mu      sync.Mutex
 	max     int64

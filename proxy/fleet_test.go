@@ -243,3 +243,71 @@ func TestProxyFleetBlock(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyRedisReconcile: the ledger is the record of truth for the
+// Redis counters. Spend another writer adds joins at the next
+// reconciliation; a lost Redis (its keys gone, holds and all) is rebuilt
+// from the ledger before its next reservation, so it never admits past
+// the ledger's spend.
+func TestProxyRedisReconcile(t *testing.T) {
+	ctx := context.Background()
+	db, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "l.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pol := ledger.Policy{Tenant: "acme", DailyBudget: pricing.Dollars(5)}
+	if err := db.SetPolicy(ctx, pol, ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "x", Reason: "x", Who: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	w := ledger.NewWriter(db, ledger.WriterConfig{})
+	defer w.Close()
+	rdb, prefix := testRedis(t)
+	s, err := New(ctx, Config{Control: db, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey,
+		Redis: rdb, RedisPrefix: prefix, ReconcileInterval: time.Hour, policyTick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	usd := func(d int64) pricing.Amount { return pricing.AmountFromMoney(pricing.Dollars(d)) }
+	now := time.Now()
+	// A hold of $1, then $3 by another writer, reconciled.
+	r, over, err := s.store.reserve(ctx, "acme", pol, usd(1), now)
+	if err != nil || over != nil {
+		t.Fatal(err, over)
+	}
+	if _, err := db.Insert(ctx, []ledger.Event{{Key: "ingest:x", Time: now, Source: ledger.SourceIngest, Tenant: "acme", Model: "gpt-4o-mini",
+		InputTokens: 1, Cost: pricing.Dollars(3), CostExact: usd(3)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.refresh(ctx, now, s.allPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	if day, res, _, _, err := s.store.spent(ctx, "acme", now); err != nil || day != usd(3) || res != usd(1) {
+		t.Fatalf("after reconcile: spent %s reserved %s (%v)", day, res, err)
+	}
+	// $3 + $1 held: $2 more does not fit.
+	if _, over, _ := s.store.reserve(ctx, "acme", pol, usd(2), now); over == nil || over.spent != usd(4) {
+		t.Fatalf("over %+v", over)
+	}
+	s.store.done(ctx, r, rowNone, now, pricing.Amount{}, now)
+	// Redis loses everything: the next reservation rebuilds from the
+	// ledger ($3 spent), so $3 more is refused and $2 admitted.
+	var keys []string
+	it := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	if len(keys) == 0 {
+		t.Fatal("no keys under the prefix")
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, over, err := s.store.reserve(ctx, "acme", pol, usd(3), now); err != nil || over == nil || over.spent != usd(3) {
+		t.Fatalf("after a lost redis: over %+v (%v)", over, err)
+	}
+	if _, over, err := s.store.reserve(ctx, "acme", pol, usd(2), now); err != nil || over != nil {
+		t.Fatalf("after a lost redis: $2 refused: %+v (%v)", over, err)
+	}
+}
