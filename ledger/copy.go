@@ -38,9 +38,11 @@ func Copy(ctx context.Context, from, to *DB, progress func(CopyStats)) (CopyStat
 			return st, err
 		}
 	}
-	var last int64 = -1 << 63
+	// Events in (ts_ms, id) order: the events_ts index serves it on both
+	// stores (PostgreSQL's id alone is not indexed).
+	lastTS, lastID := int64(-1<<63), int64(-1<<63)
 	for {
-		evs, maxID, err := from.eventsAfter(ctx, last, copyChunk)
+		evs, maxID, err := from.eventsAfter(ctx, lastTS, lastID, copyChunk)
 		if err != nil {
 			return st, err
 		}
@@ -53,7 +55,7 @@ func Copy(ctx context.Context, from, to *DB, progress func(CopyStats)) (CopyStat
 		}
 		st.Events += int64(len(evs))
 		st.EventsAdded += int64(res.Inserted)
-		last = maxID
+		lastTS, lastID = evs[len(evs)-1].Time.UnixMilli(), maxID
 		if progress != nil {
 			progress(st)
 		}
@@ -171,13 +173,13 @@ func copyTable(ctx context.Context, from, to *DB, t copyTableDef, st *CopyStats)
 	return flush()
 }
 
-// eventsAfter reads up to n events whose id is above after, in id order,
+// eventsAfter reads up to n events after (ts, id) in (ts_ms, id) order,
 // with everything Insert writes; maxID is the last one's id.
-func (db *DB) eventsAfter(ctx context.Context, after int64, n int) ([]Event, int64, error) {
+func (db *DB) eventsAfter(ctx context.Context, ts, id int64, n int) ([]Event, int64, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT id, event_key, ts_ms, source, run_id, tenant, "user", endpoint, metric, model,
 		input_tokens, cached_tokens, output_tokens, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
 		cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status
-		FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, n)
+		FROM events WHERE ts_ms >= ? AND (ts_ms > ? OR id > ?) ORDER BY ts_ms, id LIMIT ?`, ts, ts, id, n)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger copy: read events: %w", err)
 	}

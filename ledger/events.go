@@ -472,52 +472,86 @@ func sortedRollupKeys[V any](m map[rollupKey]V) []rollupKey {
 
 // flushRollups adds m to a rollup table; ordered (PostgreSQL) writes the
 // rows in key order.
-func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[rollupKey]*rollupVal, ordered bool) error {
+func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[rollupKey]*rollupVal, pg bool) error {
 	// cost_pico stays in [0, 10^12): the carry goes to cost_dollars (every
 	// expression reads the row's old values).
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, dim, key, calls, input_tokens, cached_tokens, output_tokens,
+	head := `INSERT INTO ` + table + ` (` + col + `, dim, key, calls, input_tokens, cached_tokens, output_tokens,
 		cost_dollars, cost_pico, unpriced_calls, cache_hits, hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano,
-		latency_ms_sum, latency_calls, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(dim, `+col+`, key) DO UPDATE SET
-		calls = `+table+`.calls + excluded.calls,
-		input_tokens = `+table+`.input_tokens + excluded.input_tokens,
-		cached_tokens = `+table+`.cached_tokens + excluded.cached_tokens,
-		output_tokens = `+table+`.output_tokens + excluded.output_tokens,
-		cost_dollars = `+table+`.cost_dollars + excluded.cost_dollars + (`+table+`.cost_pico + excluded.cost_pico) / 1000000000000,
-		cost_pico = (`+table+`.cost_pico + excluded.cost_pico) % 1000000000000,
-		unpriced_calls = `+table+`.unpriced_calls + excluded.unpriced_calls,
-		cache_hits = `+table+`.cache_hits + excluded.cache_hits,
-		hit_input_tokens = `+table+`.hit_input_tokens + excluded.hit_input_tokens,
-		hit_cached_tokens = `+table+`.hit_cached_tokens + excluded.hit_cached_tokens,
-		hit_output_tokens = `+table+`.hit_output_tokens + excluded.hit_output_tokens,
-		avoided_nano = `+table+`.avoided_nano + excluded.avoided_nano,
-		latency_ms_sum = `+table+`.latency_ms_sum + excluded.latency_ms_sum,
-		latency_calls = `+table+`.latency_calls + excluded.latency_calls,
-		cache_write_5m_tokens = `+table+`.cache_write_5m_tokens + excluded.cache_write_5m_tokens,
-		cache_write_1h_tokens = `+table+`.cache_write_1h_tokens + excluded.cache_write_1h_tokens,
-		reasoning_tokens = `+table+`.reasoning_tokens + excluded.reasoning_tokens`)
-	if err != nil {
-		return fmt.Errorf("ledger: prepare rollup: %w", err)
-	}
-	defer stmt.Close() // each Exec's error is checked; the transaction's Commit decides what is written
+		latency_ms_sum, latency_calls, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens) VALUES `
+	tail := `
+		ON CONFLICT(dim, ` + col + `, key) DO UPDATE SET
+		calls = ` + table + `.calls + excluded.calls,
+		input_tokens = ` + table + `.input_tokens + excluded.input_tokens,
+		cached_tokens = ` + table + `.cached_tokens + excluded.cached_tokens,
+		output_tokens = ` + table + `.output_tokens + excluded.output_tokens,
+		cost_dollars = ` + table + `.cost_dollars + excluded.cost_dollars + (` + table + `.cost_pico + excluded.cost_pico) / 1000000000000,
+		cost_pico = (` + table + `.cost_pico + excluded.cost_pico) % 1000000000000,
+		unpriced_calls = ` + table + `.unpriced_calls + excluded.unpriced_calls,
+		cache_hits = ` + table + `.cache_hits + excluded.cache_hits,
+		hit_input_tokens = ` + table + `.hit_input_tokens + excluded.hit_input_tokens,
+		hit_cached_tokens = ` + table + `.hit_cached_tokens + excluded.hit_cached_tokens,
+		hit_output_tokens = ` + table + `.hit_output_tokens + excluded.hit_output_tokens,
+		avoided_nano = ` + table + `.avoided_nano + excluded.avoided_nano,
+		latency_ms_sum = ` + table + `.latency_ms_sum + excluded.latency_ms_sum,
+		latency_calls = ` + table + `.latency_calls + excluded.latency_calls,
+		cache_write_5m_tokens = ` + table + `.cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+		cache_write_1h_tokens = ` + table + `.cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+		reasoning_tokens = ` + table + `.reasoning_tokens + excluded.reasoning_tokens`
+	const cols = 20
+	row := "(?" + strings.Repeat(",?", cols-1) + ")"
 	keys := make([]rollupKey, 0, len(m))
-	if ordered {
+	if pg {
+		// In one order on every writer (no deadlock between two
+		// transactions updating the same rows).
 		keys = sortedRollupKeys(m)
 	} else {
 		for k := range m {
 			keys = append(keys, k)
 		}
 	}
-	for _, k := range keys {
+	args := func(k rollupKey) ([]any, error) {
 		v := m[k]
 		avoided, ok := v.Avoided.Money()
 		if !ok {
-			return fmt.Errorf("ledger: update %s: avoided cost %s out of range", table, v.Avoided)
+			return nil, fmt.Errorf("ledger: update %s: avoided cost %s out of range", table, v.Avoided)
 		}
-		if _, err := stmt.ExecContext(ctx, k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens,
+		return []any{k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens,
 			v.Cost.Dollars, v.Cost.Pico, v.UnpricedCalls, v.CacheHits, v.AvoidedInputTokens, v.AvoidedCachedTokens, v.AvoidedOutputTokens,
-			int64(avoided), v.LatencyMSSum, v.LatencyCalls, v.CacheWrite5mTokens, v.CacheWrite1hTokens, v.ReasoningTokens); err != nil {
+			int64(avoided), v.LatencyMSSum, v.LatencyCalls, v.CacheWrite5mTokens, v.CacheWrite1hTokens, v.ReasoningTokens}, nil
+	}
+	if pg {
+		// A network round trip per row is most of a chunk's time on a
+		// server: many rows per statement (each key once, so no row is
+		// updated twice by one statement).
+		const per = 1000
+		for lo := 0; lo < len(keys); lo += per {
+			part := keys[lo:min(lo+per, len(keys))]
+			all := make([]any, 0, len(part)*cols)
+			for _, k := range part {
+				a, err := args(k)
+				if err != nil {
+					return err
+				}
+				all = append(all, a...)
+			}
+			q := head + row + strings.Repeat(","+row, len(part)-1) + tail
+			if _, err := tx.ExecContext(ctx, q, all...); err != nil {
+				return fmt.Errorf("ledger: update %s: %w", table, err)
+			}
+		}
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, head+row+tail)
+	if err != nil {
+		return fmt.Errorf("ledger: prepare rollup: %w", err)
+	}
+	defer stmt.Close() // each Exec's error is checked; the transaction's Commit decides what is written
+	for _, k := range keys {
+		a, err := args(k)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.ExecContext(ctx, a...); err != nil {
 			return fmt.Errorf("ledger: update %s: %w", table, err)
 		}
 	}

@@ -139,7 +139,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: begin: %w", err)
 	}
 	defer tx.Rollback() // a no-op after Commit or the dry run's checked Rollback; on every other path an error is being returned
-	rows, err := tx.QueryContext(ctx, `SELECT id, ts_ms, tenant, "user", endpoint, source, metric, model,
+	rows, err := tx.QueryContext(ctx, `SELECT id, event_key, ts_ms, tenant, "user", endpoint, source, metric, model,
 		input_tokens, cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, batch, service_tier,
 		cost_dollars, cost_pico, avoided_nano, unpriced, cache_hit
 		FROM events `+r.db.indexedBy("events_ts")+`
@@ -152,7 +152,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	for rows.Next() {
 		var e storedEvent
 		var tsMS, dollars, pico, avoided int64
-		if err := rows.Scan(&e.id, &tsMS, &e.Tenant, &e.User, &e.Endpoint, &e.Source, &e.Metric, &e.Model,
+		if err := rows.Scan(&e.id, &e.Key, &tsMS, &e.Tenant, &e.User, &e.Endpoint, &e.Source, &e.Metric, &e.Model,
 			&e.InputTokens, &e.CachedTokens, &e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.OutputTokens, &e.Batch, &e.ServiceTier,
 			&dollars, &pico, &avoided, &e.Unpriced, &e.CacheHit); err != nil {
 			rows.Close() // read-only; the scan error is returned
@@ -168,7 +168,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	if len(evs) == 0 {
 		return 0, 0, 0, nil
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = 0, cost_dollars = ?, cost_pico = ?, unpriced = ?, avoided_nano = ? WHERE id = ?`)
+	upd, err := tx.PrepareContext(ctx, `UPDATE events SET cost_nano = 0, cost_dollars = ?, cost_pico = ?, unpriced = ?, avoided_nano = ? WHERE event_key = ?`) // the key: PostgreSQL's id is not indexed
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("ledger: reprice: %w", err)
 	}
@@ -203,7 +203,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 			continue
 		}
 		res.Changed++
-		if _, err := upd.ExecContext(ctx, cost.Dollars, cost.Pico, b2i(unpriced), int64(avoided), e.id); err != nil {
+		if _, err := upd.ExecContext(ctx, cost.Dollars, cost.Pico, b2i(unpriced), int64(avoided), e.Key); err != nil {
 			return 0, 0, 0, fmt.Errorf("ledger: reprice: update event: %w", err)
 		}
 		ms := e.Time.UnixMilli()
