@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/costctl/costctl/internal/pgtest"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
@@ -565,6 +566,14 @@ func TestFourIngestsAndAnEvalShareALedger(t *testing.T) {
 // Measured on the 2-core box: 120,000–135,000 events/s median; the ledger
 // write alone (BenchmarkInsert in ./ledger) 140,000–160,000 events/s.
 func BenchmarkIngest(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		benchmarkIngest(b, func() string { return filepath.Join(b.TempDir(), "l.db") })
+	})
+	// The same on PostgreSQL (COSTCTL_TEST_POSTGRES), a fresh schema per run.
+	b.Run("postgres", func(b *testing.B) { benchmarkIngest(b, func() string { return pgtest.DSN(b) }) })
+}
+
+func benchmarkIngest(b *testing.B, newLedger func() string) {
 	var sb strings.Builder
 	const n = 100000
 	tenants := []string{"acme", "globex", "initech", "umbrella", "hooli"}
@@ -578,7 +587,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		db, err := ledger.Open(context.Background(), filepath.Join(b.TempDir(), "l.db"))
+		db, err := ledger.Open(context.Background(), newLedger())
 		if err != nil {
 			b.Fatal(err)
 		}
