@@ -2,12 +2,16 @@ package tui
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/costctl/costctl/internal/pgtest"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
@@ -42,6 +46,11 @@ func BenchmarkRefresh(b *testing.B) {
 		path = filepath.Join(b.TempDir(), "big.db")
 	}
 	ctx := context.Background()
+	if ledger.IsPostgresURL(path) {
+		if err := ensureSchema(ctx, path); err != nil {
+			b.Fatal(err)
+		}
+	}
 	db, err := ledger.Open(ctx, path)
 	if err != nil {
 		b.Fatal(err)
@@ -58,7 +67,11 @@ func BenchmarkRefresh(b *testing.B) {
 			b.Fatalf("%s holds %d events, not %d: remove it or point COSTCTL_BENCH_DB elsewhere", path, have, n)
 		}
 		start := time.Now()
-		if err := buildBig(ctx, db, n, benchNow); err != nil {
+		build := buildBig
+		if db.IsPostgres() {
+			build = buildBigPG
+		}
+		if err := build(ctx, db, n, benchNow); err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("built a %d-event ledger in %s (%s)", n, time.Since(start).Round(time.Millisecond), path)
@@ -207,5 +220,114 @@ func TestBigBuilderRollupsAgree(t *testing.T) {
 	}
 	if len(rows) != 500 {
 		t.Fatalf("%d users, want 500", len(rows))
+	}
+}
+
+// ensureSchema creates the schema a PostgreSQL URL's search_path names, so
+// a benchmark ledger can be kept in a schema of its own between runs.
+func ensureSchema(ctx context.Context, dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return err
+	}
+	schema := u.Query().Get("search_path")
+	if schema == "" {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx) // only a CREATE SCHEMA, checked
+	_, err = conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize())
+	return err
+}
+
+// buildBigPG is buildBig for a PostgreSQL ledger: the same events (the
+// same formulas) from generate_series, and the rollups aggregated from
+// them.
+func buildBigPG(ctx context.Context, db *ledger.DB, n int64, now time.Time) error {
+	span := int64(7 * 24 * time.Hour / time.Millisecond)
+	end := now.UnixMilli()
+	conn := db.SQL()
+	stmts := []string{
+		`DROP INDEX IF EXISTS events_ts`,
+		`INSERT INTO events (event_key, ts_ms, source, tenant, "user", endpoint, model, input_tokens, cached_tokens,
+		                     output_tokens, cost_nano, cost_pico, unpriced, latency_ms)
+		 SELECT 'bench:' || i, ?::bigint - ?::bigint + (i * ?::bigint) / ?::bigint, 'ingest', 't' || ((i * 7919) % 200), 'u' || ((i * 104729) % 5000),
+		        '/v1/e' || (i % 20), 'model-' || ((i * 31) % 12), 1000 + i % 977, i % 300, 100 + i % 211,
+		        CASE WHEN (i * 31) % 12 = 11 THEN 0 ELSE 1000 + (i % 1000) * 1000 END,
+		        CASE WHEN (i * 31) % 12 = 11 THEN 0 ELSE 1000000 + (i % 1000) * 1000000 END,
+		        CASE WHEN (i * 31) % 12 = 11 THEN 1 ELSE 0 END, 200 + i % 4000
+		 FROM generate_series(0::bigint, ?::bigint - 1) AS i`,
+		`CREATE INDEX events_ts ON events(ts_ms)`,
+	}
+	for i, q := range stmts {
+		var err error
+		if i == 1 {
+			_, err = conn.ExecContext(ctx, q, end, span, span, n, n)
+		} else {
+			_, err = conn.ExecContext(ctx, q)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+		SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced),
+		SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(CASE WHEN latency_ms > 0 THEN 1 ELSE 0 END)`
+	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
+	for _, dim := range append(append([]string(nil), ledger.Dimensions...), "all") {
+		col := `"` + dim + `"`
+		if dim == "all" {
+			col = `''`
+		}
+		if _, err := conn.ExecContext(ctx, `INSERT INTO rollup_minute (minute, dim, key, `+into[1:]+`
+			SELECT floor(ts_ms / 60000.0)::bigint, ?::text, `+col+`, `+cols+` FROM events GROUP BY 1, 3`, dim); err != nil {
+			return err
+		}
+		for _, up := range []struct{ table, col, from, fromCol, div string }{
+			{"rollup_hour", "hour", "rollup_minute", "minute", "60"},
+			{"rollup_day", "day", "rollup_hour", "hour", "24"},
+		} {
+			if _, err := conn.ExecContext(ctx, `INSERT INTO `+up.table+` (`+up.col+`, dim, key, `+into[1:]+`
+				SELECT floor(`+up.fromCol+` / `+up.div+`.0)::bigint, dim, key, SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+				SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000,
+				SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
+				FROM `+up.from+` WHERE dim = ? GROUP BY 1, 2, 3`, dim); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := conn.ExecContext(ctx, `ANALYZE`)
+	return err
+}
+
+// The PostgreSQL builder's rollups agree with its events too.
+func TestBigBuilderPGRollupsAgree(t *testing.T) {
+	ctx := context.Background()
+	db, err := ledger.Open(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 11, 20, 14, 30, 20, 0, time.UTC)
+	if err := buildBigPG(ctx, db, 500, now); err != nil {
+		t.Fatal(err)
+	}
+	tot, err := db.Totals(ctx, now.Add(-8*24*time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls, cost, unpriced int64
+	if err := db.SQL().QueryRow(`SELECT COUNT(*), SUM(cost_nano), SUM(unpriced) FROM events`).Scan(&calls, &cost, &unpriced); err != nil {
+		t.Fatal(err)
+	}
+	if tot.Calls != 500 || calls != 500 || tot.Cost != pricing.AmountFromMoney(pricing.Money(cost)) || tot.UnpricedCalls != unpriced || unpriced == 0 {
+		t.Fatalf("rollups %+v, events calls=%d cost=%d unpriced=%d", tot, calls, cost, unpriced)
+	}
+	rows, err := db.Grouped(ctx, "user", now.Add(-8*24*time.Hour), now)
+	if err != nil || len(rows) != 500 {
+		t.Fatalf("%d users, want 500 (%v)", len(rows), err)
 	}
 }
