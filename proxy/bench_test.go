@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/costctl/costctl/internal/pgtest"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
@@ -81,7 +82,11 @@ func newBenchEnvBudget(b *testing.B, withLedger bool, store string) *benchEnv {
 		io.WriteString(w, benchReply)
 	}))
 	up.Config.SetKeepAlivesEnabled(true)
-	db, err := ledger.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	dsn := filepath.Join(b.TempDir(), "bench.db")
+	if store == "postgres" {
+		dsn = pgtest.DSN(b) // the ledger, and its holds, on PostgreSQL
+	}
+	db, err := ledger.Open(context.Background(), dsn)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,7 +106,7 @@ func newBenchEnvBudget(b *testing.B, withLedger bool, store string) *benchEnv {
 		}
 	}
 	switch store {
-	case "ledger":
+	case "ledger", "postgres":
 		cfg.Holds = db
 	case "redis":
 		cfg.Redis, cfg.RedisPrefix = testRedis(b)
@@ -233,8 +238,9 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		runPairs(b, e, 1, false)
 	})
 	// With a budget, in each store: in memory (one proxy), shared through
-	// ledger holds (--shared-budget), shared in Redis (--redis).
-	for _, store := range []string{"memory", "ledger", "redis"} {
+	// ledger holds (--shared-budget) on SQLite and on PostgreSQL (where the
+	// ledger itself is PostgreSQL too), shared in Redis (--redis).
+	for _, store := range []string{"memory", "ledger", "postgres", "redis"} {
 		for _, conc := range []int{1, 64} {
 			b.Run(fmt.Sprintf("clients=%d/budget=%s", conc, store), func(b *testing.B) {
 				e := newBenchEnvBudget(b, true, store)
