@@ -192,20 +192,20 @@ type Ingester struct {
 	writer *ledger.Writer
 	cfg    Config
 
-	mu       sync.Mutex // guards the batch being filled
-	batch    []ledger.Event
-	from     []origin                  // where each event of batch came from
-	pending  map[string]int64          // unpriced models in the batch
-	models   map[string]*pricing.Model // lookup cache; nil value = unpriced
-	inflight chan struct{}             // closed when the batch being written is committed
-	lines    int64
-	bad      int64
-	reported int64 // bad lines and conflicts passed to BadLine
+	mu          sync.Mutex // guards the batch being filled
+	batch       []ledger.Event
+	from        []origin                  // where each event of batch came from
+	pending     map[string]int64          // unpriced models in the batch
+	models      map[string]*pricing.Model // lookup cache; nil value = unpriced
+	inflight    []*write                  // batches being written, oldest first (at most maxInflight)
+	maxInflight int
+	lines       int64
+	bad         int64
+	reported    int64 // bad lines and conflicts passed to BadLine
 
-	smu     sync.Mutex // guards what the writer updates
-	stats   Stats
-	werr    error
-	reports []string // conflicts found by the writer, not yet passed to BadLine
+	smu   sync.Mutex // guards what the writer updates
+	stats Stats
+	werr  error
 
 	legacyOnce sync.Once
 	legacy     bool // the ledger holds keys in the old format
@@ -244,8 +244,14 @@ func New(db Store, cfg Config) *Ingester {
 	if cfg.BusyRetry == 0 {
 		cfg.BusyRetry = 2 * time.Minute
 	}
-	return &Ingester{db: db, cfg: cfg, models: map[string]*pricing.Model{},
-		writer:  ledger.NewWriter(db, ledger.WriterConfig{RetryBusy: cfg.BusyRetry, Queue: 1}),
+	// A PostgreSQL ledger writes two batches at once (two server
+	// processes); SQLite has one writer.
+	inflight := 1
+	if pg, ok := db.(interface{ IsPostgres() bool }); ok && pg.IsPostgres() {
+		inflight = 2
+	}
+	return &Ingester{db: db, cfg: cfg, models: map[string]*pricing.Model{}, maxInflight: inflight,
+		writer:  ledger.NewWriter(db, ledger.WriterConfig{RetryBusy: cfg.BusyRetry, Queue: 1, Workers: inflight}),
 		pending: map[string]int64{}, stats: Stats{UnpricedModels: map[string]int64{}}}
 }
 
@@ -345,15 +351,14 @@ func (in *Ingester) Flush(ctx context.Context) error {
 func (in *Ingester) flushLocked(ctx context.Context) error { return in.dispatchLocked(ctx, false) }
 
 // dispatchLocked hands the batch to the writer so the next batch is
-// parsed while this one is written (at most one write in flight).
-// wait: return only when it is committed. Conflicts the
-// writer found are reported here, under mu, so reports come in a fixed
-// order for a given input and batch size.
+// parsed while this one is written (at most maxInflight writes in
+// flight: one on SQLite, two on PostgreSQL). wait: return only when every
+// write is committed. Conflicts the writer found are reported here, under
+// mu, batch by batch in input order, so reports come in a fixed order for
+// a given input and batch size.
 func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
-	if in.inflight != nil {
-		<-in.inflight
-		in.inflight = nil
-		in.reportConflictsLocked()
+	for len(in.inflight) > 0 && (len(in.inflight) >= in.maxInflight || len(in.batch) == 0 && wait) {
+		in.awaitOldestLocked()
 	}
 	if err := in.writeErr(); err != nil {
 		return err
@@ -361,7 +366,7 @@ func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
 	if len(in.batch) == 0 {
 		return nil
 	}
-	w := &write{events: in.batch, from: in.from, unpriced: in.pending}
+	w := &write{events: in.batch, from: in.from, unpriced: in.pending, done: make(chan struct{})}
 	in.batch = make([]ledger.Event, 0, in.cfg.BatchSize)
 	in.from = make([]origin, 0, in.cfg.BatchSize)
 	in.pending = map[string]int64{}
@@ -375,27 +380,27 @@ func (in *Ingester) dispatchLocked(ctx context.Context, wait bool) error {
 		in.smu.Unlock()
 		return err
 	}
-	done := make(chan struct{})
-	in.inflight = done
+	in.inflight = append(in.inflight, w)
 	in.writer.Go(ctx, w.events, nil, func(res ledger.InsertResult, err error) {
-		defer close(done)
+		defer close(w.done)
 		in.written(ctx, w, dups, res, err)
 	})
 	if !wait {
 		return nil
 	}
-	<-done
-	in.inflight = nil
-	in.reportConflictsLocked()
+	for len(in.inflight) > 0 {
+		in.awaitOldestLocked()
+	}
 	return in.writeErr()
 }
 
-func (in *Ingester) reportConflictsLocked() {
-	in.smu.Lock()
-	reports := in.reports
-	in.reports = nil
-	in.smu.Unlock()
-	for _, r := range reports {
+// awaitOldestLocked waits for the oldest write in flight and reports its
+// conflicts.
+func (in *Ingester) awaitOldestLocked() {
+	w := in.inflight[0]
+	<-w.done
+	in.inflight = in.inflight[1:]
+	for _, r := range w.reports {
 		in.report(r)
 	}
 }
@@ -411,6 +416,8 @@ type write struct {
 	events   []ledger.Event
 	from     []origin
 	unpriced map[string]int64 // model → unpriced events in events
+	done     chan struct{}    // closed once written (and classified)
+	reports  []string         // its conflicts, reported in batch order
 }
 
 // drop removes the events whose keep is false.
@@ -471,7 +478,7 @@ func (in *Ingester) written(ctx context.Context, w *write, dups int64, res ledge
 	in.stats.Ingested += int64(res.Inserted)
 	in.stats.Duplicates += dups
 	in.stats.Conflicts += conflicts
-	in.reports = append(in.reports, reports...)
+	w.reports = reports
 	// Only events that were new count.
 	for i := range w.events {
 		if e := &w.events[i]; !skipped[i] {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -604,4 +605,61 @@ func benchmarkIngest(b *testing.B, newLedger func() string) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// On PostgreSQL two batches are written at once; what a run stores,
+// counts and reports is the same as on SQLite: a second ingest that
+// repeats, conflicts with and extends the first, in batches of 50 with
+// repeats across batches, gives the same stats, reports and totals.
+func TestIngestAcrossStoresAlike(t *testing.T) {
+	ev := func(id, out int) string {
+		return fmt.Sprintf(`{"id":"%d","ts":%d,"tenant":"t%d","model":"gpt-4o","input_tokens":100,"output_tokens":%d}`+"\n", id, 1795255200+id, id%7, out)
+	}
+	var first, second strings.Builder
+	for i := 0; i < 600; i++ {
+		first.WriteString(ev(i, 10))
+	}
+	for i := 300; i < 1200; i++ {
+		out := 10
+		if i%97 == 0 && i < 600 {
+			out = 11 // a conflict with the first ingest
+		}
+		second.WriteString(ev(i, out))
+		if i%5 == 0 {
+			second.WriteString(ev(i/2+700, 10)) // repeats, some of them in other batches
+		}
+	}
+	dir := t.TempDir()
+	p1, p2 := writeLog(t, dir, "1.jsonl", first.String()), writeLog(t, dir, "2.jsonl", second.String())
+	type result struct {
+		st      Stats
+		reports []string
+		tot     ledger.Totals
+	}
+	run := func(dsn string) result {
+		db, err := ledger.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if st, _ := ingestFile(t, db, Config{BatchSize: 50}, p1); st.Ingested != 600 {
+			t.Fatalf("%s first: %+v", dsn, st)
+		}
+		st, reports := ingestFile(t, db, Config{BatchSize: 50}, p2)
+		sort.Strings(reports)
+		tot, err := db.Totals(context.Background(), time.Unix(1795255200-3600, 0), time.Unix(1795255200+7200, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.UnpricedModels = nil
+		return result{st, reports, tot}
+	}
+	lite := run(filepath.Join(t.TempDir(), "l.db"))
+	pg := run(pgtest.DSN(t))
+	if !reflect.DeepEqual(lite, pg) {
+		t.Fatalf("sqlite %+v\npostgres %+v", lite, pg)
+	}
+	if lite.st.Conflicts != 3 || lite.st.Duplicates != 437 || lite.tot.Calls != 1240 || len(lite.reports) != 3 {
+		t.Fatalf("%+v", lite)
+	}
 }

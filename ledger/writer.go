@@ -28,6 +28,10 @@ type WriterConfig struct {
 	// Go block (0: 64): the back-pressure that bounds what a fast producer
 	// holds in memory.
 	Queue int
+	// Workers is how many transactions may be in flight at once (default
+	// 1). A PostgreSQL ledger takes two: one server process copies a batch
+	// while another commits the one before; SQLite has one writer anyway.
+	Workers int
 }
 
 // Writer is the one goroutine that writes a process's events to a ledger,
@@ -65,8 +69,22 @@ func NewWriter(rec Recorder, cfg WriterConfig) *Writer {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 64
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
 	w := &Writer{rec: rec, cfg: cfg, reqs: make(chan *writeReq, cfg.Queue), done: make(chan struct{})}
-	go w.loop()
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(w.done)
+	}()
 	return w
 }
 
@@ -108,7 +126,6 @@ func (w *Writer) Close() {
 }
 
 func (w *Writer) loop() {
-	defer close(w.done)
 	for r := range w.reqs {
 		group := []*writeReq{r}
 	drain:
