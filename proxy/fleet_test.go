@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math/big"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,5 +311,73 @@ func TestProxyRedisReconcile(t *testing.T) {
 	}
 	if _, over, err := s.store.reserve(ctx, "acme", pol, usd(2), now); err != nil || over != nil {
 		t.Fatalf("after a lost redis: $2 refused: %+v (%v)", over, err)
+	}
+}
+
+// cutControl is a ledger whose policy reads fail once cut: a proxy that
+// cannot reach the ledger for a moment.
+type cutControl struct {
+	ledger.Control
+	cut atomic.Bool
+}
+
+func (c *cutControl) Policies(ctx context.Context) (map[string]ledger.Policy, error) {
+	if c.cut.Load() {
+		return nil, errors.New("ledger unreachable")
+	}
+	return c.Control.Policies(ctx)
+}
+
+// With --redis the block flags are kept in Redis: the proxy that sees a
+// block in the ledger writes every tenant's flags there and announces it;
+// another proxy takes the flags from Redis at once, even while it cannot
+// read the ledger itself.
+func TestProxyRedisFlags(t *testing.T) {
+	ctx := context.Background()
+	db, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "l.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.SetPolicy(ctx, ledger.Policy{Tenant: "globex", SampleBP: 100}, ledger.PolicyChange{At: time.Now(), Tenant: "globex", What: "sample", Reason: "x", Who: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	rdb, prefix := testRedis(t)
+	w := ledger.NewWriter(db, ledger.WriterConfig{})
+	defer w.Close()
+	var srvs []*Server
+	var ticks []chan time.Time
+	ctl := &cutControl{Control: db}
+	for i := 0; i < 2; i++ {
+		var c ledger.Control = db
+		if i == 1 {
+			c = ctl
+		}
+		tick := make(chan time.Time)
+		s, err := New(ctx, Config{Control: c, Spend: db, Writer: w, Pricing: pricing.MustDefault(), OpenAIKey: testOpenAIKey, Log: io.Discard,
+			Redis: rdb, RedisPrefix: prefix, ReconcileInterval: time.Hour, policyTick: tick})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		srvs, ticks = append(srvs, s), append(ticks, tick)
+	}
+	ctl.cut.Store(true)
+	if _, err := db.UpdatePolicy(ctx, "acme", func(p *ledger.Policy) (ledger.PolicyChange, error) {
+		p.Blocked = true
+		return ledger.PolicyChange{At: time.Now(), Tenant: "acme", What: "block", Reason: "redis flags test", Who: "t"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ticks[0] <- time.Now() // the first proxy's reload sees the block
+	// Waiting for the second proxy's subscriber goroutine (it has no
+	// ticker and cannot read the ledger): not a timing assertion.
+	eventually(t, "the second proxy took the flags from redis", func() bool { return srvs[1].policy("acme").Blocked })
+	if got := srvs[1].policy("globex").SampleBP; got != 100 {
+		t.Fatalf("globex sample share on the second proxy: %d", got)
+	}
+	m, err := rdb.HGetAll(ctx, prefix+"flags").Result()
+	if err != nil || m["acme"] != "1,0" || m["globex"] != "0,100" || len(m) != 2 {
+		t.Fatalf("redis flags %v %v", m, err)
 	}
 }

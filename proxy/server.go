@@ -354,7 +354,7 @@ func (s *Server) reloadPolicies(ctx context.Context) error {
 	}
 	old := s.policies.Swap(&p)
 	if old != nil && s.cfg.Redis != nil && !reflect.DeepEqual(*old, p) {
-		s.publishPolicyChange(ctx)
+		s.publishPolicyChange(ctx, p)
 	}
 	if s.sampler == nil && !s.warnedSample.Load() {
 		for t, np := range p {
