@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/costctl/costctl/internal/batchfake"
+	"github.com/costctl/costctl/internal/pgtest"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
@@ -520,5 +521,28 @@ func TestBatchPreparingIsAdopted(t *testing.T) {
 	}
 	if e.fake.Submitted("k1") != 1 {
 		t.Fatalf("k1 submitted %d times", e.fake.Submitted("k1"))
+	}
+}
+
+// The same batch run on a PostgreSQL ledger: the batches, their requests
+// and the collected verdicts live there, with the same rows as live.
+func TestBatchOnPostgres(t *testing.T) {
+	e := newBatchEnv(t, ProviderOpenAI, 12, batchfake.Options{Shuffle: true, Seed: 2})
+	liveRes, liveRows := e.live(e.db("live.db"))
+	db, err := ledger.Open(context.Background(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, sum, rows, err := e.batch(db, BatchOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rows, "\n") != strings.Join(liveRows, "\n") || res.Cost*2 != liveRes.Cost || sum.Rounds != 2 {
+		t.Fatalf("postgres batch: cost %s (live %s), rounds %d\n%s", res.Cost.Display(), liveRes.Cost.Display(), sum.Rounds, strings.Join(rows, "\n"))
+	}
+	bs, err := db.Batches(context.Background(), false)
+	if err != nil || len(bs) != 2 || bs[0].State != ledger.BatchCollected {
+		t.Fatalf("batches %+v %v", bs, err)
 	}
 }
