@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"sort"
 	"time"
 
 	"github.com/costctl/costctl/pricing"
@@ -69,28 +70,56 @@ type HoldState struct {
 // r.Amount stays within r.Cap. It returns the hold's id ("" when refused)
 // and the scope's state as it decided.
 func (db *DB) Reserve(ctx context.Context, r HoldRequest) (id string, st HoldState, err error) {
+	ids, sts, _, err := db.ReserveAll(ctx, []HoldRequest{r})
+	if err != nil {
+		return "", HoldState{}, err
+	}
+	return ids[0], sts[0], nil
+}
+
+// ReserveAll holds every request or none, in one transaction (a tenant's
+// daily and monthly budgets: one round of locks and one commit instead of
+// two). ids[i] is the hold of rs[i] and sts[i] its scope's state when it
+// was decided; when a request does not fit, no hold is taken, every id is
+// "" and refused is its index (else -1).
+func (db *DB) ReserveAll(ctx context.Context, rs []HoldRequest) (ids []string, sts []HoldState, refused int, err error) {
+	ids, sts, refused = make([]string, len(rs)), make([]HoldState, len(rs)), -1
 	err = db.tx(ctx, "reserve budget", func(tx *sql.Tx) error {
-		if err := db.lockScope(ctx, tx, r.Scope); err != nil {
+		scopes := make([]string, len(rs))
+		for i, r := range rs {
+			scopes[i] = r.Scope
+		}
+		if err := db.lockScopes(ctx, tx, scopes); err != nil {
 			return err
 		}
-		var e error
-		if st, e = scopeState(ctx, tx, r); e != nil {
-			return e
+		for i, r := range rs {
+			var e error
+			if sts[i], e = scopeState(ctx, tx, r); e != nil {
+				return e
+			}
+			if sts[i].Spent.Add(sts[i].Held).Add(r.Amount).Cmp(r.Cap) > 0 {
+				refused = i
+				return nil // nothing inserted
+			}
 		}
-		if st.Spent.Add(st.Held).Add(r.Amount).Cmp(r.Cap) > 0 {
-			return nil
+		for i, r := range rs {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id := hex.EncodeToString(b[:])
+			if _, e := tx.ExecContext(ctx, `INSERT INTO budget_holds (id, scope, amount_dollars, amount_pico, expires_ms, holder) VALUES (?,?,?,?,?,?)`,
+				id, r.Scope, r.Amount.Dollars, r.Amount.Pico, r.Now.Add(r.TTL).UnixMilli(), r.Holder); e != nil {
+				return e
+			}
+			ids[i] = id
 		}
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
-		_, e = tx.ExecContext(ctx, `INSERT INTO budget_holds (id, scope, amount_dollars, amount_pico, expires_ms, holder) VALUES (?,?,?,?,?,?)`,
-			id, r.Scope, r.Amount.Dollars, r.Amount.Pico, r.Now.Add(r.TTL).UnixMilli(), r.Holder)
-		return e
+		return nil
 	})
-	if err != nil {
-		return "", st, err
+	if err != nil || refused >= 0 {
+		for i := range ids {
+			ids[i] = ""
+		}
 	}
-	return id, st, nil
+	return ids, sts, refused, err
 }
 
 // scopeState reads a scope's spend and live holds inside tx.
@@ -125,21 +154,36 @@ func scopeState(ctx context.Context, tx *sql.Tx, r HoldRequest) (HoldState, erro
 // Release ends a hold; spent is added to the scope's released spend (for a
 // tenant scope pass zero: the call's event already counts it).
 func (db *DB) Release(ctx context.Context, scope, id string, spent pricing.Amount, now time.Time) error {
+	return db.ReleaseAll(ctx, []HoldRelease{{Scope: scope, ID: id, Spent: spent}}, now)
+}
+
+// HoldRelease is one hold to end, with what its call spent.
+type HoldRelease struct {
+	Scope, ID string
+	Spent     pricing.Amount
+}
+
+// ReleaseAll ends holds in one transaction.
+func (db *DB) ReleaseAll(ctx context.Context, hs []HoldRelease, now time.Time) error {
 	return db.tx(ctx, "release budget", func(tx *sql.Tx) error {
 		if err := db.lazyCommit(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM budget_holds WHERE id = ?`, id); err != nil {
-			return err
+		for _, h := range hs {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM budget_holds WHERE id = ?`, h.ID); err != nil {
+				return err
+			}
+			if h.Spent.IsZero() {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO budget_spent (scope, spent_dollars, spent_pico, updated_ms) VALUES (?,?,?,?)
+				ON CONFLICT (scope) DO UPDATE SET spent_dollars = budget_spent.spent_dollars + excluded.spent_dollars,
+				spent_pico = budget_spent.spent_pico + excluded.spent_pico, updated_ms = excluded.updated_ms`,
+				h.Scope, h.Spent.Dollars, h.Spent.Pico, now.UnixMilli()); err != nil {
+				return err
+			}
 		}
-		if spent.IsZero() {
-			return nil
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO budget_spent (scope, spent_dollars, spent_pico, updated_ms) VALUES (?,?,?,?)
-			ON CONFLICT (scope) DO UPDATE SET spent_dollars = budget_spent.spent_dollars + excluded.spent_dollars,
-			spent_pico = budget_spent.spent_pico + excluded.spent_pico, updated_ms = excluded.updated_ms`,
-			scope, spent.Dollars, spent.Pico, now.UnixMilli())
-		return err
+		return nil
 	})
 }
 
@@ -155,7 +199,7 @@ func (db *DB) ScopeSpent(ctx context.Context, scope string, now time.Time) (Hold
 	return st, err
 }
 
-// lockScope serializes reservations of one scope across processes. On
+// lockScopes serializes reservations of its scopes across processes. On
 // SQLite every write transaction already holds the database's write lock
 // (_txlock=immediate), so there is nothing more to take; on PostgreSQL it
 // takes a transaction-scoped advisory lock on the scope.
@@ -166,15 +210,26 @@ func (db *DB) ScopeSpent(ctx context.Context, scope string, now time.Time) (Hold
 // server could lose is the holds of the last moments, which protect calls
 // that were in flight then — the same exposure as a lost Redis. It turns
 // two disk flushes per proxied call into none.
-func (db *DB) lockScope(ctx context.Context, tx *sql.Tx, scope string) error {
+func (db *DB) lockScopes(ctx context.Context, tx *sql.Tx, scopes []string) error {
 	if db.dialect != dialectPostgres {
 		return nil
 	}
 	if err := db.lazyCommit(ctx, tx); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, "costctl_budget:"+scope)
-	return err
+	// In one order on every process: no deadlock between two reservations
+	// of the same scopes.
+	sorted := append([]string(nil), scopes...)
+	sort.Strings(sorted)
+	for i, sc := range sorted {
+		if i > 0 && sc == sorted[i-1] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, "costctl_budget:"+sc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lazyCommit makes tx's commit return before its WAL is flushed

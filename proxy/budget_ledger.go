@@ -42,37 +42,50 @@ func (l *ledgerBudgets) reserve(ctx context.Context, tenant string, p ledger.Pol
 		{dayScope(tenant, now), "daily", p.DailyBudget, now, dayStart(now).AddDate(0, 0, 1), true, p.DailyBudget > 0},
 		{monthScope(tenant, now), "monthly", p.MonthlyBudget, monthStart(now), monthStart(now).AddDate(0, 1, 0), false, p.MonthlyBudget > 0},
 	}
+	// Both budgets in one transaction: all held, or none.
+	var reqs []ledger.HoldRequest
+	var held []scope
 	for _, sc := range scopes {
-		if !sc.required {
-			continue
+		if sc.required {
+			reqs = append(reqs, ledger.HoldRequest{Scope: sc.name, Cap: pricing.AmountFromMoney(sc.budget), Amount: worst,
+				TTL: l.ttl, Holder: l.holder, Now: now, Tenant: tenant, From: sc.from, To: now})
+			held = append(held, sc)
 		}
-		id, st, err := l.h.Reserve(ctx, ledger.HoldRequest{Scope: sc.name, Cap: pricing.AmountFromMoney(sc.budget), Amount: worst,
-			TTL: l.ttl, Holder: l.holder, Now: now, Tenant: tenant, From: sc.from, To: now})
-		if err != nil {
-			l.release(ctx, r.holds, now)
-			return reservation{}, nil, fmt.Errorf("reserve %s budget: %w", sc.period, err)
-		}
-		if id == "" {
-			l.release(ctx, r.holds, now)
-			return reservation{}, &overBudget{tenant: tenant, period: sc.period, budget: sc.budget, spent: st.Spent.Add(st.Held), worst: worst, resetAt: sc.resetAt}, nil
-		}
-		r.holds = append(r.holds, hold{scope: sc.name, id: id})
+	}
+	if len(reqs) == 0 {
+		return r, nil, nil
+	}
+	ids, sts, refused, err := l.h.ReserveAll(ctx, reqs)
+	if err != nil {
+		return reservation{}, nil, fmt.Errorf("reserve budget: %w", err)
+	}
+	if refused >= 0 {
+		sc, st := held[refused], sts[refused]
+		return reservation{}, &overBudget{tenant: tenant, period: sc.period, budget: sc.budget, spent: st.Spent.Add(st.Held), worst: worst, resetAt: sc.resetAt}, nil
+	}
+	for i, sc := range held {
+		r.holds = append(r.holds, hold{scope: sc.name, id: ids[i]})
 		if sc.isDay {
-			r.dayBefore = st.Spent
+			r.dayBefore = sts[i].Spent
 		} else {
-			r.monthBefore = st.Spent
+			r.monthBefore = sts[i].Spent
 		}
 	}
 	return r, nil, nil
 }
 
 func (l *ledgerBudgets) release(ctx context.Context, hs []hold, now time.Time) {
-	for _, h := range hs {
-		if err := l.h.Release(ctx, h.scope, h.id, pricing.Amount{}, now); err != nil {
-			// The hold expires at its TTL: until then it keeps
-			// counting (the safe side).
-			l.logf("cannot release budget hold %s of %s (it expires by itself): %v", h.id, h.scope, err)
-		}
+	if len(hs) == 0 {
+		return
+	}
+	rs := make([]ledger.HoldRelease, len(hs))
+	for i, h := range hs {
+		rs[i] = ledger.HoldRelease{Scope: h.scope, ID: h.id}
+	}
+	if err := l.h.ReleaseAll(ctx, rs, now); err != nil {
+		// The holds expire at their TTL: until then they keep
+		// counting (the safe side).
+		l.logf("cannot release %d budget hold(s) of %s (they expire by themselves): %v", len(hs), hs[0].scope, err)
 	}
 }
 

@@ -50,7 +50,11 @@ const (
 // reservation is atomic across every process on the ledger.
 type HoldStore interface {
 	Reserve(ctx context.Context, r ledger.HoldRequest) (id string, st ledger.HoldState, err error)
+	// ReserveAll holds all or none in one transaction; refused is the
+	// index of the request that did not fit (-1: all held).
+	ReserveAll(ctx context.Context, rs []ledger.HoldRequest) (ids []string, sts []ledger.HoldState, refused int, err error)
 	Release(ctx context.Context, scope, id string, spent pricing.Amount, now time.Time) error
+	ReleaseAll(ctx context.Context, hs []ledger.HoldRelease, now time.Time) error
 }
 
 // memBudgets is the in-memory store: budgets, with the ledger's spend of
