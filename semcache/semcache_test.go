@@ -1,0 +1,276 @@
+package semcache
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func zero() *float64 { z := 0.0; return &z }
+
+func req(tenant, model, system, user string) *Request {
+	r := &Request{Tenant: tenant, Model: model, Temperature: zero(), Rest: []byte(`{"temperature":0}`)}
+	if system != "" {
+		r.Messages = append(r.Messages, Message{Role: "system", Text: system})
+	}
+	r.Messages = append(r.Messages, Message{Role: "user", Text: user})
+	return r
+}
+
+func TestSemPartitionIsolation(t *testing.T) {
+	base := req("acme", "gpt-4o", "You are terse.", "What is the capital of France?")
+	p := Partition(base)
+	same := req("acme", "gpt-4o", "You are terse.", "Capital of France, please?")
+	if Partition(same) != p {
+		t.Fatalf("changing only the last user message changed the partition")
+	}
+	earlier := req("acme", "gpt-4o", "You are terse.", "What is the capital of France?")
+	earlier.Messages = append([]Message{{Role: "user", Text: "hi"}, {Role: "assistant", Text: "hello"}}, earlier.Messages...)
+	tools := req("acme", "gpt-4o", "You are terse.", "What is the capital of France?")
+	tools.Rest = []byte(`{"temperature":0,"tools":[{"type":"function","function":{"name":"f"}}]}`)
+	temp := req("acme", "gpt-4o", "You are terse.", "What is the capital of France?")
+	temp.Rest = []byte(`{"temperature":0.2}`)
+	image := req("acme", "gpt-4o", "You are terse.", "What is the capital of France?")
+	image.Messages[1].Extra = []byte(`{"content_parts":[{"type":"text"},{"type":"image_url","image_url":{"url":"x"}}]}`)
+	for name, r := range map[string]*Request{
+		"tenant":        req("globex", "gpt-4o", "You are terse.", "What is the capital of France?"),
+		"model":         req("acme", "gpt-4o-mini", "You are terse.", "What is the capital of France?"),
+		"system prompt": req("acme", "gpt-4o", "You are verbose.", "What is the capital of France?"),
+		"no system":     req("acme", "gpt-4o", "", "What is the capital of France?"),
+		"earlier turn":  earlier,
+		"tools":         tools,
+		"temperature":   temp,
+		"image part":    image,
+	} {
+		if Partition(r) == p {
+			t.Errorf("%s: same partition", name)
+		}
+	}
+}
+
+func TestSemEligible(t *testing.T) {
+	r := req("a", "m", "", "hello there")
+	if ok, why := Eligible(r); !ok {
+		t.Fatalf("temperature 0: not eligible: %s", why)
+	}
+	hot := 0.7
+	r.Temperature = &hot
+	if ok, _ := Eligible(r); ok {
+		t.Fatal("temperature 0.7 eligible")
+	}
+	r.Force = true
+	if ok, _ := Eligible(r); !ok {
+		t.Fatal("forced: not eligible")
+	}
+	r.Temperature, r.Force = nil, false
+	if ok, why := Eligible(r); ok || why != "no temperature given (only temperature 0 or x-costctl-cache: force is eligible)" {
+		t.Fatalf("no temperature: %v %q", ok, why)
+	}
+	r = req("a", "m", "", "hello")
+	r.Messages = append(r.Messages, Message{Role: "assistant", Text: "hi"})
+	if ok, why := Eligible(r); ok || why != "the last message is not a user message" {
+		t.Fatalf("assistant last: %v %q", ok, why)
+	}
+	if _, ok := LastUser(r); ok {
+		t.Fatal("LastUser ok with an assistant last")
+	}
+}
+
+func TestSemLexical(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		ok   bool
+		why  string
+	}{
+		{"What is the capital of France?", "what's the capital of france", true, ""},
+		{"Please list the cheapest flights from Paris to Rome", "list cheapest flight from Paris to Rome", true, ""},
+		{"I do not like it", "I don't like it", true, ""},
+		{"Is 2.0 bigger than two?", "is 2 bigger than 2", true, ""},
+		{"Revenue grew 1,000 dollars", "revenue grew 1000 dollars", true, ""},
+		{"Book 2 tickets", "Book 3 tickets", false, "numbers differ: 2 vs 3"},
+		{"What is 2+2?", "What is 2+3?", false, "numbers differ: 2 + 2 vs 2 + 3"},
+		{"What is 2+2?", "What is 2*2?", false, "numbers differ: 2 + 2 vs 2 * 2"},
+		{"Book two tickets", "Book three tickets", false, "numbers differ: 2 vs 3"},
+		{"Discount of 10%", "Discount of 10", false, "numbers differ: 10% vs 10"},
+		{"Meeting on 2024-05-01", "Meeting on 2024-05-02", false, "numbers differ: 2024-05-01 vs 2024-05-02"},
+		{"Is the store open on Sunday?", "Is the store not open on Sunday?", false, "negations differ: (none) vs not"},
+		{"Is it safe?", "Isn't it safe?", false, "negations differ: (none) vs not"},
+		{"Coffee with sugar", "Coffee without sugar", false, "negations differ: (none) vs without"},
+		{"flights from Paris to Rome", "flights from Rome to Paris", false, "content words differ: flight from paris to rome vs flight from rome to paris"},
+		{"Does the dog chase the cat?", "Does the cat chase the dog?", false, "content words differ: dog chase cat vs cat chase dog"},
+		{"Where is the station?", "When is the station?", false, "content words differ: where station vs when station"},
+	} {
+		ok, why := Lexical(c.a, c.b)
+		if ok != c.ok || why != c.why {
+			t.Errorf("Lexical(%q, %q) = %v, %q; want %v, %q", c.a, c.b, ok, why, c.ok, c.why)
+		}
+	}
+}
+
+func TestSemStoreLRUAndTTL(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemStore()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	vec := func(i int) []float32 { v := make([]float32, 4); v[i%4] = 1; v[(i+1)%4] = 0.1 * float32(i); return v }
+	for i := 0; i < 3; i++ {
+		e := Entry{Partition: "p", Text: fmt.Sprint("q", i), Vector: vec(i), Created: t0.Add(time.Duration(i) * time.Second), Response: []byte{byte(i)}}
+		if err := s.Put(ctx, e, 3, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// q0 is touched (a hit), so q1 is the least recently used.
+	if err := s.Touch(ctx, "p", EntryID("p", "q0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, Entry{Partition: "p", Text: "q3", Vector: vec(3), Created: t0.Add(3 * time.Second)}, 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Len("p"); n != 3 {
+		t.Fatalf("len %d, want 3", n)
+	}
+	got, err := s.Lookup(ctx, "p", vec(1), 0.999, t0)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("q1 should be gone: %v %v", got, err)
+	}
+	got, err = s.Lookup(ctx, "p", vec(0), 0.999, t0)
+	if err != nil || len(got) != 1 || got[0].Text != "q0" || string(got[0].Response) != "\x00" {
+		t.Fatalf("q0 should stay: %+v %v", got, err)
+	}
+	// TTL: an entry expires ttl after its creation.
+	s2 := NewMemStore()
+	if err := s2.Put(ctx, Entry{Partition: "p", Text: "x", Vector: vec(0), Created: t0}, 0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s2.Lookup(ctx, "p", vec(0), 0.9, t0.Add(59*time.Minute)); len(got) != 1 {
+		t.Fatalf("before expiry: %d candidates", len(got))
+	}
+	if got, _ := s2.Lookup(ctx, "p", vec(0), 0.9, t0.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("at expiry: %d candidates", len(got))
+	}
+	if n := s2.Sweep(t0.Add(time.Hour)); n != 1 || s2.Len("p") != 0 {
+		t.Fatalf("sweep dropped %d, %d left", n, s2.Len("p"))
+	}
+	// Best first, other partitions invisible.
+	s3 := NewMemStore()
+	for i, v := range [][]float32{{1, 0}, {1, 1}, {1, 0.2}} {
+		if err := s3.Put(ctx, Entry{Partition: "p", Text: fmt.Sprint(i), Vector: v, Created: t0}, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ = s3.Lookup(ctx, "p", []float32{1, 0}, 0.5, t0)
+	if len(got) != 3 || got[0].Text != "0" || got[1].Text != "2" || got[2].Text != "1" {
+		t.Fatalf("order: %+v", got)
+	}
+	if got, _ := s3.Lookup(ctx, "q", []float32{1, 0}, 0.5, t0); len(got) != 0 {
+		t.Fatalf("other partition: %+v", got)
+	}
+}
+
+func TestSemStoreConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemStore()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				v := []float32{float32(g + 1), float32(i + 1), 1}
+				part := fmt.Sprint("p", i%3)
+				if err := s.Put(ctx, Entry{Partition: part, Text: fmt.Sprint(g, i), Vector: v, Created: t0}, 50, time.Hour); err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := s.Lookup(ctx, part, v, 0.5, t0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(got) > 0 {
+					if err := s.Touch(ctx, part, got[0].ID); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	for i := 0; i < 3; i++ {
+		if n := s.Len(fmt.Sprint("p", i)); n != 50 {
+			t.Errorf("partition p%d holds %d, want 50", i, n)
+		}
+	}
+}
+
+func TestSemParseOpenAI(t *testing.T) {
+	body := []byte(`{"model":"gpt-4o","temperature":0,"stream":true,"max_tokens":50,
+	 "messages":[{"role":"system","content":"Be terse."},
+	  {"role":"user","content":[{"type":"text","text":"What is in"},{"type":"image_url","image_url":{"url":"data:x"}},{"type":"text","text":"this picture?"}]}]}`)
+	r, err := ParseOpenAI(body, "acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Model != "gpt-4o" || len(r.Messages) != 2 || r.Messages[0].Text != "Be terse." {
+		t.Fatalf("%+v", r)
+	}
+	if text, ok := LastUser(r); !ok || text != "What is in\nthis picture?" {
+		t.Fatalf("last user %q %v", text, ok)
+	}
+	if got, want := string(r.Messages[1].Extra), `{"content_parts":[{"type":"text"},{"image_url":{"url":"data:x"},"type":"image_url"},{"type":"text"}]}`; got != want {
+		t.Fatalf("extra %s, want %s", got, want)
+	}
+	if got, want := string(r.Rest), `{"max_tokens":50,"temperature":0}`; got != want {
+		t.Fatalf("rest %s, want %s", got, want)
+	}
+	if ok, _ := Eligible(r); !ok {
+		t.Fatal("not eligible")
+	}
+	// Another image: another partition. Streaming or not: the same.
+	other, _ := ParseOpenAI([]byte(`{"model":"gpt-4o","temperature":0,"max_tokens":50,
+	 "messages":[{"role":"system","content":"Be terse."},
+	  {"role":"user","content":[{"type":"text","text":"What is in"},{"type":"image_url","image_url":{"url":"data:y"}},{"type":"text","text":"this picture?"}]}]}`), "acme", false)
+	noStream, _ := ParseOpenAI([]byte(`{"model":"gpt-4o","temperature":0,"max_tokens":50,
+	 "messages":[{"role":"system","content":"Be terse."},
+	  {"role":"user","content":[{"type":"text","text":"What is in"},{"type":"image_url","image_url":{"url":"data:x"}},{"type":"text","text":"this picture?"}]}]}`), "acme", false)
+	if Partition(other) == Partition(r) || Partition(noStream) != Partition(r) {
+		t.Fatal("image or stream partitioning wrong")
+	}
+	for _, bad := range []string{`[]`, `{"model":"m"}`, `{"messages":[{"content":"x"}]}`, `{"messages":[],"temperature":"0"}`, `{} {}`} {
+		if _, err := ParseOpenAI([]byte(bad), "t", false); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func TestSemParseAnthropic(t *testing.T) {
+	str, err := ParseAnthropic([]byte(`{"model":"claude-sonnet-4-5","max_tokens":100,"temperature":0,"system":"Be terse.","messages":[{"role":"user","content":"Hi there"}]}`), "acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := ParseAnthropic([]byte(`{"model":"claude-sonnet-4-5","max_tokens":100,"temperature":0,"system":[{"type":"text","text":"Be terse."}],"messages":[{"role":"user","content":[{"type":"text","text":"Hi there"}]}]}`), "acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Request{str, blocks} {
+		if len(r.Messages) != 2 || r.Messages[0].Role != "system" || r.Messages[0].Text != "Be terse." {
+			t.Fatalf("%+v", r.Messages)
+		}
+		if text, ok := LastUser(r); !ok || text != "Hi there" {
+			t.Fatalf("last user %q", text)
+		}
+		if string(r.Rest) != `{"max_tokens":100,"temperature":0}` {
+			t.Fatalf("rest %s", r.Rest)
+		}
+	}
+	other, _ := ParseAnthropic([]byte(`{"model":"claude-sonnet-4-5","max_tokens":100,"temperature":0,"system":"Be verbose.","messages":[{"role":"user","content":"Hi there"}]}`), "acme", false)
+	if Partition(other) == Partition(str) {
+		t.Fatal("system prompt not in the partition")
+	}
+	if _, err := ParseAnthropic([]byte(`{"model":"m","messages":[{"role":"system","content":"x"}]}`), "t", false); err == nil {
+		t.Fatal("system role accepted")
+	}
+}
