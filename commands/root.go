@@ -105,6 +105,7 @@ your machine except the judge calls you configure.` + exitStatusSection,
 		newKeysCmd(f, nil),
 		newPolicyCmd(f, nil),
 		newDBCmd(f),
+		newCacheCmd(f),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "What costctl's exit codes mean",
