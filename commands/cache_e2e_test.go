@@ -222,6 +222,39 @@ func TestCacheAnalyzeMaxCostE2E(t *testing.T) {
 	}
 }
 
+// A server that bills twice the local count: the first batch of 4 is sent
+// (its worst case fits the cap), the second would cross it and is not.
+func TestCacheAnalyzeMaxCostStopsE2E(t *testing.T) {
+	fake := fakeembed.New()
+	defer fake.Close()
+	fake.TokensPerWord = 2
+	dir := t.TempDir()
+	path := cacheRecords(t, dir)
+	_, cost := cacheProjection(t)
+	res := runCostctl(t, dir, "", []string{"OPENAI_API_KEY=sk-x"}, "cache", "analyze", path, "--semantic", "--base-url", fake.URL, "--batch-size", "4", "--max-cost", cost.String(), "--format", "json")
+	if res.Code != ExitBudget || fake.Calls() != 1 || fake.Inputs() != 4 {
+		t.Fatalf("exit %d, %d calls, %d inputs\n%s%s", res.Code, fake.Calls(), fake.Inputs(), res.Stdout, res.Stderr)
+	}
+	spent := cacheEmbedCost(t, fake.Tokens())
+	if spent.Cmp(pricing.AmountFromMoney(cost)) > 0 {
+		t.Fatalf("spent %s past the cap %s", spent.Display(), cost.Display())
+	}
+	want := fmt.Sprintf("costctl: budget cap %s reached: %s spent; 4 of 9 texts embedded, the near-duplicate rates cover only those\n", cost.Display(), spent.Display())
+	if !strings.HasSuffix(res.Stderr, want) {
+		t.Errorf("stderr %q, want suffix %q", res.Stderr, want)
+	}
+	var rep struct {
+		Embedding struct {
+			Embedded int64  `json:"embedded"`
+			Spent    string `json:"spent"`
+			Partial  bool   `json:"partial"`
+		} `json:"embedding"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &rep); err != nil || rep.Embedding.Embedded != 4 || !rep.Embedding.Partial || rep.Embedding.Spent != spent.String() {
+		t.Errorf("report %+v (%v):\n%s", rep, err, res.Stdout)
+	}
+}
+
 func TestCacheAnalyzeExactOnlyE2E(t *testing.T) {
 	fake := fakeembed.New()
 	defer fake.Close()

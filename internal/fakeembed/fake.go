@@ -5,7 +5,7 @@
 // the dimension its FNV hash picks, the vector is L2-normalised. So a
 // paraphrase with the same words in another order scores 1, a text with
 // one word changed scores high but below 1. Usage is one token per word
-// (at least one per input). A Server is safe for concurrent use.
+// (at least one per input; TokensPerWord changes that). A Server is safe for concurrent use.
 package fakeembed
 
 import (
@@ -28,6 +28,10 @@ type Server struct {
 	*httptest.Server
 	// Key, when set, is the bearer token every request must carry.
 	Key string
+	// TokensPerWord is how many prompt tokens a word is billed (0: one),
+	// to play a server that bills more than a local count. Set it before
+	// the first request.
+	TokensPerWord int64
 
 	mu     sync.Mutex
 	calls  int
@@ -139,7 +143,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	resp.Object, resp.Model = "list", req.Model
 	for i, in := range inputs {
 		resp.Data = append(resp.Data, datum{Object: "embedding", Index: i, Embedding: Vector(in)})
-		resp.Usage.PromptTokens += int64(max(len(Words(in)), 1))
+		resp.Usage.PromptTokens += int64(max(len(Words(in)), 1)) * max(s.TokensPerWord, 1)
 	}
 	resp.Usage.TotalTokens = resp.Usage.PromptTokens
 	s.mu.Lock()
