@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,6 +40,12 @@ type PolicyOptions struct {
 	SampleBP       *int64
 	Cache          *bool
 	Routes         []policyRoute // in the order given; To "" removes the route
+	// The semantic cache (ledger/semantic.go): on or off, threshold and
+	// minimum precision in basis points, entry lifetime.
+	SemanticCache *bool
+	Similarity    *int64
+	CacheTTL      *time.Duration
+	MinPrecision  *int64
 }
 
 type policyRoute struct{ From, To string }
@@ -57,8 +64,9 @@ func newPolicyCmd(f *Factory, runF func(*PolicyOptions) error) *cobra.Command {
 		Long: `A tenant's policy is what costctl proxy enforces on every call made with the
 tenant's virtual keys: a hard daily and monthly budget (UTC days and months),
 a block, the share of requests sampled to the proxy's --sample-out for eval,
-the exact response cache, and model routes. A tenant without a policy has no
-budget, is not blocked, is not sampled, has no cache and no routes.
+the exact response cache, the semantic cache, and model routes. A tenant
+without a policy has no budget, is not blocked, is not sampled, has no cache
+and no routes.
 
 Every change is an audit row — when, what, the --reason and who ($USER) —
 that policy log shows; a running proxy applies a change within about a
@@ -69,12 +77,12 @@ second. Policies live in the --db ledger.` + exitStatusSection,
   costctl policy log --tenant acme`,
 		Args: cobra.NoArgs,
 	}
-	var daily, monthly, sample, cacheFlag string
+	var daily, monthly, sample, cacheFlag, semFlag, simFlag, ttlFlag, precFlag string
 	var block, unblock bool
 	var routes []string
 	var setFormat, listFormat, logFormat string
 	set := &cobra.Command{
-		Use:   "set --tenant T [--daily-budget USD] [--monthly-budget USD] [--block | --unblock] [--sample PCT] [--cache on|off] [--route FROM=TO]... --reason TEXT",
+		Use:   "set --tenant T [--daily-budget USD] [--monthly-budget USD] [--block | --unblock] [--sample PCT] [--cache on|off] [--semantic-cache on|off [--similarity 0.95] [--cache-ttl 24h] [--min-precision 0.98]] [--route FROM=TO]... --reason TEXT",
 		Short: "Change a tenant's policy (with a reason, kept in the audit log)",
 		Long: `Change a tenant's policy. Only what a flag names changes; the rest stays.
 
@@ -86,6 +94,12 @@ second. Policies live in the --db ledger.` + exitStatusSection,
   --sample PCT   write this share of the tenant's requests (1% or 1, down to
       0.01%) to the proxy's --sample-out for costctl eval; 0 stops it.
   --cache on|off   the exact response cache for deterministic requests.
+  --semantic-cache on|off   also answer a deterministic request from an
+      earlier one that means the same thing (embedding similarity at least
+      --similarity, default 0.95, never below 0.80, and a lexical check);
+      entries live --cache-ttl (default 24h). The proxy verifies a sample of
+      hits and switches the cache off when the measured precision falls
+      below --min-precision (default 0.98); costctl cache stats shows it.
   --route FROM=TO   serve requests for model FROM with model TO (which must be
       priced); FROM= removes the route. Repeat for several.
 
@@ -143,6 +157,39 @@ second. Policies live in the --db ledger.` + exitStatusSection,
 					return usageErrorf("invalid --cache %q: on or off", cacheFlag)
 				}
 			}
+			if fl.Changed("semantic-cache") {
+				switch semFlag {
+				case "on", "off":
+					on := semFlag == "on"
+					opts.SemanticCache = &on
+				default:
+					return usageErrorf("invalid --semantic-cache %q: on or off", semFlag)
+				}
+			}
+			if fl.Changed("similarity") {
+				bp, err := parseSimilarity(simFlag)
+				if err != nil {
+					return err
+				}
+				opts.Similarity = &bp
+			}
+			if fl.Changed("cache-ttl") {
+				d, err := time.ParseDuration(strings.TrimSpace(ttlFlag))
+				if err != nil || d <= 0 || d%time.Millisecond != 0 {
+					return usageErrorf("invalid --cache-ttl %q: a positive duration like 24h or 90m", ttlFlag)
+				}
+				opts.CacheTTL = &d
+			}
+			if fl.Changed("min-precision") {
+				bp, err := parseShareBP("--min-precision", precFlag)
+				if err != nil {
+					return err
+				}
+				if bp == 0 {
+					return usageErrorf("invalid --min-precision %q: above 0, at most 1 (0.98: 98%% of verified hits right)", precFlag)
+				}
+				opts.MinPrecision = &bp
+			}
 			seen := map[string]bool{}
 			for _, r := range routes {
 				from, to, ok := strings.Cut(r, "=")
@@ -165,8 +212,9 @@ second. Policies live in the --db ledger.` + exitStatusSection,
 			case hasControl(opts.Reason):
 				return usageErrorf("invalid --reason: one line, without control characters")
 			}
-			if opts.Daily == nil && opts.Monthly == nil && opts.Blocked == nil && opts.SampleBP == nil && opts.Cache == nil && len(opts.Routes) == 0 {
-				return usageErrorf("nothing to change for %s: give --daily-budget, --monthly-budget, --block, --unblock, --sample, --cache or --route", opts.Tenant)
+			if opts.Daily == nil && opts.Monthly == nil && opts.Blocked == nil && opts.SampleBP == nil && opts.Cache == nil && len(opts.Routes) == 0 &&
+				opts.SemanticCache == nil && opts.Similarity == nil && opts.CacheTTL == nil && opts.MinPrecision == nil {
+				return usageErrorf("nothing to change for %s: give --daily-budget, --monthly-budget, --block, --unblock, --sample, --cache, --semantic-cache, --similarity, --cache-ttl, --min-precision or --route", opts.Tenant)
 			}
 			return run(c)
 		},
@@ -179,6 +227,10 @@ second. Policies live in the --db ledger.` + exitStatusSection,
 	sf.BoolVar(&unblock, "unblock", false, "serve the tenant again")
 	sf.StringVar(&sample, "sample", "", "share of requests sampled for eval: 1% or 1 (0: off; finest 0.01%)")
 	sf.StringVar(&cacheFlag, "cache", "", "exact response cache: on or off")
+	sf.StringVar(&semFlag, "semantic-cache", "", "semantic cache: on or off")
+	sf.StringVar(&simFlag, "similarity", "", "semantic cache: least similarity of a hit, 0.80 to 1 (default 0.95)")
+	sf.StringVar(&ttlFlag, "cache-ttl", "", "semantic cache: how long an entry is served (default 24h)")
+	sf.StringVar(&precFlag, "min-precision", "", "semantic cache: measured precision below which it switches off, (0, 1] (default 0.98)")
 	sf.StringArrayVar(&routes, "route", nil, "serve model FROM with model TO (FROM=TO; FROM= removes it); repeatable")
 	sf.StringVar(&opts.Reason, "reason", "", "why, for the audit log (required)")
 	sf.StringVar(&setFormat, "format", "text", "output: text or json (the policy after the change)")
@@ -187,7 +239,10 @@ second. Policies live in the --db ledger.` + exitStatusSection,
 		Use:   "list",
 		Short: "Show every tenant's policy and its last change",
 		Long: `Show every tenant that has a policy: budgets (- for none), blocked, sample
-share, cache, routes, and the last change (when, who, why).` + exitStatusSection,
+share, cache, routes, and the last change (when, who, why). When a tenant
+has had the semantic cache on, a SEMANTIC column shows it: on with its
+similarity, TTL and minimum precision, or off and why the proxy switched it
+off.` + exitStatusSection,
 		Example: `  costctl policy list
   costctl policy list --format json`,
 		Args: cobra.NoArgs,
@@ -262,6 +317,46 @@ func parseSample(s string) (int64, error) {
 	return r.Num().Int64(), nil
 }
 
+// parseShareBP reads a share written as a fraction of 1 ("0.98", "1") as
+// basis points, exactly.
+func parseShareBP(flag, s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if !sampleRE().MatchString(t) {
+		return 0, usageErrorf("invalid %s %q: a number from 0 to 1, like 0.98", flag, s)
+	}
+	r, _ := new(big.Rat).SetString(t)
+	r.Mul(r, big.NewRat(10_000, 1))
+	switch {
+	case r.Cmp(big.NewRat(10_000, 1)) > 0:
+		return 0, usageErrorf("invalid %s %q: at most 1", flag, s)
+	case !r.IsInt():
+		return 0, usageErrorf("invalid %s %q: the finest step is 0.0001", flag, s)
+	}
+	return r.Num().Int64(), nil
+}
+
+// parseSimilarity reads --similarity as basis points, 0.80 to 1.
+func parseSimilarity(s string) (int64, error) {
+	bp, err := parseShareBP("--similarity", s)
+	if err != nil {
+		return 0, err
+	}
+	if bp < ledger.MinSimilarityBP {
+		return 0, usageErrorf("invalid --similarity %s: at least 0.80; lower thresholds serve wrong answers (GPTCache's 0.8 default matches a question with its reversal and 2+2 with 2+3)", strings.TrimSpace(s))
+	}
+	return bp, nil
+}
+
+// formatShare writes basis points as a fraction of 1: 9500 → "0.95",
+// 10000 → "1".
+func formatShare(bp int64) string {
+	s := fmt.Sprintf("%d", bp/10_000)
+	if f := bp % 10_000; f != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%04d", f), "0")
+	}
+	return s
+}
+
 // formatSample writes basis points as a percentage: 100 → "1%", 5 → "0.05%".
 func formatSample(bp int64) string {
 	s := fmt.Sprintf("%d", bp/100)
@@ -322,6 +417,23 @@ func (opts *PolicyOptions) edit(p *ledger.Policy) []string {
 	if opts.Cache != nil {
 		p.Cache = *opts.Cache
 		what = append(what, "cache "+map[bool]string{true: "on", false: "off"}[p.Cache])
+	}
+	if opts.SemanticCache != nil {
+		p.SemanticCache = *opts.SemanticCache
+		p.SemanticOff = "" // switched by hand: no automatic reason stands
+		what = append(what, "semantic-cache "+map[bool]string{true: "on", false: "off"}[p.SemanticCache])
+	}
+	if opts.Similarity != nil {
+		p.Similarity = *opts.Similarity
+		what = append(what, "similarity "+formatShare(p.Similarity))
+	}
+	if opts.CacheTTL != nil {
+		p.SemanticTTL = *opts.CacheTTL
+		what = append(what, "cache-ttl "+p.SemanticTTL.String())
+	}
+	if opts.MinPrecision != nil {
+		p.MinPrecision = *opts.MinPrecision
+		what = append(what, "min-precision "+formatShare(p.MinPrecision))
 	}
 	for _, r := range opts.Routes {
 		if r.To == "" {
@@ -389,21 +501,31 @@ type changeJSON struct {
 }
 
 type policyJSON struct {
-	Tenant     string            `json:"tenant"`
-	Daily      *pricing.Money    `json:"daily_budget_usd"`   // null: none
-	Monthly    *pricing.Money    `json:"monthly_budget_usd"` // null: none
-	Blocked    bool              `json:"blocked"`
-	SampleBP   int64             `json:"sample_bp"`
-	Sample     string            `json:"sample"`
-	Cache      bool              `json:"cache"`
-	Routes     map[string]string `json:"routes"`
-	Updated    string            `json:"updated"`
-	LastChange *changeJSON       `json:"last_change"`
+	Tenant   string            `json:"tenant"`
+	Daily    *pricing.Money    `json:"daily_budget_usd"`   // null: none
+	Monthly  *pricing.Money    `json:"monthly_budget_usd"` // null: none
+	Blocked  bool              `json:"blocked"`
+	SampleBP int64             `json:"sample_bp"`
+	Sample   string            `json:"sample"`
+	Cache    bool              `json:"cache"`
+	Routes   map[string]string `json:"routes"`
+	// The semantic cache: settings 0 / "" until it was first turned on.
+	SemanticCache  bool        `json:"semantic_cache"`
+	SimilarityBP   int64       `json:"similarity_bp"`
+	CacheTTL       string      `json:"cache_ttl"`
+	MinPrecisionBP int64       `json:"min_precision_bp"`
+	SemanticOff    string      `json:"semantic_off"` // why the proxy switched it off ("" when it did not)
+	Updated        string      `json:"updated"`
+	LastChange     *changeJSON `json:"last_change"`
 }
 
 func toPolicyJSON(p ledger.Policy, last *ledger.PolicyChange) policyJSON {
 	j := policyJSON{Tenant: p.Tenant, Blocked: p.Blocked, SampleBP: p.SampleBP, Sample: formatSample(p.SampleBP), Cache: p.Cache,
-		Routes: p.Routes, Updated: p.UpdatedAt.UTC().Format(time.RFC3339)}
+		Routes: p.Routes, Updated: p.UpdatedAt.UTC().Format(time.RFC3339),
+		SemanticCache: p.SemanticCache, SimilarityBP: p.Similarity, MinPrecisionBP: p.MinPrecision, SemanticOff: p.SemanticOff}
+	if p.SemanticTTL != 0 {
+		j.CacheTTL = p.SemanticTTL.String()
+	}
 	if p.DailyBudget != 0 {
 		j.Daily = &p.DailyBudget
 	}
@@ -489,6 +611,15 @@ func policyList(ctx context.Context, opts *PolicyOptions) error {
 		Headers: []string{"TENANT", "DAILY", "MONTHLY", "BLOCKED", "SAMPLE", "CACHE", "ROUTES", "CHANGED", "BY", "REASON"},
 		Align:   []render.Align{render.Left, render.Right, render.Right},
 	}
+	// The SEMANTIC column only once some tenant has used the semantic
+	// cache: a fleet without it reads as before.
+	semantic := false
+	for _, p := range policies {
+		semantic = semantic || p.SemanticCache || p.SemanticOff != "" || p.Similarity != 0
+	}
+	if semantic {
+		t.Headers = slices.Insert(t.Headers, 6, "SEMANTIC")
+	}
 	for _, tn := range tenants {
 		p := policies[tn]
 		changed, by, reason := p.UpdatedAt.UTC().Format(time.RFC3339), "-", "-"
@@ -499,10 +630,26 @@ func policyList(ctx context.Context, opts *PolicyOptions) error {
 		if p.SampleBP != 0 {
 			sample = formatSample(p.SampleBP)
 		}
-		t.AddRow(tn, budgetCell(p.DailyBudget), budgetCell(p.MonthlyBudget), map[bool]string{true: "yes", false: "no"}[p.Blocked],
-			sample, map[bool]string{true: "on", false: "off"}[p.Cache], routesCell(p.Routes), changed, by, reason)
+		cells := []string{tn, budgetCell(p.DailyBudget), budgetCell(p.MonthlyBudget), map[bool]string{true: "yes", false: "no"}[p.Blocked],
+			sample, map[bool]string{true: "on", false: "off"}[p.Cache], routesCell(p.Routes), changed, by, reason}
+		if semantic {
+			cells = slices.Insert(cells, 6, semanticCell(p))
+		}
+		t.AddRow(cells...)
 	}
 	return t.WriteText(opts.IO.Out)
+}
+
+// semanticCell is a policy's semantic cache in a word or a few: "on
+// 0.95 24h0m0s ≥0.98", "off", or "off: why" when the proxy switched it off.
+func semanticCell(p ledger.Policy) string {
+	switch {
+	case p.SemanticCache:
+		return fmt.Sprintf("on %s %s ≥%s", formatShare(p.Similarity), p.SemanticTTL, formatShare(p.MinPrecision))
+	case p.SemanticOff != "":
+		return "off: " + p.SemanticOff
+	}
+	return "off"
 }
 
 func policyLog(ctx context.Context, opts *PolicyOptions) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,11 @@ func TestPolicyCommands(t *testing.T) {
     "sample": "0.05%",
     "cache": false,
     "routes": {},
+    "semantic_cache": false,
+    "similarity_bp": 0,
+    "cache_ttl": "",
+    "min_precision_bp": 0,
+    "semantic_off": "",
     "updated": "2026-11-20T14:35:20Z",
     "last_change": {
       "at": "2026-11-20T14:35:20Z",
@@ -73,6 +79,11 @@ globex       -                 -  no       -       off    -           2026-11-20
       "routes": {
         "o1": "o3-mini"
       },
+      "semantic_cache": false,
+      "similarity_bp": 0,
+      "cache_ttl": "",
+      "min_precision_bp": 0,
+      "semantic_off": "",
       "updated": "2026-11-20T14:34:20Z",
       "last_change": {
         "at": "2026-11-20T14:34:20Z",
@@ -90,6 +101,11 @@ globex       -                 -  no       -       off    -           2026-11-20
       "sample": "0%",
       "cache": false,
       "routes": {},
+      "semantic_cache": false,
+      "similarity_bp": 0,
+      "cache_ttl": "",
+      "min_precision_bp": 0,
+      "semantic_off": "",
       "updated": "2026-11-20T14:37:20Z",
       "last_change": {
         "at": "2026-11-20T14:37:20Z",
@@ -177,7 +193,16 @@ func TestPolicySetUsageErrors(t *testing.T) {
 		{set("--block"), `--reason is required: say why, for the audit log (policy log)`},
 		{set("--block", "--reason", " "), `--reason is required: say why, for the audit log (policy log)`},
 		{set("--block", "--reason", "a\nb"), `invalid --reason: one line, without control characters`},
-		{set("--reason", "r"), `nothing to change for acme: give --daily-budget, --monthly-budget, --block, --unblock, --sample, --cache or --route`},
+		{set("--reason", "r"), `nothing to change for acme: give --daily-budget, --monthly-budget, --block, --unblock, --sample, --cache, --semantic-cache, --similarity, --cache-ttl, --min-precision or --route`},
+		{set("--semantic-cache", "yes", "--reason", "r"), `invalid --semantic-cache "yes": on or off`},
+		{set("--semantic-cache", "on", "--similarity", "0.79", "--reason", "r"), `invalid --similarity 0.79: at least 0.80; lower thresholds serve wrong answers (GPTCache's 0.8 default matches a question with its reversal and 2+2 with 2+3)`},
+		{set("--similarity", "1.01", "--reason", "r"), `invalid --similarity "1.01": at most 1`},
+		{set("--similarity", "0.95555", "--reason", "r"), `invalid --similarity "0.95555": the finest step is 0.0001`},
+		{set("--similarity", "high", "--reason", "r"), `invalid --similarity "high": a number from 0 to 1, like 0.98`},
+		{set("--cache-ttl", "0s", "--reason", "r"), `invalid --cache-ttl "0s": a positive duration like 24h or 90m`},
+		{set("--cache-ttl", "-1h", "--reason", "r"), `invalid --cache-ttl "-1h": a positive duration like 24h or 90m`},
+		{set("--min-precision", "0", "--reason", "r"), `invalid --min-precision "0": above 0, at most 1 (0.98: 98% of verified hits right)`},
+		{set("--min-precision", "2", "--reason", "r"), `invalid --min-precision "2": at most 1`},
 		{[]string{"policy", "set", "--block", "--reason", "r"}, `--tenant is required: the tenant whose budget and policy apply`},
 		{[]string{"policy", "list", "--format", "md"}, `invalid --format "md" (expected table, json)`},
 	} {
@@ -244,5 +269,59 @@ func TestPolicyE2E(t *testing.T) {
 	}
 	if st, err := os.Stat(db); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("ledger mode %v %v", st.Mode(), err)
+	}
+}
+
+// The semantic cache's policy: defaults when turned on, settings kept,
+// shown by list (a SEMANTIC column once some tenant used it) and JSON; a
+// switch-off by the proxy shows why.
+func TestPolicySemanticCache(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "ledger.db")
+	at := func(m int) time.Time { return testNow.Add(time.Duration(m) * time.Minute) }
+	run := func(m int, want string, args ...string) {
+		t.Helper()
+		out, errOut, code := runControl(t, db, at(m), args...)
+		if out != want || errOut != "" || code != 0 {
+			t.Fatalf("%v:\nstdout %q\nstderr %q\nexit %d\nwant %q", args, out, errOut, code, want)
+		}
+	}
+	run(0, "acme: semantic-cache on (by alice at 2026-11-20T14:30:20Z: trial)\n",
+		"policy", "set", "--tenant", "acme", "--semantic-cache", "on", "--reason", "trial")
+	run(1, "globex: semantic-cache on, similarity 0.98, cache-ttl 1h30m0s, min-precision 0.995 (by alice at 2026-11-20T14:31:20Z: strict)\n",
+		"policy", "set", "--tenant", "globex", "--semantic-cache", "on", "--similarity", "0.98", "--cache-ttl", "90m", "--min-precision", "0.995", "--reason", "strict")
+	run(2, "initech: cache on (by alice at 2026-11-20T14:32:20Z: exact only)\n", "policy", "set", "--tenant", "initech", "--cache", "on", "--reason", "exact only")
+	l, err := ledger.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SwitchOffSemantic(context.Background(), "globex", "precision 0.9 < 0.995 over 10 verified hits", at(3)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	run(4, `TENANT   DAILY  MONTHLY  BLOCKED  SAMPLE  CACHE  SEMANTIC                                          ROUTES  CHANGED               BY             REASON
+-------------------------------------------------------------------------------------------------------------------------------------------------------------------------------------------
+acme         -        -  no       -       off    on 0.95 24h0m0s ≥0.98                             -       2026-11-20T14:30:20Z  alice          trial
+globex       -        -  no       -       off    off: precision 0.9 < 0.995 over 10 verified hits  -       2026-11-20T14:33:20Z  costctl proxy  precision 0.9 < 0.995 over 10 verified hits
+initech      -        -  no       -       on     off                                               -       2026-11-20T14:32:20Z  alice          exact only
+`, "policy", "list")
+	out, _, code := runControl(t, db, at(5), "policy", "list", "--format", "json")
+	for _, want := range []string{`"tenant": "acme",`, `"semantic_cache": true,
+      "similarity_bp": 9500,
+      "cache_ttl": "24h0m0s",
+      "min_precision_bp": 9800,
+      "semantic_off": "",`, `"semantic_cache": false,
+      "similarity_bp": 9800,
+      "cache_ttl": "1h30m0s",
+      "min_precision_bp": 9950,
+      "semantic_off": "precision 0.9 < 0.995 over 10 verified hits",`} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("list json lacks %s:\n%s", want, out)
+		}
+	}
+	// Turned on again by hand: the automatic reason goes.
+	run(6, "globex: semantic-cache on (by alice at 2026-11-20T14:36:20Z: fixed)\n", "policy", "set", "--tenant", "globex", "--semantic-cache", "on", "--reason", "fixed")
+	out, _, _ = runControl(t, db, at(7), "policy", "log", "--tenant", "globex")
+	if !regexp.MustCompile(`globex +semantic-cache off +costctl proxy +precision 0.9 < 0.995 over 10 verified hits\n`).MatchString(out) {
+		t.Fatalf("log:\n%s", out)
 	}
 }

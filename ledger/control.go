@@ -33,6 +33,14 @@ type Policy struct {
 	Cache         bool              // exact response cache on
 	Routes        map[string]string // requested model → model served
 	UpdatedAt     time.Time
+	// Semantic cache (semantic.go). Turned on, zero settings take their
+	// defaults (DefaultSimilarityBP, DefaultSemanticTTL,
+	// DefaultMinPrecisionBP) when stored.
+	SemanticCache bool
+	Similarity    int64         // threshold, basis points (9500 = 0.95); at least MinSimilarityBP
+	SemanticTTL   time.Duration // how long an entry is served
+	MinPrecision  int64         // measured precision below which it switches off, basis points
+	SemanticOff   string        // why it was switched off automatically ("" when it was not)
 }
 
 // PolicyChange is one audit row: who changed what, when and why.

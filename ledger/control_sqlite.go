@@ -273,6 +273,9 @@ func validPolicy(p Policy) error {
 	case p.SampleBP < 0 || p.SampleBP > MaxSampleBP:
 		return fmt.Errorf("policy for %q: sample share %d bp is outside 0..%d", p.Tenant, p.SampleBP, MaxSampleBP)
 	}
+	if err := validSemantic(p); err != nil {
+		return err
+	}
 	for from, to := range p.Routes {
 		if strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
 			return fmt.Errorf("policy for %q: route %q=%q needs both models", p.Tenant, from, to)
@@ -322,6 +325,7 @@ func setPolicyTx(ctx context.Context, tx *sql.Tx, p Policy, change PolicyChange)
 	if p.UpdatedAt.IsZero() {
 		p.UpdatedAt = change.At
 	}
+	semanticDefaults(&p)
 	if err := validPolicy(p); err != nil {
 		return err
 	}
@@ -336,11 +340,15 @@ func setPolicyTx(ctx context.Context, tx *sql.Tx, p Policy, change PolicyChange)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO policies (tenant, daily_nano, monthly_nano, blocked, sample_bp, cache, routes, updated_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO policies (tenant, daily_nano, monthly_nano, blocked, sample_bp, cache, routes, updated_ms,
+	semantic_cache, similarity_bp, semantic_ttl_ms, min_precision_bp, semantic_off)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(tenant) DO UPDATE SET daily_nano = excluded.daily_nano, monthly_nano = excluded.monthly_nano, blocked = excluded.blocked,
-	sample_bp = excluded.sample_bp, cache = excluded.cache, routes = excluded.routes, updated_ms = excluded.updated_ms`,
-		p.Tenant, int64(p.DailyBudget), int64(p.MonthlyBudget), p.Blocked, p.SampleBP, p.Cache, string(rj), msOf(p.UpdatedAt)); err != nil {
+	sample_bp = excluded.sample_bp, cache = excluded.cache, routes = excluded.routes, updated_ms = excluded.updated_ms,
+	semantic_cache = excluded.semantic_cache, similarity_bp = excluded.similarity_bp, semantic_ttl_ms = excluded.semantic_ttl_ms,
+	min_precision_bp = excluded.min_precision_bp, semantic_off = excluded.semantic_off`,
+		p.Tenant, int64(p.DailyBudget), int64(p.MonthlyBudget), p.Blocked, p.SampleBP, p.Cache, string(rj), msOf(p.UpdatedAt),
+		b2i(p.SemanticCache), p.Similarity, p.SemanticTTL.Milliseconds(), p.MinPrecision, p.SemanticOff); err != nil {
 		return fmt.Errorf("policy for %q: %w", p.Tenant, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO policy_audit (at_ms, tenant, what, reason, who) VALUES (?, ?, ?, ?, ?)`,
@@ -367,7 +375,7 @@ func (db *DB) UpdatePolicy(ctx context.Context, tenant string, edit func(p *Poli
 	if err := db.lockTx(ctx, tx, "costctl_policy:"+tenant); err != nil {
 		return Policy{}, err
 	}
-	p, found, err := scanPolicy(tx.QueryRowContext(ctx, `SELECT `+policyCols+` FROM policies WHERE tenant = ?`, tenant))
+	p, found, err := scanPolicy(tx.QueryRowContext(ctx, `SELECT `+db.policyCols()+` FROM policies WHERE tenant = ?`, tenant))
 	if err != nil {
 		return Policy{}, err
 	}
@@ -388,13 +396,24 @@ func (db *DB) UpdatePolicy(ctx context.Context, tenant string, edit func(p *Poli
 	return p, nil
 }
 
-const policyCols = `tenant, daily_nano, monthly_nano, blocked, sample_bp, cache, routes, updated_ms`
+const allPolicyCols = `tenant, daily_nano, monthly_nano, blocked, sample_bp, cache, routes, updated_ms,
+	semantic_cache, similarity_bp, semantic_ttl_ms, min_precision_bp, semantic_off`
+
+// policyCols is allPolicyCols for this ledger's schema: before v12 (read as
+// it is) the semantic cache is off.
+func (db *DB) policyCols() string {
+	if db.noSemCols {
+		return `tenant, daily_nano, monthly_nano, blocked, sample_bp, cache, routes, updated_ms, 0, 0, 0, 0, ''`
+	}
+	return allPolicyCols
+}
 
 // scanPolicy reads one policy row; found is false for no row.
 func scanPolicy(r scanner) (p Policy, found bool, err error) {
-	var daily, monthly, updated int64
+	var daily, monthly, updated, sem, ttl int64
 	var routes string
-	err = r.Scan(&p.Tenant, &daily, &monthly, &p.Blocked, &p.SampleBP, &p.Cache, &routes, &updated)
+	err = r.Scan(&p.Tenant, &daily, &monthly, &p.Blocked, &p.SampleBP, &p.Cache, &routes, &updated,
+		&sem, &p.Similarity, &ttl, &p.MinPrecision, &p.SemanticOff)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Policy{}, false, nil
 	}
@@ -402,6 +421,7 @@ func scanPolicy(r scanner) (p Policy, found bool, err error) {
 		return Policy{}, false, err
 	}
 	p.DailyBudget, p.MonthlyBudget, p.UpdatedAt = pricing.Money(daily), pricing.Money(monthly), timeOfMS(updated)
+	p.SemanticCache, p.SemanticTTL = sem != 0, time.Duration(ttl)*time.Millisecond
 	if err := json.Unmarshal([]byte(routes), &p.Routes); err != nil {
 		return Policy{}, false, fmt.Errorf("policy for %q: routes %q: %w", p.Tenant, routes, err)
 	}
@@ -417,7 +437,7 @@ func (db *DB) Policies(ctx context.Context) (map[string]Policy, error) {
 	out := map[string]Policy{}
 	_, err := db.readControl(ctx, func() error {
 		clear(out)
-		rows, err := db.sql.QueryContext(ctx, `SELECT `+policyCols+` FROM policies`)
+		rows, err := db.sql.QueryContext(ctx, `SELECT `+db.policyCols()+` FROM policies`)
 		if err != nil {
 			return err
 		}

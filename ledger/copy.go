@@ -76,12 +76,15 @@ var copyTables = []copyTableDef{
 	{name: "judge_cache", cols: []string{"key", "metric", "model", "score", "reason", "input_tokens", "cached_tokens", "output_tokens",
 		"cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nano", "latency_ms", "created_ms", "request_text", "response_text"}},
 	{name: "virtual_keys", cols: []string{"name", "tenant", `"user"`, "hash", "created_ms", "revoked_ms"}},
-	{name: "policies", cols: []string{"tenant", "daily_nano", "monthly_nano", "blocked", "sample_bp", "cache", "routes", "updated_ms"}},
+	{name: "policies", cols: []string{"tenant", "daily_nano", "monthly_nano", "blocked", "sample_bp", "cache", "routes", "updated_ms",
+		"semantic_cache", "similarity_bp", "semantic_ttl_ms", "min_precision_bp", "semantic_off"}},
 	{name: "policy_audit", cols: []string{"at_ms", "tenant", "what", "reason", "who"}, match: []string{"at_ms", "tenant", "what", "reason", "who"}},
 	{name: "batches", cols: []string{"id", "provider", "endpoint", "judge", "model", "run_id", "round", "remote_id", "state", "requests",
 		"succeeded", "errored", "missing", "reserved_nano", "cost_nano", "created_ms", "updated_ms", "error"}},
 	{name: "batch_requests", cols: []string{"batch_id", "custom_id", "metric", "tenant", "bound", "worst_nano", "state", "error"}},
 	{name: "budget_spent", cols: []string{"scope", "spent_dollars", "spent_pico", "updated_ms"}},
+	{name: "semantic_verify", cols: []string{"tenant", "at_ms", "similarity", `"match"`, "method", "detail"},
+		match: []string{"tenant", "at_ms", "similarity", `"match"`, "method", "detail"}},
 }
 
 func copyTable(ctx context.Context, from, to *DB, t copyTableDef, st *CopyStats) error {
@@ -178,7 +181,7 @@ func copyTable(ctx context.Context, from, to *DB, t copyTableDef, st *CopyStats)
 func (db *DB) eventsAfter(ctx context.Context, ts, id int64, n int) ([]Event, int64, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT id, event_key, ts_ms, source, run_id, tenant, "user", endpoint, metric, model,
 		input_tokens, cached_tokens, output_tokens, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
-		cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status
+		cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status, semantic
 		FROM events WHERE ts_ms >= ? AND (ts_ms > ? OR id > ?) ORDER BY ts_ms, id LIMIT ?`, ts, ts, id, n)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger copy: read events: %w", err)
@@ -188,15 +191,15 @@ func (db *DB) eventsAfter(ctx context.Context, ts, id int64, n int) ([]Event, in
 	var maxID int64
 	for rows.Next() {
 		var e Event
-		var ts, avoided, unpriced, hit, batch, dollars, pico int64
+		var ts, avoided, unpriced, hit, batch, dollars, pico, semantic int64
 		if err := rows.Scan(&maxID, &e.Key, &ts, &e.Source, &e.RunID, &e.Tenant, &e.User, &e.Endpoint, &e.Metric, &e.Model,
 			&e.InputTokens, &e.CachedTokens, &e.OutputTokens, &avoided, &unpriced, &hit, &e.LatencyMS, &e.Estimate,
-			&e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.ReasoningTokens, &batch, &e.ServiceTier, &e.ContentHash, &dollars, &pico, &e.Status); err != nil {
+			&e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.ReasoningTokens, &batch, &e.ServiceTier, &e.ContentHash, &dollars, &pico, &e.Status, &semantic); err != nil {
 			return nil, 0, fmt.Errorf("ledger copy: read events: %w", err)
 		}
 		e.Time = time.UnixMilli(ts).UTC()
 		e.Avoided = pricing.Money(avoided)
-		e.Unpriced, e.CacheHit, e.Batch = unpriced != 0, hit != 0, batch != 0
+		e.Unpriced, e.CacheHit, e.Batch, e.Semantic = unpriced != 0, hit != 0, batch != 0, semantic != 0
 		e.CostExact = amountOf(dollars, pico)
 		e.Cost, _ = e.CostExact.Money()
 		out = append(out, e)

@@ -63,6 +63,11 @@ type Event struct {
 	// Status is the HTTP status the client got for a proxied call (0: not
 	// a proxied call, or one sent and never answered).
 	Status int64
+	// Semantic marks a semantic cache hit (semantic.go): an answer served
+	// because an earlier request meant the same thing. It is a cache hit
+	// too (CacheHit must be set): cost 0, Avoided what the call would
+	// have cost.
+	Semantic bool
 }
 
 // Estimate kinds of an Event.
@@ -127,6 +132,11 @@ func (db *DB) insertTx(ctx context.Context, tx *sql.Tx, events []Event) (InsertR
 	var res InsertResult
 	if len(events) == 0 {
 		return res, nil
+	}
+	for i := range events {
+		if events[i].Semantic && !events[i].CacheHit {
+			return res, fmt.Errorf("ledger: event %q is a semantic cache hit but not a cache hit", events[i].Key)
+		}
 	}
 	pg := db.dialect == dialectPostgres
 	chunkSize := insertChunk
@@ -207,10 +217,10 @@ const insertChunk = 500
 
 const eventCols = `(event_key, ts_ms, source, run_id, tenant, "user", endpoint, metric, model,
 	input_tokens, cached_tokens, output_tokens, cost_nano, avoided_nano, unpriced, cache_hit, latency_ms, estimate,
-	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status)`
+	cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, batch, service_tier, content_hash, cost_dollars, cost_pico, status, semantic)`
 
 // eventColumns is how many columns eventCols lists.
-const eventColumns = 27
+const eventColumns = 28
 
 // eventInserter writes chunks of events inside one transaction.
 type eventInserter struct {
@@ -296,7 +306,7 @@ func (w *eventInserter) exec(chunk []Event) (n, last int64, err error) {
 		w.rows = append(w.rows, [eventColumns]any{e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
 			e.InputTokens, e.CachedTokens, e.OutputTokens, int64(0), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
 			e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash,
-			exact.Dollars, exact.Pico, e.Status})
+			exact.Dollars, exact.Pico, e.Status, b2i(e.Semantic)})
 	}
 	var zero uint32
 	for c := 2; c < eventColumns; c++ { // the key and time always vary
@@ -429,6 +439,11 @@ func (t *Totals) addEvent(e *Event) {
 	if e.CacheHit {
 		o.AvoidedInputTokens, o.AvoidedCachedTokens, o.AvoidedOutputTokens = e.InputTokens, e.CachedTokens, e.OutputTokens
 		o.Avoided = pricing.AmountFromMoney(e.Avoided)
+		if e.Semantic {
+			o.SemanticHits, o.SemanticAvoided = 1, e.Avoided
+		}
+	} else if e.Metric == MetricEmbed {
+		o.EmbedCalls, o.EmbedCost = 1, o.Cost
 	}
 	t.Add(o)
 	if e.LatencyMS > 0 {
@@ -477,7 +492,8 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 	// expression reads the row's old values).
 	head := `INSERT INTO ` + table + ` (` + col + `, dim, key, calls, input_tokens, cached_tokens, output_tokens,
 		cost_dollars, cost_pico, unpriced_calls, cache_hits, hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano,
-		latency_ms_sum, latency_calls, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens) VALUES `
+		latency_ms_sum, latency_calls, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens,
+		semantic_hits, semantic_avoided_nano, embed_calls, embed_cost_dollars, embed_cost_pico) VALUES `
 	tail := `
 		ON CONFLICT(dim, ` + col + `, key) DO UPDATE SET
 		calls = ` + table + `.calls + excluded.calls,
@@ -496,8 +512,13 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 		latency_calls = ` + table + `.latency_calls + excluded.latency_calls,
 		cache_write_5m_tokens = ` + table + `.cache_write_5m_tokens + excluded.cache_write_5m_tokens,
 		cache_write_1h_tokens = ` + table + `.cache_write_1h_tokens + excluded.cache_write_1h_tokens,
-		reasoning_tokens = ` + table + `.reasoning_tokens + excluded.reasoning_tokens`
-	const cols = 20
+		reasoning_tokens = ` + table + `.reasoning_tokens + excluded.reasoning_tokens,
+		semantic_hits = ` + table + `.semantic_hits + excluded.semantic_hits,
+		semantic_avoided_nano = ` + table + `.semantic_avoided_nano + excluded.semantic_avoided_nano,
+		embed_calls = ` + table + `.embed_calls + excluded.embed_calls,
+		embed_cost_dollars = ` + table + `.embed_cost_dollars + excluded.embed_cost_dollars + (` + table + `.embed_cost_pico + excluded.embed_cost_pico) / 1000000000000,
+		embed_cost_pico = (` + table + `.embed_cost_pico + excluded.embed_cost_pico) % 1000000000000`
+	const cols = 25
 	row := "(?" + strings.Repeat(",?", cols-1) + ")"
 	keys := make([]rollupKey, 0, len(m))
 	if pg {
@@ -517,7 +538,8 @@ func flushRollups(ctx context.Context, tx *sql.Tx, table, col string, m map[roll
 		}
 		return []any{k.bucket, k.dim, k.key, v.Calls, v.InputTokens, v.CachedTokens, v.OutputTokens,
 			v.Cost.Dollars, v.Cost.Pico, v.UnpricedCalls, v.CacheHits, v.AvoidedInputTokens, v.AvoidedCachedTokens, v.AvoidedOutputTokens,
-			int64(avoided), v.LatencyMSSum, v.LatencyCalls, v.CacheWrite5mTokens, v.CacheWrite1hTokens, v.ReasoningTokens}, nil
+			int64(avoided), v.LatencyMSSum, v.LatencyCalls, v.CacheWrite5mTokens, v.CacheWrite1hTokens, v.ReasoningTokens,
+			v.SemanticHits, int64(v.SemanticAvoided), v.EmbedCalls, v.EmbedCost.Dollars, v.EmbedCost.Pico}, nil
 	}
 	if pg {
 		// A network round trip per row is most of a chunk's time on a

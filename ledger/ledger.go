@@ -59,6 +59,9 @@ type DB struct {
 	nanoCost bool
 	// noKindCols: the schema predates the rollups' token-kind columns (v6).
 	noKindCols bool
+	// noSemCols: the schema predates the semantic cache columns (v12):
+	// they read as 0, the policies as semantic cache off.
+	noSemCols bool
 }
 
 // DefaultPath is where the ledger lives when neither --db nor COSTCTL_DB is
@@ -313,6 +316,10 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	func() string { return batchMigration },
 	// v11: budget holds shared by processes on one ledger (holds.go).
 	func() string { return holdsMigration },
+	// v12: semantic cache hits and embedding calls in events and rollups,
+	// the tenants' semantic cache policy, verification results
+	// (semantic.go).
+	func() string { return semanticMigration(false) },
 }
 
 // SchemaVersion is the schema version this build writes (SQLite's

@@ -144,7 +144,8 @@ func (t Totals) negate() Totals {
 		Cost: t.Cost.Neg(), UnpricedCalls: -t.UnpricedCalls, CacheHits: -t.CacheHits,
 		AvoidedInputTokens: -t.AvoidedInputTokens, AvoidedCachedTokens: -t.AvoidedCachedTokens, AvoidedOutputTokens: -t.AvoidedOutputTokens,
 		Avoided: t.Avoided.Neg(), LatencyMSSum: -t.LatencyMSSum, LatencyCalls: -t.LatencyCalls,
-		CacheWrite5mTokens: -t.CacheWrite5mTokens, CacheWrite1hTokens: -t.CacheWrite1hTokens, ReasoningTokens: -t.ReasoningTokens}
+		CacheWrite5mTokens: -t.CacheWrite5mTokens, CacheWrite1hTokens: -t.CacheWrite1hTokens, ReasoningTokens: -t.ReasoningTokens,
+		SemanticHits: -t.SemanticHits, SemanticAvoided: -t.SemanticAvoided, EmbedCalls: -t.EmbedCalls, EmbedCost: t.EmbedCost.Neg()}
 }
 
 // epochs reads the write counters of UTC days [d0, d1].

@@ -30,6 +30,7 @@ type pgMigration struct {
 
 var pgMigrations = []pgMigration{
 	{11, pgSchemaV11},
+	{12, func() string { return semanticMigration(true) }},
 }
 
 // pgSchemaVersion is the version pgMigrations bring a ledger to.
@@ -489,7 +490,7 @@ func eventRow(e *Event) []any {
 	return []any{e.Key, e.Time.UnixMilli(), e.Source, e.RunID, e.Tenant, e.User, e.Endpoint, e.Metric, e.Model,
 		e.InputTokens, e.CachedTokens, e.OutputTokens, int64(0), int64(e.Avoided), b2i(e.Unpriced), b2i(e.CacheHit), e.LatencyMS, e.Estimate,
 		e.CacheWrite5mTokens, e.CacheWrite1hTokens, e.ReasoningTokens, b2i(e.Batch), e.ServiceTier, e.ContentHash,
-		exact.Dollars, exact.Pico, e.Status}
+		exact.Dollars, exact.Pico, e.Status, b2i(e.Semantic)}
 }
 
 func pgInsertValues(ctx context.Context, tx *sql.Tx, chunk []Event, fresh map[string]bool) error {

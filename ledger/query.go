@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,20 @@ type Totals struct {
 	CacheWrite5mTokens int64
 	CacheWrite1hTokens int64
 	ReasoningTokens    int64
+	// Semantic cache (semantic.go): of CacheHits, those served by
+	// similarity, and what they avoided (part of Avoided); the embedding
+	// calls the cache made (part of Calls and Cost) and their cost.
+	SemanticHits    int64
+	SemanticAvoided pricing.Money
+	EmbedCalls      int64
+	EmbedCost       pricing.Amount
+}
+
+// NetSemantic is what the semantic cache saved after paying for its
+// embeddings: SemanticAvoided − EmbedCost (negative when it cost more
+// than it saved).
+func (t Totals) NetSemantic() pricing.Amount {
+	return pricing.AmountFromMoney(t.SemanticAvoided).Sub(t.EmbedCost)
 }
 
 // Add adds o to t.
@@ -61,6 +76,10 @@ func (t *Totals) Add(o Totals) {
 	t.ReasoningTokens += o.ReasoningTokens
 	t.LatencyMSSum += o.LatencyMSSum
 	t.LatencyCalls += o.LatencyCalls
+	t.SemanticHits += o.SemanticHits
+	t.SemanticAvoided += o.SemanticAvoided
+	t.EmbedCalls += o.EmbedCalls
+	t.EmbedCost = t.EmbedCost.Add(o.EmbedCost)
 }
 
 // Empty reports whether t counts no event at all (no call, no cache hit).
@@ -120,24 +139,36 @@ var totalsExprs = []string{
 	"cache_write_5m_tokens",
 	"cache_write_1h_tokens",
 	"reasoning_tokens",
+	"semantic_hits",
+	"semantic_avoided_nano",
+	"embed_calls",
+	"embed_cost_dollars",
+	"embed_cost_pico",
 }
 
 // rollupExprs are totalsExprs for this ledger's schema: one read-only
 // opened before v4 (and holding no cache hits, see OpenReadOnly) has no
 // hit columns, which then read as 0.
 func (db *DB) rollupExprs() []string {
-	if !db.noHitCols && !db.nanoCost && !db.noKindCols {
+	if !db.noHitCols && !db.nanoCost && !db.noKindCols && !db.noSemCols {
 		return totalsExprs
 	}
 	out := make([]string, len(totalsExprs))
 	for i, e := range totalsExprs {
-		if db.noHitCols {
+		if db.noHitCols && !slices.Contains(semRollupCols, e) {
 			for _, c := range hitCols {
 				e = strings.ReplaceAll(e, c.col, "0")
 			}
 		}
 		if db.noKindCols {
 			for _, c := range kindCols {
+				if e == c {
+					e = "0"
+				}
+			}
+		}
+		if db.noSemCols {
+			for _, c := range semRollupCols {
 				if e == c {
 					e = "0"
 				}
@@ -193,19 +224,23 @@ const hasEvents = `SUM(c0) + SUM(c7) != 0`
 // totalsScan receives one row of totalsExprs; done turns it into Totals.
 type totalsScan struct {
 	Totals
-	costDollars, costPico, avoidedNano int64
+	costDollars, costPico, avoidedNano      int64
+	semAvoidedNano, embedDollars, embedPico int64
 }
 
 // scanDst are the scan destinations, in totalsExprs order.
 func (t *totalsScan) scanDst() []any {
 	return []any{&t.Calls, &t.InputTokens, &t.CachedTokens, &t.OutputTokens, &t.costDollars, &t.costPico,
 		&t.UnpricedCalls, &t.CacheHits, &t.AvoidedInputTokens, &t.AvoidedCachedTokens, &t.AvoidedOutputTokens,
-		&t.avoidedNano, &t.LatencyMSSum, &t.LatencyCalls, &t.CacheWrite5mTokens, &t.CacheWrite1hTokens, &t.ReasoningTokens}
+		&t.avoidedNano, &t.LatencyMSSum, &t.LatencyCalls, &t.CacheWrite5mTokens, &t.CacheWrite1hTokens, &t.ReasoningTokens,
+		&t.SemanticHits, &t.semAvoidedNano, &t.EmbedCalls, &t.embedDollars, &t.embedPico}
 }
 
 func (t *totalsScan) done() Totals {
 	t.Cost = amountOf(t.costDollars, t.costPico)
 	t.Avoided = pricing.AmountFromMoney(pricing.Money(t.avoidedNano))
+	t.SemanticAvoided = pricing.Money(t.semAvoidedNano)
+	t.EmbedCost = amountOf(t.embedDollars, t.embedPico)
 	return t.Totals
 }
 

@@ -134,6 +134,13 @@ func (db *DB) checkSchema(ctx context.Context) error {
 		return db.openError(err)
 	}
 	db.noKindCols = kinds == 0
+	// Before v12 there are no semantic cache hits nor embedding columns:
+	// they read as 0, and every policy as semantic cache off.
+	var sem int
+	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('rollup_day') WHERE name = 'semantic_hits'`).Scan(&sem); err != nil {
+		return db.openError(err)
+	}
+	db.noSemCols = sem == 0
 	// Before v4 the rollups have no cache-hit columns (rollup_hits.go).
 	// Without any cache hit in the ledger they are all 0, and the ledger
 	// reads exactly as a migrated one; with some, calls and tokens cannot

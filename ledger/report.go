@@ -188,6 +188,15 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 		sel = append(sel, fmt.Sprintf("ts_ms / %d", quarterMS))
 		group = append(group, fmt.Sprintf("ts_ms / %d", quarterMS))
 	}
+	// The semantic cache's sums (semantic.go); 0 before v12, as the
+	// rollups read then.
+	semSums := `SUM(CASE WHEN cache_hit != 0 AND semantic != 0 THEN 1 ELSE 0 END), SUM(CASE WHEN cache_hit != 0 AND semantic != 0 THEN avoided_nano ELSE 0 END),
+		SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN cost_dollars ELSE 0 END),
+		SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN cost_pico ELSE 0 END)`
+	if db.noSemCols {
+		semSums = "0, 0, 0, 0, 0"
+	}
 	// The same sums the rollups give (query.go's totalsExprs): calls and
 	// tokens of billed calls, cache hits apart.
 	query := `SELECT ` + strings.Join(sel, ", ") + `, SUM(CASE WHEN cache_hit = 0 THEN 1 ELSE 0 END),
@@ -196,7 +205,7 @@ func (db *DB) reportFromEvents(ctx context.Context, q ReportQuery) ([]ReportRow,
 		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
 		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END),
 		SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(CASE WHEN latency_ms > 0 THEN 1 ELSE 0 END),
-		SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens)
+		SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens), ` + semSums + `
 		FROM events ` + db.indexedBy("events_ts") + ` WHERE ts_ms >= ? AND ts_ms < ?
 		GROUP BY ` + strings.Join(group, ", ")
 	if db.nanoCost {

@@ -129,6 +129,10 @@ type storedEvent struct {
 type rollupDelta struct {
 	cost              pricing.Amount
 	unpriced, avoided int64
+	// the semantic cache's share (semantic.go): what semantic hits
+	// avoided, what embedding calls cost
+	semAvoided int64
+	embedCost  pricing.Amount
 }
 
 // batch reprices up to n events after (ts, id) and before hi, in one
@@ -141,7 +145,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 	defer tx.Rollback() // a no-op after Commit or the dry run's checked Rollback; on every other path an error is being returned
 	rows, err := tx.QueryContext(ctx, `SELECT id, event_key, ts_ms, tenant, "user", endpoint, source, metric, model,
 		input_tokens, cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, batch, service_tier,
-		cost_dollars, cost_pico, avoided_nano, unpriced, cache_hit
+		cost_dollars, cost_pico, avoided_nano, unpriced, cache_hit, semantic
 		FROM events `+r.db.indexedBy("events_ts")+`
 		WHERE ts_ms >= ? AND (ts_ms > ? OR id > ?) AND ts_ms < ?
 		ORDER BY ts_ms, id LIMIT ?`, ts, ts, id, hi, n)
@@ -154,7 +158,7 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 		var tsMS, dollars, pico, avoided int64
 		if err := rows.Scan(&e.id, &e.Key, &tsMS, &e.Tenant, &e.User, &e.Endpoint, &e.Source, &e.Metric, &e.Model,
 			&e.InputTokens, &e.CachedTokens, &e.CacheWrite5mTokens, &e.CacheWrite1hTokens, &e.OutputTokens, &e.Batch, &e.ServiceTier,
-			&dollars, &pico, &avoided, &e.Unpriced, &e.CacheHit); err != nil {
+			&dollars, &pico, &avoided, &e.Unpriced, &e.CacheHit, &e.Semantic); err != nil {
 			rows.Close() // read-only; the scan error is returned
 			return 0, 0, 0, fmt.Errorf("ledger: reprice: read events: %w", err)
 		}
@@ -193,7 +197,12 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 		default:
 			cost, unpriced = pricing.Amount{}, true
 		}
-		d := rollupDelta{cost.Sub(e.CostExact), b2i(unpriced) - b2i(e.Unpriced), int64(avoided - e.Avoided)}
+		d := rollupDelta{cost: cost.Sub(e.CostExact), unpriced: b2i(unpriced) - b2i(e.Unpriced), avoided: int64(avoided - e.Avoided)}
+		if e.CacheHit && e.Semantic {
+			d.semAvoided = d.avoided
+		} else if !e.CacheHit && e.Metric == MetricEmbed {
+			d.embedCost = d.cost
+		}
 		e.CostExact, e.Unpriced, e.Avoided = cost, unpriced, avoided
 		res.New.add(&e.Event)
 		if unpriced && !e.CacheHit {
@@ -220,6 +229,8 @@ func (r *repricer) batch(ctx context.Context, ts, id, hi int64, n int, dryRun bo
 				v.cost = v.cost.Add(d.cost)
 				v.unpriced += d.unpriced
 				v.avoided += d.avoided
+				v.semAvoided += d.semAvoided
+				v.embedCost = v.embedCost.Add(d.embedCost)
 			}
 		}
 	}
@@ -279,13 +290,15 @@ func applyDeltas(ctx context.Context, tx *sql.Tx, deltas map[rollupKey]*rollupDe
 			var err error
 			s, err = tx.PrepareContext(ctx, `UPDATE `+table+` SET
 				cost_dollars = cost_dollars + ?1 + (cost_pico + ?2) / 1000000000000, cost_pico = (cost_pico + ?2) % 1000000000000,
-				unpriced_calls = unpriced_calls + ?3, avoided_nano = avoided_nano + ?4 WHERE dim = ?5 AND `+col+` = ?6 AND key = ?7`)
+				unpriced_calls = unpriced_calls + ?3, avoided_nano = avoided_nano + ?4, semantic_avoided_nano = semantic_avoided_nano + ?8,
+				embed_cost_dollars = embed_cost_dollars + ?9 + (embed_cost_pico + ?10) / 1000000000000, embed_cost_pico = (embed_cost_pico + ?10) % 1000000000000
+				WHERE dim = ?5 AND `+col+` = ?6 AND key = ?7`)
 			if err != nil {
 				return fmt.Errorf("ledger: reprice: %w", err)
 			}
 			stmts[table] = s
 		}
-		r, err := s.ExecContext(ctx, d.cost.Dollars, d.cost.Pico, d.unpriced, d.avoided, dim, k.bucket, k.key)
+		r, err := s.ExecContext(ctx, d.cost.Dollars, d.cost.Pico, d.unpriced, d.avoided, dim, k.bucket, k.key, d.semAvoided, d.embedCost.Dollars, d.embedCost.Pico)
 		if err != nil {
 			return fmt.Errorf("ledger: reprice: update %s: %w", table, err)
 		}

@@ -63,7 +63,11 @@ func checkRollups(t *testing.T, db *DB) {
 	sums := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
 		CAST(SUM(cost_dollars) AS BIGINT) + CAST(SUM(cost_pico) AS BIGINT) / 1000000000000, CAST(SUM(cost_pico) AS BIGINT) % 1000000000000, SUM(unpriced), SUM(cache_hit),
 		SUM(CASE WHEN cache_hit != 0 THEN input_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN cached_tokens ELSE 0 END),
-		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END)`
+		SUM(CASE WHEN cache_hit != 0 THEN output_tokens ELSE 0 END), SUM(CASE WHEN cache_hit != 0 THEN avoided_nano ELSE 0 END),
+		SUM(CASE WHEN cache_hit != 0 AND semantic != 0 THEN 1 ELSE 0 END), SUM(CASE WHEN cache_hit != 0 AND semantic != 0 THEN avoided_nano ELSE 0 END),
+		SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN 1 ELSE 0 END),
+		CAST(SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN cost_dollars ELSE 0 END) AS BIGINT) + CAST(SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN cost_pico ELSE 0 END) AS BIGINT) / 1000000000000,
+		CAST(SUM(CASE WHEN cache_hit = 0 AND metric = '` + MetricEmbed + `' THEN cost_pico ELSE 0 END) AS BIGINT) % 1000000000000`
 	dump := func(q string) []string {
 		rows, err := db.SQL().Query(q)
 		if err != nil {
@@ -72,7 +76,7 @@ func checkRollups(t *testing.T, db *DB) {
 		defer rows.Close()
 		var out []string
 		for rows.Next() {
-			v := make([]any, 14)
+			v := make([]any, 19)
 			for i := range v {
 				v[i] = new(any)
 			}
@@ -92,7 +96,8 @@ func checkRollups(t *testing.T, db *DB) {
 		for _, dim := range rollupDims {
 			want := dump(fmt.Sprintf(`SELECT %s, %s, %s FROM events GROUP BY 1, 2`, floorSQL("ts_ms", l.ms), dimColumn(dim), sums))
 			got := dump(fmt.Sprintf(`SELECT %s, key, calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits,
-				hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano FROM %s WHERE dim = '%s'`, l.col, l.table, dim))
+				hit_input_tokens, hit_cached_tokens, hit_output_tokens, avoided_nano,
+				semantic_hits, semantic_avoided_nano, embed_calls, embed_cost_dollars, embed_cost_pico FROM %s WHERE dim = '%s'`, l.col, l.table, dim))
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s by %s:\nrollups %q\nevents  %q", l.table, dim, got, want)
 			}
