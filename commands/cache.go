@@ -31,6 +31,7 @@ func newCacheCmd(f *Factory) *cobra.Command {
 answer: costctl cache analyze RECORDS.jsonl.` + exitStatusSection,
 	}
 	cmd.AddCommand(newCacheAnalyzeCmd(f))
+	cmd.AddCommand(newCacheStatsCmd(f))
 	return cmd
 }
 

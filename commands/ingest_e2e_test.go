@@ -104,11 +104,11 @@ func TestIngestTopReportE2E(t *testing.T) {
 
 	// report.
 	r = runCostctl(t, dir, "", nil, "report", "--db", db, "--by", "tenant,model", "--since", "1h", "--format", "csv")
-	want := "TENANT,MODEL,CALLS,CACHE HITS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED,AVOIDED USD,CACHE WRITE 5M TOKENS,CACHE WRITE 1H TOKENS,REASONING TOKENS\n" +
-		"acme,gpt-4o,4,,80000,20000,4000,0.215,99.7,,,0,0,0\n" +
-		"globex,gpt-4o-mini,1,,3000,0,500,0.00075,0.3,,,0,0,0\n" +
-		"umbrella,mystery-llm,1,,5,0,5,,,1,,0,0,0\n" +
-		"TOTAL,,6,,83005,20000,4505,0.21575,100.0,1,,0,0,0\n"
+	want := "TENANT,MODEL,CALLS,CACHE HITS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED,AVOIDED USD,CACHE WRITE 5M TOKENS,CACHE WRITE 1H TOKENS,REASONING TOKENS,SEMANTIC HITS,SEMANTIC AVOIDED USD,EMBED CALLS,EMBED COST USD,NET SEMANTIC USD\n" +
+		"acme,gpt-4o,4,,80000,20000,4000,0.215,99.7,,,0,0,0,0,0.00,0,0.00,0.00\n" +
+		"globex,gpt-4o-mini,1,,3000,0,500,0.00075,0.3,,,0,0,0,0,0.00,0,0.00,0.00\n" +
+		"umbrella,mystery-llm,1,,5,0,5,,,1,,0,0,0,0,0.00,0,0.00,0.00\n" +
+		"TOTAL,,6,,83005,20000,4505,0.21575,100.0,1,,0,0,0,0,0.00,0,0.00,0.00\n"
 	if r.Code != 0 || r.Stdout != want {
 		t.Fatalf("report: %d\n%s\nstderr %s", r.Code, r.Stdout, r.Stderr)
 	}

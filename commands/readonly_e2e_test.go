@@ -78,12 +78,12 @@ func TestReadCommandsNeverWriteE2E(t *testing.T) {
 				warning = fmt.Sprintf("costctl: warning: ledger %s has mode %04o, open to other users: chmod 600 %s\n", db, tc.fileMode, db)
 			}
 			r := runCostctl(t, dir, "", nil, "--db", db, "report", "--since", "7d", "--format", "csv")
-			wantCSV := "TENANT,CALLS,CACHE HITS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED,AVOIDED USD,CACHE WRITE 5M TOKENS,CACHE WRITE 1H TOKENS,REASONING TOKENS\n" +
-				"acme,2,,3000000,0,100000,3.50,100.0,1,,0,0,0\n" +
-				"globex,1,,500000,0,50000,,,1,,0,0,0\n" +
-				"TOTAL,3,,3500000,0,150000,3.50,100.0,2,,0,0,0\n"
+			wantCSV := "TENANT,CALLS,CACHE HITS,INPUT TOKENS,CACHED,OUTPUT TOKENS,COST USD,SHARE PCT,UNPRICED,AVOIDED USD,CACHE WRITE 5M TOKENS,CACHE WRITE 1H TOKENS,REASONING TOKENS,SEMANTIC HITS,SEMANTIC AVOIDED USD,EMBED CALLS,EMBED COST USD,NET SEMANTIC USD\n" +
+				"acme,2,,3000000,0,100000,3.50,100.0,1,,0,0,0,0,0.00,0,0.00,0.00\n" +
+				"globex,1,,500000,0,50000,,,1,,0,0,0,0,0.00,0,0.00,0.00\n" +
+				"TOTAL,3,,3500000,0,150000,3.50,100.0,2,,0,0,0,0,0.00,0,0.00,0.00\n"
 			if tc.keepWAL { // the writer's event, committed to the -wal only
-				wantCSV = strings.Replace(wantCSV, "globex,1", "initech,1,,1000,0,0,0.0025,0.1,,,0,0,0\nglobex,1", 1)
+				wantCSV = strings.Replace(wantCSV, "globex,1", "initech,1,,1000,0,0,0.0025,0.1,,,0,0,0,0,0.00,0,0.00,0.00\nglobex,1", 1)
 				wantCSV = strings.Replace(wantCSV, "acme,2,,3000000,0,100000,3.50,100.0,1,,0,0,0", "acme,2,,3000000,0,100000,3.50,99.9,1,,0,0,0", 1)
 				wantCSV = strings.Replace(wantCSV, "TOTAL,3,,3500000,0,150000,3.50,100.0,2,,0,0,0", "TOTAL,4,,3501000,0,150000,3.5025,100.0,2,,0,0,0", 1)
 			}

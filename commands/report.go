@@ -174,6 +174,14 @@ type reportJSONTotals struct {
 	CacheWrite5mTokens  int64          `json:"cache_write_5m_tokens"`
 	CacheWrite1hTokens  int64          `json:"cache_write_1h_tokens"`
 	ReasoningTokens     int64          `json:"reasoning_tokens"`
+	// The semantic cache (ledger/semantic.go): of cache_hits, those served
+	// by similarity and what they avoided; the embedding calls it made (of
+	// calls and cost_usd); avoided by semantic hits less embedding cost.
+	SemanticHits    int64          `json:"semantic_hits"`
+	SemanticAvoided pricing.Amount `json:"semantic_avoided_usd"`
+	EmbedCalls      int64          `json:"embed_calls"`
+	EmbedCost       pricing.Amount `json:"embed_cost_usd"`
+	NetSemantic     pricing.Amount `json:"net_semantic_usd"`
 }
 
 type reportJSONDoc struct {
@@ -187,6 +195,7 @@ type reportJSONDoc struct {
 }
 
 const reportNote = "calls and tokens are what providers billed; cache_hits were answered from costctl's cache (their tokens and cost are avoided_*); " +
+	"semantic_hits are the cache hits served by similarity, embed_calls the embedding calls the semantic cache paid for (in calls and cost_usd), net_semantic_usd = semantic_avoided_usd - embed_cost_usd; " +
 	"costs as recorded in the ledger (when each event was written, or by costctl reprice); unpriced calls have no cost and are not counted in cost_usd"
 
 func runReport(ctx context.Context, opts *ReportOptions) error {
@@ -235,7 +244,9 @@ func runReport(ctx context.Context, opts *ReportOptions) error {
 			return reportJSONTotals{Calls: t.Calls, InputTokens: t.InputTokens, CachedTokens: t.CachedTokens, OutputTokens: t.OutputTokens,
 				Cost: t.Cost, Share: share(t.Cost), UnpricedCalls: t.UnpricedCalls, CacheHits: t.CacheHits,
 				AvoidedInputTokens: t.AvoidedInputTokens, AvoidedCachedTokens: t.AvoidedCachedTokens, AvoidedOutputTokens: t.AvoidedOutputTokens,
-				Avoided: t.Avoided, CacheWrite5mTokens: t.CacheWrite5mTokens, CacheWrite1hTokens: t.CacheWrite1hTokens, ReasoningTokens: t.ReasoningTokens}
+				Avoided: t.Avoided, CacheWrite5mTokens: t.CacheWrite5mTokens, CacheWrite1hTokens: t.CacheWrite1hTokens, ReasoningTokens: t.ReasoningTokens,
+				SemanticHits: t.SemanticHits, SemanticAvoided: pricing.AmountFromMoney(t.SemanticAvoided), EmbedCalls: t.EmbedCalls, EmbedCost: t.EmbedCost,
+				NetSemantic: t.NetSemantic()}
 		}
 		for _, r := range rows {
 			g := map[string]string{}
@@ -248,6 +259,9 @@ func runReport(ctx context.Context, opts *ReportOptions) error {
 		return writeJSON(opts.IO.Out, doc)
 	}
 	csv := opts.Format == render.FormatCSV
+	// The table shows the semantic cache only where it was used: a ledger
+	// without it prints as before.
+	semantic := csv || total.SemanticHits != 0 || total.EmbedCalls != 0
 	t := &render.Table{}
 	for _, c := range opts.By {
 		t.Headers = append(t.Headers, strings.ToUpper(c))
@@ -255,9 +269,13 @@ func runReport(ctx context.Context, opts *ReportOptions) error {
 	}
 	if csv {
 		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD", "SHARE PCT", "UNPRICED", "AVOIDED USD",
-			"CACHE WRITE 5M TOKENS", "CACHE WRITE 1H TOKENS", "REASONING TOKENS")
+			"CACHE WRITE 5M TOKENS", "CACHE WRITE 1H TOKENS", "REASONING TOKENS",
+			"SEMANTIC HITS", "SEMANTIC AVOIDED USD", "EMBED CALLS", "EMBED COST USD", "NET SEMANTIC USD")
 	} else {
 		t.Headers = append(t.Headers, "CALLS", "CACHE HITS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST", "SHARE", "UNPRICED", "AVOIDED")
+		if semantic {
+			t.Headers = append(t.Headers, "SEMANTIC")
+		}
 	}
 	for range len(t.Headers) - len(opts.By) {
 		t.Align = append(t.Align, render.Right)
@@ -305,8 +323,12 @@ func runReport(ctx context.Context, opts *ReportOptions) error {
 			pct = strconv.FormatFloat(share(tt.Cost), 'f', 1, 64)
 		}
 		out := []string{num(tt.Calls), hits, num(tt.InputTokens), num(tt.CachedTokens), num(tt.OutputTokens), cost, pct, unp, avoided}
-		if csv {
-			out = append(out, num(tt.CacheWrite5mTokens), num(tt.CacheWrite1hTokens), num(tt.ReasoningTokens))
+		switch {
+		case csv:
+			out = append(out, num(tt.CacheWrite5mTokens), num(tt.CacheWrite1hTokens), num(tt.ReasoningTokens),
+				num(tt.SemanticHits), pricing.AmountFromMoney(tt.SemanticAvoided).String(), num(tt.EmbedCalls), tt.EmbedCost.String(), tt.NetSemantic().String())
+		case semantic:
+			out = append(out, reportSemanticCell(tt, precision))
 		}
 		return out
 	}
@@ -339,6 +361,20 @@ func runReport(ctx context.Context, opts *ReportOptions) error {
 	}
 	fmt.Fprintln(opts.IO.ErrOut)
 	return nil
+}
+
+// reportSemanticCell is a row's semantic cache in the table: its hits and the
+// net saving after embeddings ("3 hits, net $0.42"; empty without any).
+func reportSemanticCell(t ledger.Totals, precision int) string {
+	if t.SemanticHits == 0 && t.EmbedCalls == 0 {
+		return ""
+	}
+	net := t.NetSemantic()
+	cell := roundedMoney(net, precision)
+	if net.Sign() < 0 {
+		cell = "-" + roundedMoney(net.Neg(), precision)
+	}
+	return fmt.Sprintf("%s %s, net %s", render.Int(t.SemanticHits), pluralS(t.SemanticHits, "hit", "hits"), cell)
 }
 
 // roundedMoney is a rounded to places decimals for a table, and "<$0.01"
