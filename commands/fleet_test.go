@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/costctl/costctl/internal/pgtest"
+	"github.com/costctl/costctl/ledger"
 )
 
 // runIn runs a costctl command in-process against the ledger db (a file or
@@ -30,6 +32,28 @@ func TestSQLiteAndPostgresAnswerAlike(t *testing.T) {
 	for _, db := range []string{lite, pg} {
 		runIn(t, db, "ingest", "--max-bad", "2", "testdata/ingest/usage.jsonl")
 		runIn(t, db, "policy", "set", "--tenant", "acme", "--daily-budget", "50", "--reason", "fleet test")
+		// The semantic cache: hits, embedding calls, a policy, verified
+		// hits and a tenant the proxy switched off. (db copy takes two
+		// identical verification rows for one, as it does audit rows: the
+		// times differ here.)
+		runIn(t, db, "policy", "set", "--tenant", "globex", "--semantic-cache", "on", "--similarity", "0.97", "--reason", "fleet test")
+		runIn(t, db, "policy", "set", "--tenant", "acme", "--semantic-cache", "on", "--reason", "fleet test")
+		l, err := ledger.Open(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Insert(context.Background(), semanticEvents(testNow.Add(-5*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			if err := l.RecordVerification(context.Background(), ledger.Verification{Tenant: "globex", At: testNow.Add(-4*time.Minute + time.Duration(i)*time.Millisecond), Similarity: 0.975, Match: i < 4, Method: "exact"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.SwitchOffSemantic(context.Background(), "globex", "precision 80% < 98%", testNow.Add(-3*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
 	}
 	views := [][]string{
 		{"report", "--format", "json", "--since", "7d"},
@@ -39,6 +63,11 @@ func TestSQLiteAndPostgresAnswerAlike(t *testing.T) {
 		{"top", "--once", "--format", "json"},
 		{"top", "--once", "--format", "json", "--group-by", "model", "--window", "7d"},
 		{"policy", "list", "--format", "json"},
+		{"policy", "list"},
+		{"report", "--since", "7d"},
+		{"report", "--format", "csv", "--since", "7d", "--by", "tenant,metric"},
+		{"cache", "stats", "--format", "json"},
+		{"cache", "stats"},
 	}
 	for _, v := range views {
 		a, b := runIn(t, lite, v...), runIn(t, pg, v...)

@@ -120,9 +120,11 @@ func TestTopJSONKeys(t *testing.T) {
       "key": "a",
       "calls": 0,
       "cache_hits": 0,
+      "semantic_hits": 0,
       "input_tokens": 0,
       "output_tokens": 0,
       "cost_usd": "0.00",
+      "net_semantic_usd": "0.00",
       "share_pct": 0,
       "avg_latency_ms": 0,
       "unpriced": false
@@ -144,22 +146,24 @@ func TestTopJSONRowFromColumns(t *testing.T) {
 		Key          string         `json:"key"`
 		Calls        int64          `json:"calls"`
 		CacheHits    int64          `json:"cache_hits"`
+		SemanticHits int64          `json:"semantic_hits"`
 		InputTokens  int64          `json:"input_tokens"`
 		OutputTokens int64          `json:"output_tokens"`
 		Cost         pricing.Amount `json:"cost_usd"`
+		NetSemantic  pricing.Amount `json:"net_semantic_usd"`
 		Share        float64        `json:"share_pct"`
 		AvgLatencyMS int64          `json:"avg_latency_ms"`
 		Unpriced     bool           `json:"unpriced"`
 	}
 	rows := []tui.Row{
-		{Key: `a<b>&"c" é`, Totals: ledger.Totals{Calls: 12, CacheHits: 3, InputTokens: 1200, OutputTokens: 34,
+		{Key: `a<b>&"c" é`, Totals: ledger.Totals{Calls: 12, CacheHits: 3, SemanticHits: 2, SemanticAvoided: 5_000_000, EmbedCalls: 4, EmbedCost: pricing.AmountFromPico(560_000), InputTokens: 1200, OutputTokens: 34,
 			Cost: pricing.AmountFromMoney(pricing.Dollars(7) / 3), UnpricedCalls: 2, LatencyMSSum: 12345, LatencyCalls: 12}, Share: 33.35},
 		{Key: "", Totals: ledger.Totals{Calls: 1, UnpricedCalls: 1}},
 	}
 	var want, got []any
 	for _, r := range rows {
-		want = append(want, before{Key: r.Key, Calls: r.Calls, CacheHits: r.CacheHits, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
-			Cost: r.Cost, Share: round1(r.Share), AvgLatencyMS: r.AvgLatencyMS(), Unpriced: r.UnpricedCalls > 0})
+		want = append(want, before{Key: r.Key, Calls: r.Calls, CacheHits: r.CacheHits, SemanticHits: r.SemanticHits, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+			Cost: r.Cost, NetSemantic: r.NetSemantic(), Share: round1(r.Share), AvgLatencyMS: r.AvgLatencyMS(), Unpriced: r.UnpricedCalls > 0})
 		got = append(got, topJSONRow{r})
 	}
 	var w, g strings.Builder

@@ -70,8 +70,9 @@ var Columns = []Column{
 		Text:    func(r Row) string { return render.Int(r.Calls) },
 		Compare: func(a, b Row) int { return desc(a.Calls, b.Calls) },
 		// Cache hits are not calls (no column of their own); JSON gives
-		// them beside the calls.
-		JSON: []JSONField{{"calls", func(r Row) any { return r.Calls }}, {"cache_hits", func(r Row) any { return r.CacheHits }}}},
+		// them beside the calls, and the semantic cache's hits among them.
+		JSON: []JSONField{{"calls", func(r Row) any { return r.Calls }}, {"cache_hits", func(r Row) any { return r.CacheHits }},
+			{"semantic_hits", func(r Row) any { return r.SemanticHits }}}},
 	{ID: "in", Header: "IN TOK", Wide: "INPUT TOKENS", Width: 7,
 		Cell:    func(r Row) string { return compact(r.InputTokens) },
 		Text:    func(r Row) string { return render.Int(r.InputTokens) },
@@ -86,7 +87,9 @@ var Columns = []Column{
 		Cell:    func(r Row) string { return WithMark(money(r.Cost), r.Calls, r.UnpricedCalls) },
 		Text:    func(r Row) string { return WithMark(Cents(r.Cost), r.Calls, r.UnpricedCalls) },
 		Compare: compareCost,
-		JSON:    []JSONField{{"cost_usd", func(r Row) any { return r.Cost }}}},
+		// Beside the cost, what the semantic cache saved after paying for
+		// its embeddings (ledger.Totals.NetSemantic; may be negative).
+		JSON: []JSONField{{"cost_usd", func(r Row) any { return r.Cost }}, {"net_semantic_usd", func(r Row) any { return r.NetSemantic() }}}},
 	{ID: "share", Header: "SHARE", Width: 6,
 		Cell: func(r Row) string {
 			if Mark(r.Calls, r.UnpricedCalls) == MarkAll {
