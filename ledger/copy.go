@@ -31,6 +31,16 @@ const copyChunk = 5000
 // chunk of events.
 func Copy(ctx context.Context, from, to *DB, progress func(CopyStats)) (CopyStats, error) {
 	var st CopyStats
+	// The source is only read, so it is not migrated here: one at an older
+	// schema lacks columns the copy reads.
+	v, err := from.Version(ctx)
+	if err != nil {
+		return st, err
+	}
+	if v < SchemaVersion {
+		return st, fmt.Errorf("ledger %s is at schema version %d and this costctl copies from version %d: upgrade it first with costctl --db %s db migrate (it keeps every row), then copy",
+			from.Name(), v, SchemaVersion, from.Name())
+	}
 	// The small tables first: a run's events then find their run, a
 	// batch's results their batch.
 	for _, t := range copyTables {
@@ -208,4 +218,18 @@ func (db *DB) eventsAfter(ctx context.Context, ts, id int64, n int) ([]Event, in
 		return nil, 0, fmt.Errorf("ledger copy: read events: %w", err)
 	}
 	return out, maxID, nil
+}
+
+// Version is the ledger's schema version as stored (SQLite's user_version;
+// PostgreSQL's costctl_schema), which may be older than this build's when
+// the ledger was opened read-only.
+func (db *DB) Version(ctx context.Context) (int, error) {
+	if db.dialect == dialectPostgres {
+		return db.pgVersion(ctx, db.sql)
+	}
+	var v int
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("ledger %s: read schema version: %w", db.path, err)
+	}
+	return v, nil
 }
