@@ -162,22 +162,7 @@ func (s *Server) cacheLookup(w http.ResponseWriter, r *http.Request, c *call) bo
 	}
 	c.cacheable, c.cacheKey = true, key
 	e := s.cache.get(key, s.now())
-	var body []byte
-	ctype := "application/json"
-	switch {
-	case e == nil:
-	case !c.req.Stream && e.full != nil:
-		body, ctype = e.full, e.contentType
-	case c.req.Stream && e.events != nil:
-		body, ctype = e.events, "text/event-stream"
-		if c.rt.kind == kindChat && !c.req.IncludeUsage {
-			body = dropUsageChunks(body)
-		}
-	case c.req.Stream && e.full != nil:
-		if b, ok := synthesizeStream(c.rt.kind, e.full, c.req.IncludeUsage); ok {
-			body, ctype = b, "text/event-stream"
-		}
-	}
+	body, ctype := cachedBody(c, e)
 	if body == nil {
 		w.Header().Set("X-Costctl-Cache", "miss")
 		return false
@@ -199,6 +184,28 @@ func (s *Server) cacheLookup(w http.ResponseWriter, r *http.Request, c *call) bo
 	s.record(ev)
 	s.served(c, ev, e.text)
 	return true
+}
+
+// cachedBody is the answer entry e gives c (nil: none fits): its
+// non-streamed answer, its streamed one, or a stream built from the
+// non-streamed one; and its content type.
+func cachedBody(c *call, e *cacheEntry) ([]byte, string) {
+	switch {
+	case e == nil:
+	case !c.req.Stream && e.full != nil:
+		return e.full, e.contentType
+	case c.req.Stream && e.events != nil:
+		body := e.events
+		if c.rt.kind == kindChat && !c.req.IncludeUsage {
+			body = dropUsageChunks(body)
+		}
+		return body, "text/event-stream"
+	case c.req.Stream && e.full != nil:
+		if b, ok := synthesizeStream(c.rt.kind, e.full, c.req.IncludeUsage); ok {
+			return b, "text/event-stream"
+		}
+	}
+	return nil, "application/json"
 }
 
 // dropUsageChunks removes the usage-only chunk from a chat event stream

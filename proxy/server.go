@@ -25,6 +25,7 @@ import (
 	"github.com/costctl/costctl/evaluator"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/semcache"
 )
 
 // Default upstreams: the public APIs.
@@ -81,6 +82,17 @@ type Config struct {
 	// it is cut (and billed what it relayed) before its hold expires.
 	MaxCallDuration time.Duration
 
+	// The semantic cache (semantic.go), per tenant policy.
+	EmbedUpstream      string            // OpenAI-compatible /v1/embeddings base URL ("" = OpenAIUpstream), called with OpenAIKey
+	EmbedModel         string            // "" = semcache.DefaultEmbedModel
+	Embedder           semcache.Embedder // nil: an OpenAIEmbedder on EmbedUpstream
+	SemanticStore      semcache.Store    // nil: in this process (semcache.NewMemStore)
+	SemanticMaxEntries int               // entries per partition (0: DefaultSemanticMaxEntries)
+	SemanticLedger     SemanticLedger    // verifications (nil: Control when it implements it)
+	VerifySampleBP     int64             // share of semantic hits also sent upstream, basis points (0: none)
+	VerifyWindow       time.Duration     // precision measured over (0: DefaultVerifyWindow)
+	VerifyMin          int64             // least verifications before a switch-off (0: DefaultVerifyMin)
+
 	// policyTick, when set, replaces the policy reload ticker (tests).
 	policyTick <-chan time.Time
 }
@@ -100,6 +112,9 @@ type Server struct {
 	kick    chan struct{} // reload the policies now (a change published on Redis)
 	sampler *sampler
 	alerts  *alerter
+
+	embedModel *pricing.Model // of the semantic cache's embeddings (nil: unpriced)
+	verifyWG   sync.WaitGroup // semantic hits being verified
 
 	policies atomic.Pointer[map[string]ledger.Policy]
 	keysMu   sync.Mutex
@@ -243,6 +258,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.cache = mc
 	}
 	s.alerts = newAlerter(cfg.Notifier)
+	s.semSetup()
 	if err := s.reloadPolicies(ctx); err != nil {
 		return nil, err
 	}
@@ -289,6 +305,7 @@ func (s *Server) Close() {
 }
 
 func (s *Server) close() {
+	s.verifyWG.Wait() // their rows go to the ledger too
 	close(s.stop)
 	s.loopWG.Wait()
 	close(s.events)
@@ -498,6 +515,7 @@ type call struct {
 	settled    bool
 	cacheKey   string
 	cacheable  bool
+	sem        *semState // a semantic cache miss to store
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -570,7 +588,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Costctl-Routed-From", c.routedFrom)
 	}
 	// The cache: a hit costs nothing and needs no reservation.
-	if s.cacheLookup(w, r, c) {
+	if s.cacheLookup(w, r, c) || s.semanticLookup(w, r, c) {
 		return
 	}
 	if e := s.reserve(r.Context(), c); e != nil {
@@ -857,6 +875,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 	s.served(c, e, text)
 	if c.cacheable && u.ok {
 		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text})
+	}
+	if c.sem != nil && u.ok {
+		s.semPut(c, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text}, cost)
 	}
 }
 

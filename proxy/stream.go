@@ -189,7 +189,7 @@ func (st *streamState) relay(w io.Writer, flush func() error, body io.Reader) (c
 // reported, or, for a stream cut before its usage, an estimate (the prompt
 // bound and the tokens relayed), marked as such.
 func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, resp *http.Response) {
-	st := &streamState{kind: c.rt.kind, dropUsage: c.rt.kind == kindChat && !c.req.IncludeUsage, keep: c.cacheable}
+	st := &streamState{kind: c.rt.kind, dropUsage: c.rt.kind == kindChat && !c.req.IncludeUsage, keep: c.cacheable || c.sem != nil}
 	rc := http.NewResponseController(w)
 	flush := func() error {
 		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
@@ -232,5 +232,8 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, re
 	s.served(c, e, st.text.String())
 	if c.cacheable && complete && st.done && clientErr == nil && upErr == nil {
 		s.cache.put(c.cacheKey, &cacheEntry{events: st.events, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: st.text.String()})
+	}
+	if c.sem != nil && complete && st.done && clientErr == nil && upErr == nil {
+		s.semPut(c, &cacheEntry{events: st.events, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: st.text.String()}, cost)
 	}
 }

@@ -33,6 +33,9 @@ type fakeUpstream struct {
 	models   []string // model of each billed call, in order
 	badAuth  atomic.Int64
 	lastBody atomic.Value // string
+	// reply, when set, is the content of the non-streamed chat answer
+	// (else "hello world").
+	reply atomic.Pointer[string]
 }
 
 func newFakeUpstream(t testing.TB) *fakeUpstream {
@@ -122,7 +125,11 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hello world"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":50,"total_tokens":1050,"prompt_tokens_details":{"cached_tokens":200},"completion_tokens_details":{"reasoning_tokens":0}}}`, req.Model)
+		content := "hello world"
+		if p := u.reply.Load(); p != nil {
+			content = *p
+		}
+		fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":50,"total_tokens":1050,"prompt_tokens_details":{"cached_tokens":200},"completion_tokens_details":{"reasoning_tokens":0}}}`, req.Model, content)
 	case "/v1/responses":
 		if req.Stream {
 			w.Header().Set("Content-Type", "text/event-stream")

@@ -1,0 +1,360 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/costctl/costctl/alerts"
+	"github.com/costctl/costctl/evaluator"
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/semcache"
+)
+
+// The semantic cache (issue 16), per tenant (policy --semantic-cache on).
+//
+// A chat completion or message that is eligible (semcache.Eligible:
+// temperature 0, or x-costctl-cache: force) and missed the exact cache has
+// its last user message embedded through an OpenAI-compatible
+// /v1/embeddings upstream (Config.EmbedUpstream, the OpenAI upstream's key);
+// the embedding call is a ledger row of its own (metric
+// ledger.MetricEmbed, the embedding model, its exact cost). A failed
+// embedding is a miss: the request goes upstream. The vector is looked up
+// in the request's exact partition (semcache.Partition: tenant, model and
+// everything but the last user message) at the tenant's similarity; a hit
+// also passes semcache.Lexical and names the same tenant and model. It is
+// served as the exact cache serves (a streaming request gets a stream built
+// from the stored answer) with x-costctl-cache: semantic and
+// x-costctl-similarity, and is a ledger row with CacheHit and Semantic,
+// cost 0 and the avoided cost. A miss is forwarded and, when its answer is
+// complete and has usage, stored (the same entry the exact cache keeps).
+//
+// Verification: Config.VerifySampleBP of the hits are also sent upstream
+// after the hit was served, billed and recorded like any call; the two
+// answers' texts are compared exactly and the result is a
+// ledger.Verification. When the tenant's precision over VerifyWindow, with
+// at least VerifyMin checks, falls below its MinPrecision, its semantic
+// cache is switched off (ledger SwitchOffSemantic, an audit row) and a
+// semantic_off alert says why.
+
+// KindSemanticOff is the alert raised when the proxy switches a tenant's
+// semantic cache off.
+const KindSemanticOff = "semantic_off"
+
+// SemanticLedger is what verification needs of the ledger: *ledger.DB
+// implements it.
+type SemanticLedger interface {
+	RecordVerification(ctx context.Context, v ledger.Verification) error
+	Precision(ctx context.Context, tenant string, since time.Time) (checked, matched int64, err error)
+	SwitchOffSemantic(ctx context.Context, tenant, reason string, at time.Time) error
+}
+
+// Semantic cache defaults.
+const (
+	DefaultSemanticMaxEntries = 10_000
+	DefaultVerifyWindow       = 7 * 24 * time.Hour
+	DefaultVerifyMin          = 20
+	defaultEmbedTimeout       = 10 * time.Second
+	verifyTimeout             = 5 * time.Minute
+)
+
+// semState is what a call carries for the semantic cache: its view and the
+// embedding of its last user message.
+type semState struct {
+	req *semcache.Request
+	vec []float32
+}
+
+// semSetup fills in the semantic cache's defaults and parts.
+func (s *Server) semSetup() {
+	cfg := &s.cfg
+	if cfg.EmbedUpstream == "" {
+		cfg.EmbedUpstream = cfg.OpenAIUpstream
+	}
+	if cfg.EmbedModel == "" {
+		cfg.EmbedModel = semcache.DefaultEmbedModel
+	}
+	if cfg.SemanticMaxEntries <= 0 {
+		cfg.SemanticMaxEntries = DefaultSemanticMaxEntries
+	}
+	if cfg.VerifyWindow <= 0 {
+		cfg.VerifyWindow = DefaultVerifyWindow
+	}
+	if cfg.VerifyMin <= 0 {
+		cfg.VerifyMin = DefaultVerifyMin
+	}
+	if cfg.SemanticStore == nil {
+		cfg.SemanticStore = semcache.NewMemStore()
+	}
+	if cfg.Embedder == nil {
+		cfg.Embedder = &semcache.OpenAIEmbedder{BaseURL: cfg.EmbedUpstream, APIKey: cfg.OpenAIKey, Model: cfg.EmbedModel, Client: s.client}
+	}
+	if cfg.SemanticLedger == nil {
+		if sl, ok := cfg.Control.(SemanticLedger); ok {
+			cfg.SemanticLedger = sl
+		}
+	}
+	s.embedModel, _ = cfg.Pricing.Lookup(cfg.EmbedModel)
+}
+
+// semView is c's request as the semantic cache sees it, or nil when c is
+// not a candidate (policy off, another route, not eligible).
+func (s *Server) semView(r *http.Request, c *call) *semcache.Request {
+	if !c.pol.SemanticCache {
+		return nil
+	}
+	force := r.Header.Get("X-Costctl-Cache") == "force"
+	var (
+		req *semcache.Request
+		err error
+	)
+	switch c.rt.kind {
+	case kindChat:
+		req, err = semcache.ParseOpenAI(c.body, c.key.Tenant, force)
+	case kindMessages:
+		req, err = semcache.ParseAnthropic(c.body, c.key.Tenant, force)
+	default:
+		return nil
+	}
+	if err != nil {
+		return nil
+	}
+	if ok, _ := semcache.Eligible(req); !ok {
+		return nil
+	}
+	return req
+}
+
+func (s *Server) semCache(p ledger.Policy) *semcache.Cache {
+	return &semcache.Cache{Store: s.cfg.SemanticStore, Threshold: float64(p.Similarity) / 10_000,
+		Limit: s.cfg.SemanticMaxEntries, TTL: p.SemanticTTL, Now: s.now}
+}
+
+// embed embeds text for c and records the embedding call; a failure is
+// logged and returns nil.
+func (s *Server) embed(ctx context.Context, c *call, text string) []float32 {
+	ctx, cancel := context.WithTimeout(ctx, defaultEmbedTimeout)
+	defer cancel()
+	start := s.now()
+	vecs, u, err := s.cfg.Embedder.Embed(ctx, []string{text})
+	if err != nil {
+		s.logf("semantic cache: embedding for tenant %s failed (served as a miss): %v", c.key.Tenant, err)
+		return nil
+	}
+	ev := ledger.Event{
+		Key:       fmt.Sprintf("proxy:%s:%d", s.runID, s.seq.Add(1)),
+		Time:      start,
+		Source:    ledger.SourceProxy,
+		Tenant:    c.key.Tenant,
+		User:      c.key.User,
+		Endpoint:  "/v1/embeddings",
+		Metric:    ledger.MetricEmbed,
+		Model:     s.cfg.EmbedModel,
+		Status:    http.StatusOK,
+		LatencyMS: max(s.now().Sub(start).Milliseconds(), 0),
+	}
+	if s.embedModel != nil {
+		ev.Model = s.embedModel.Name
+	}
+	ev.InputTokens = u.PromptTokens
+	price(s.embedModel, &ev)
+	s.record(ev)
+	if len(vecs) != 1 {
+		return nil
+	}
+	return vecs[0]
+}
+
+// semanticLookup serves c from the semantic cache when its tenant has it
+// on and a stored answer fits; it returns whether it answered. A miss
+// leaves c.sem set so the answer is stored.
+func (s *Server) semanticLookup(w http.ResponseWriter, r *http.Request, c *call) bool {
+	req := s.semView(r, c)
+	if req == nil {
+		return false
+	}
+	text, _ := semcache.LastUser(req)
+	vec := s.embed(r.Context(), c, text)
+	if vec == nil {
+		return false
+	}
+	c.sem = &semState{req: req, vec: vec}
+	cand, _ := s.semCache(c.pol).Lookup(r.Context(), req, vec)
+	// Never another tenant's answer, whatever the store returned.
+	if cand == nil || cand.Tenant != c.key.Tenant || cand.Tenant != req.Tenant {
+		return false
+	}
+	e := decodeSemEntry(cand.Response)
+	if e == nil || e.kind != c.rt.kind {
+		return false
+	}
+	body, ctype := cachedBody(c, e)
+	if body == nil {
+		return false
+	}
+	h := w.Header()
+	h.Set("X-Costctl-Cache", "semantic")
+	h.Set("X-Costctl-Similarity", strconv.FormatFloat(cand.Similarity, 'f', 4, 64))
+	h.Set("Content-Type", ctype)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body) // a client gone away still got its hit recorded (cost 0)
+	ev := s.event(c)
+	ev.Status = http.StatusOK
+	e.usage.event(&ev)
+	avoided := price(c.model, &ev)
+	if m, ok := cand.Cost.Money(); ok && cand.Cost.Sign() > 0 {
+		ev.Avoided = m
+	} else if m, ok := avoided.Money(); ok && !ev.Unpriced {
+		ev.Avoided = m
+	}
+	ev.Cost, ev.CostExact, ev.CacheHit, ev.Semantic, ev.Unpriced = 0, pricing.Amount{}, true, true, false
+	s.record(ev)
+	s.served(c, ev, e.text)
+	s.maybeVerify(r, c, e.text, cand.Similarity)
+	return true
+}
+
+// semPut stores the answer of a semantic miss.
+func (s *Server) semPut(c *call, e *cacheEntry, cost pricing.Amount) {
+	if c.sem == nil {
+		return
+	}
+	b, err := json.Marshal(redisEntry{Full: e.full, Events: e.events, ContentType: e.contentType, Usage: e.usage, Kind: e.kind, Text: e.text})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.semCache(c.pol).Put(ctx, c.sem.req, c.sem.vec, b, cost); err != nil {
+		s.logf("semantic cache: cannot store an answer for tenant %s: %v", c.key.Tenant, err)
+	}
+}
+
+func decodeSemEntry(b []byte) *cacheEntry {
+	var re redisEntry
+	if json.Unmarshal(b, &re) != nil {
+		return nil
+	}
+	re.Usage.ok = true // only answers with usage are stored
+	return &cacheEntry{full: re.Full, events: re.Events, contentType: re.ContentType, usage: re.Usage, kind: re.Kind, text: re.Text}
+}
+
+// maybeVerify sends the sampled share of hits upstream in the background.
+func (s *Server) maybeVerify(r *http.Request, c *call, cachedText string, sim float64) {
+	bp := s.cfg.VerifySampleBP
+	if bp <= 0 || s.cfg.SemanticLedger == nil {
+		return
+	}
+	if bp < 10_000 && rand.Int64N(10_000) >= bp {
+		return
+	}
+	fields := make(map[string]json.RawMessage, len(c.req.fields))
+	for k, v := range c.req.fields {
+		if k != "stream" && k != "stream_options" {
+			fields[k] = v
+		}
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return
+	}
+	base, key := s.upstream(c.rt.provider)
+	up, err := upstreamRequest(context.Background(), r, c.rt.provider, base, key, body)
+	if err != nil {
+		return
+	}
+	vc := *c
+	vc.start = s.now()
+	s.verifyWG.Add(1)
+	go func() {
+		defer s.verifyWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
+		defer cancel()
+		s.verify(up.WithContext(ctx), &vc, cachedText, sim)
+	}()
+}
+
+// verify makes the call a hit stood in for, bills it and compares.
+func (s *Server) verify(up *http.Request, c *call, cachedText string, sim float64) {
+	resp, err := s.client.Do(up)
+	if err != nil {
+		s.logf("semantic cache: verification call for tenant %s failed: %s", c.key.Tenant, evaluator.Redact(err.Error(), s.cfg.OpenAIKey, s.cfg.AnthropicKey))
+		return
+	}
+	defer resp.Body.Close() // read-only
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil || resp.StatusCode/100 != 2 {
+		s.logf("semantic cache: verification call for tenant %s got no answer (HTTP %d)", c.key.Tenant, resp.StatusCode)
+		return
+	}
+	u, text := replyUsage(c.rt.kind, b)
+	ev := s.event(c)
+	ev.Status = int64(resp.StatusCode)
+	if u.ok {
+		u.event(&ev)
+	} else {
+		ev.InputTokens, ev.OutputTokens, ev.Estimate = c.bound, counterFor(c.model).Text(text), ledger.EstimateNoUsage
+	}
+	price(c.model, &ev)
+	s.record(ev)
+	s.Served.Add(1)
+	match := strings.TrimSpace(text) == strings.TrimSpace(cachedText)
+	detail := ""
+	if !match {
+		detail = "the upstream answered differently"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := s.now()
+	sl := s.cfg.SemanticLedger
+	if err := sl.RecordVerification(ctx, ledger.Verification{Tenant: c.key.Tenant, At: now, Similarity: min(max(sim, -1), 1),
+		Match: match, Method: "exact", Detail: detail}); err != nil {
+		s.logf("semantic cache: cannot record a verification for tenant %s: %v", c.key.Tenant, err)
+		return
+	}
+	s.checkPrecision(ctx, c.key.Tenant, now)
+}
+
+// checkPrecision switches tenant's semantic cache off when its measured
+// precision is below its minimum.
+func (s *Server) checkPrecision(ctx context.Context, tenant string, now time.Time) {
+	pol := s.policy(tenant)
+	if !pol.SemanticCache {
+		return
+	}
+	minBP := pol.MinPrecision
+	if minBP <= 0 {
+		minBP = ledger.DefaultMinPrecisionBP
+	}
+	sl := s.cfg.SemanticLedger
+	checked, matched, err := sl.Precision(ctx, tenant, now.Add(-s.cfg.VerifyWindow))
+	if err != nil {
+		s.logf("semantic cache: cannot read tenant %s's precision: %v", tenant, err)
+		return
+	}
+	// Exactly: matched / checked < minBP / 10000.
+	if checked < s.cfg.VerifyMin || matched*10_000 >= minBP*checked {
+		return
+	}
+	reason := fmt.Sprintf("measured precision %.1f%% < %.1f%% over %d verified hits",
+		float64(matched)*100/float64(checked), float64(minBP)/100, checked)
+	if err := sl.SwitchOffSemantic(ctx, tenant, reason, now); err != nil {
+		s.logf("semantic cache: cannot switch tenant %s's semantic cache off (%s): %v", tenant, reason, err)
+		return
+	}
+	s.logf("semantic cache of tenant %s switched off: %s", tenant, reason)
+	select {
+	case s.kick <- struct{}{}: // reload the policies now
+	default:
+	}
+	s.alerts.send(alerts.Alert{Tenant: tenant, Kind: KindSemanticOff, Who: ledger.SemanticSwitcher, Reason: reason, At: now,
+		Text: fmt.Sprintf("costctl: tenant %s: semantic cache switched off by %s: %s", tenant, ledger.SemanticSwitcher, reason)})
+}

@@ -1,0 +1,449 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/costctl/costctl/alerts"
+	"github.com/costctl/costctl/internal/fakeembed"
+	"github.com/costctl/costctl/ledger"
+	"github.com/costctl/costctl/pricing"
+	"github.com/costctl/costctl/semcache"
+)
+
+// testClock is a settable clock for the proxy (TTLs).
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *testClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) add(d time.Duration)     { c.ns.Add(int64(d)) }
+func semChat(sys, user, extra string) string { return semChatT(sys, user, "0", extra) }
+
+func semChatT(sys, user, temp, extra string) string {
+	b, _ := json.Marshal([]map[string]string{{"role": "system", "content": sys}, {"role": "user", "content": user}})
+	return fmt.Sprintf(`{"model":"gpt-4o-mini","temperature":%s,%s"messages":%s,"max_tokens":100}`, temp, extra, b)
+}
+
+type semEnv struct {
+	*env
+	fe    *fakeembed.Server
+	store *semcache.MemStore
+	clock *testClock
+}
+
+func newSemEnv(t *testing.T, mod func(*Config)) *semEnv {
+	fe := fakeembed.New()
+	t.Cleanup(fe.Close)
+	fe.Key = testOpenAIKey // the proxy's OpenAI upstream key
+	se := &semEnv{fe: fe, store: semcache.NewMemStore(), clock: newTestClock()}
+	se.env = newEnv(t, func(c *Config) {
+		c.EmbedUpstream, c.SemanticStore, c.Now = fe.URL, se.store, se.clock.now
+		if mod != nil {
+			mod(c)
+		}
+	})
+	return se
+}
+
+// partition is the semantic partition of an OpenAI chat body.
+func (se *semEnv) partition(tenant, body string) string {
+	se.t.Helper()
+	r, err := semcache.ParseOpenAI([]byte(body), tenant, false)
+	if err != nil {
+		se.t.Fatal(err)
+	}
+	return semcache.Partition(r)
+}
+
+// similarity is what the store computes for two last user messages.
+func similarity(a, b string) string {
+	s := semcache.Dot(semcache.Normalize(fakeembed.Vector(a)), semcache.Normalize(fakeembed.Vector(b)))
+	return strconv.FormatFloat(s, 'f', 4, 64)
+}
+
+const (
+	semSys    = "You are a travel agent."
+	semStored = "Please show me all the cheapest direct flights from Paris to Rome on May 2 for two adults with hand luggage and a window seat if possible"
+	semPara   = "Hi, please show me all the cheapest direct flights from Paris to Rome on May 2 for two adults with hand luggage and a window seat if possible thanks"
+	semMuseum = "Can you tell me whether the city museum of modern art is open on Monday mornings during the summer holidays for visitors with children"
+)
+
+func TestProxySemanticCache(t *testing.T) {
+	se := newSemEnv(t, nil)
+	ctx := context.Background()
+	k := se.key("acme", "alice", "acme-k")
+	kg := se.key("globex", "", "globex-k")
+	ki := se.key("initech", "", "initech-k")
+	for _, tn := range []string{"acme", "globex"} {
+		se.setPolicy(ledger.Policy{Tenant: tn, SemanticCache: true, Similarity: 9500, SemanticTTL: time.Hour})
+	}
+	se.setPolicy(ledger.Policy{Tenant: "initech", Cache: true})
+	se.waitPolicy("acme", func(p ledger.Policy) bool { return p.SemanticCache })
+	se.waitPolicy("globex", func(p ledger.Policy) bool { return p.SemanticCache })
+	se.waitPolicy("initech", func(p ledger.Policy) bool { return p.Cache })
+
+	post := func(key, body string, hdr ...string) resp {
+		t.Helper()
+		r := se.do("POST", "/v1/chat/completions", key, false, body, hdr...)
+		if r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		return r
+	}
+	// Two entries stored by misses.
+	for _, q := range []string{semStored, semMuseum} {
+		body := semChat(semSys, q, "")
+		if r := post(k, body); r.Header.Get("X-Costctl-Cache") == "semantic" {
+			t.Fatal("an empty cache hit")
+		}
+		part := se.partition("acme", body)
+		eventually(t, "entry stored", func() bool { return se.store.Len(part) >= 1 })
+	}
+	if n := se.store.Len(se.partition("acme", semChat(semSys, semStored, ""))); n != 2 {
+		t.Fatalf("partition holds %d entries, want 2", n)
+	}
+	calls := se.up.calls.Load()
+	orig := post(k, semChat(semSys, semStored, "")) // an exact repeat: the exact cache is off, the semantic one answers
+	if orig.Header.Get("X-Costctl-Cache") != "semantic" || orig.Header.Get("X-Costctl-Similarity") != "1.0000" {
+		t.Fatalf("repeat: %q %q", orig.Header.Get("X-Costctl-Cache"), orig.Header.Get("X-Costctl-Similarity"))
+	}
+
+	// A paraphrase above the threshold: served from the stored answer.
+	r := post(k, semChat(semSys, semPara, ""))
+	wantSim := similarity(semPara, semStored)
+	if r.Header.Get("X-Costctl-Cache") != "semantic" || r.Header.Get("X-Costctl-Similarity") != wantSim || wantSim == "1.0000" ||
+		r.Body != orig.Body || !strings.Contains(r.Body, `"content":"hello world"`) || se.up.calls.Load() != calls {
+		t.Fatalf("paraphrase: %q %q (want %s), upstream %d→%d\n%s", r.Header.Get("X-Costctl-Cache"), r.Header.Get("X-Costctl-Similarity"), wantSim, calls, se.up.calls.Load(), r.Body)
+	}
+
+	// A streaming request served from the hit: a well-formed stream.
+	rs := post(k, semChat(semSys, semPara, `"stream":true,`))
+	data := sseData(rs.Body)
+	if rs.Header.Get("X-Costctl-Cache") != "semantic" || !strings.HasPrefix(rs.Header.Get("Content-Type"), "text/event-stream") ||
+		len(data) != 3 || data[2] != "[DONE]" || se.up.calls.Load() != calls {
+		t.Fatalf("streamed hit: %q\n%s", rs.Header.Get("X-Costctl-Cache"), rs.Body)
+	}
+	var text strings.Builder
+	for _, d := range data[:2] {
+		var ch struct {
+			Object  string `json:"object"`
+			Choices []struct {
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+				FinishReason *string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(d), &ch); err != nil || ch.Object != "chat.completion.chunk" || len(ch.Choices) != 1 {
+			t.Fatalf("chunk %s: %v", d, err)
+		}
+		text.WriteString(ch.Choices[0].Delta.Content)
+	}
+	if text.String() != "hello world" {
+		t.Fatalf("streamed text %q", text.String())
+	}
+
+	// Misses: each goes upstream.
+	for _, tc := range []struct {
+		name, key, body string
+		hdr             []string
+	}{
+		{"changed number", k, semChat(semSys, strings.Replace(semStored, "May 2", "May 3", 1), ""), nil},
+		{"negation", k, semChat(semSys, strings.Replace(semMuseum, "is open", "is not open", 1), ""), nil},
+		{"swapped content words", k, semChat(semSys, strings.Replace(semStored, "Paris to Rome", "Rome to Paris", 1), ""), nil},
+		{"another tenant", kg, semChat(semSys, semStored, ""), nil},
+		{"another system prompt", k, semChat("You are a poet.", semStored, ""), nil},
+		{"another temperature", k, semChatT(semSys, semStored, "0.5", ""), []string{"X-Costctl-Cache", "force"}},
+	} {
+		before := se.up.calls.Load()
+		r := post(tc.key, tc.body, tc.hdr...)
+		if r.Header.Get("X-Costctl-Cache") == "semantic" || se.up.calls.Load() != before+1 {
+			t.Errorf("%s: %q, upstream %d→%d", tc.name, r.Header.Get("X-Costctl-Cache"), before, se.up.calls.Load())
+		}
+	}
+	embedded := 2 + 1 + 1 + 1 + 6 // stored, repeat, paraphrase, streamed, misses
+	if se.fe.Calls() != embedded {
+		t.Fatalf("%d embedding calls, want %d", se.fe.Calls(), embedded)
+	}
+
+	// Policy off: no embedding at all.
+	r = post(ki, semChat(semSys, semStored, ""))
+	if r.Header.Get("X-Costctl-Cache") != "miss" || se.fe.Calls() != embedded {
+		t.Fatalf("policy off: %q, %d embedding calls", r.Header.Get("X-Costctl-Cache"), se.fe.Calls())
+	}
+
+	// An hour later the entries have expired.
+	se.clock.add(time.Hour)
+	before := se.up.calls.Load()
+	if r := post(k, semChat(semSys, semPara, "")); r.Header.Get("X-Costctl-Cache") == "semantic" || se.up.calls.Load() != before+1 {
+		t.Fatalf("expired entry served: %q", r.Header.Get("X-Costctl-Cache"))
+	}
+	embedded++
+
+	// The ledger: one embedding row per embedded request, each semantic
+	// hit a cache hit at cost 0 avoiding the original call's cost.
+	calls2 := 2 + 6 + 1 + 1 // forwarded: stored, misses, policy off, expired
+	hits := 3
+	rows := se.waitRows(embedded + calls2 + hits)
+	callCost := priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: 1000, CachedTokens: 200, OutputTokens: 50})
+	avoided, _ := callCost.Money()
+	var nEmbed, nHit int
+	var embedCost pricing.Amount
+	for _, rw := range rows {
+		switch {
+		case rw.Metric == ledger.MetricEmbed:
+			nEmbed++
+			want := priceOf(t, "text-embedding-3-small", ledger.Event{InputTokens: rw.In})
+			if rw.Model != "text-embedding-3-small" || rw.In <= 0 || rw.Cost != want || rw.Hit || rw.Endpoint != "/v1/embeddings" {
+				t.Fatalf("embedding row %+v, want cost %s", rw, want)
+			}
+			embedCost = embedCost.Add(rw.Cost)
+		case rw.Hit:
+			nHit++
+			if !rw.Cost.IsZero() || rw.Avoided != int64(avoided) || rw.Tenant != "acme" || rw.Model != "gpt-4o-mini" {
+				t.Fatalf("hit row %+v, want avoided %d", rw, avoided)
+			}
+		}
+	}
+	var nSem int
+	if err := se.db.SQL().QueryRow(`SELECT COUNT(*) FROM events WHERE semantic = 1 AND cache_hit = 1 AND tenant = 'acme'`).Scan(&nSem); err != nil {
+		t.Fatal(err)
+	}
+	if nEmbed != embedded || nHit != hits || nSem != hits {
+		t.Fatalf("%d embedding rows (want %d), %d hit rows, %d semantic (want %d)", nEmbed, embedded, nHit, nSem, hits)
+	}
+	tot, err := se.db.Totals(ctx, se.clock.now().Add(-48*time.Hour), se.clock.now().Add(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.SemanticHits != int64(hits) || tot.SemanticAvoided != avoided*pricing.Money(hits) || tot.EmbedCalls != int64(embedded) || tot.EmbedCost != embedCost {
+		t.Fatalf("totals: %d semantic hits avoiding %s, %d embeddings costing %s; want %d, %s, %d, %s",
+			tot.SemanticHits, tot.SemanticAvoided, tot.EmbedCalls, tot.EmbedCost, hits, avoided*pricing.Money(hits), embedded, embedCost)
+	}
+	if tot.NetSemantic() != pricing.AmountFromMoney(avoided*pricing.Money(hits)).Sub(embedCost) {
+		t.Fatalf("net %s", tot.NetSemantic())
+	}
+}
+
+func TestProxySemanticEmbedFailureIsAMiss(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }))
+	t.Cleanup(down.Close)
+	se := newSemEnv(t, func(c *Config) { c.EmbedUpstream = down.URL })
+	k := se.key("acme", "", "k")
+	se.setPolicy(ledger.Policy{Tenant: "acme", SemanticCache: true})
+	se.waitPolicy("acme", func(p ledger.Policy) bool { return p.SemanticCache })
+	for range 2 {
+		r := se.do("POST", "/v1/chat/completions", k, false, semChat(semSys, semStored, ""))
+		if r.Status != 200 || r.Header.Get("X-Costctl-Cache") == "semantic" {
+			t.Fatalf("%d %q", r.Status, r.Header.Get("X-Costctl-Cache"))
+		}
+	}
+	rows := se.waitRows(2)
+	for _, rw := range rows {
+		if rw.Metric == ledger.MetricEmbed || rw.Hit {
+			t.Fatalf("row %+v", rw)
+		}
+	}
+	if se.up.calls.Load() != 2 || !strings.Contains(se.log.String(), "embedding for tenant acme failed (served as a miss)") {
+		t.Fatalf("upstream calls %d; log:\n%s", se.up.calls.Load(), se.log.String())
+	}
+}
+
+// hookRecorder receives webhook alerts.
+type hookRecorder struct {
+	mu   sync.Mutex
+	body []map[string]any
+}
+
+func (h *hookRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	h.mu.Lock()
+	h.body = append(h.body, m)
+	h.mu.Unlock()
+}
+
+func (h *hookRecorder) all() []map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]map[string]any(nil), h.body...)
+}
+
+func TestProxySemanticVerifySwitchOff(t *testing.T) {
+	hook := &hookRecorder{}
+	hs := httptest.NewServer(hook)
+	t.Cleanup(hs.Close)
+	notifier := alerts.New(hs.URL, hs.Client(), nil)
+	t.Cleanup(func() { _ = notifier.Close(context.Background()) })
+	se := newSemEnv(t, func(c *Config) {
+		c.Notifier, c.VerifySampleBP, c.VerifyMin = notifier, 10_000, 3
+	})
+	ctx := context.Background()
+	k := se.key("acme", "", "k")
+	se.setPolicy(ledger.Policy{Tenant: "acme", SemanticCache: true, Similarity: 9500, MinPrecision: 9800})
+	se.waitPolicy("acme", func(p ledger.Policy) bool { return p.SemanticCache })
+	body := semChat(semSys, semStored, "")
+	se.do("POST", "/v1/chat/completions", k, false, body)
+	part := se.partition("acme", body)
+	eventually(t, "entry stored", func() bool { return se.store.Len(part) == 1 })
+
+	precision := func(n int64) (int64, int64) {
+		var checked, matched int64
+		eventually(t, fmt.Sprintf("%d verifications", n), func() bool {
+			var err error
+			checked, matched, err = se.db.Precision(ctx, "acme", time.Time{})
+			return err == nil && checked >= n
+		})
+		return checked, matched
+	}
+	hit := func() {
+		t.Helper()
+		r := se.do("POST", "/v1/chat/completions", k, false, semChat(semSys, semPara, ""))
+		if r.Header.Get("X-Costctl-Cache") != "semantic" || !strings.Contains(r.Body, `"content":"hello world"`) {
+			t.Fatalf("not a hit: %q %s", r.Header.Get("X-Costctl-Cache"), r.Body)
+		}
+	}
+	// A good hit: the upstream agrees.
+	hit()
+	if c, m := precision(1); c != 1 || m != 1 {
+		t.Fatalf("precision %d/%d", m, c)
+	}
+	// Planted bad hits: the upstream now answers differently.
+	bad := "goodbye world"
+	se.up.reply.Store(&bad)
+	hit()
+	if c, m := precision(2); c != 2 || m != 1 {
+		t.Fatalf("precision %d/%d", m, c)
+	}
+	if p, _ := se.db.Policies(ctx); !p["acme"].SemanticCache {
+		t.Fatal("switched off before --verify-min checks")
+	}
+	hit()
+	if c, m := precision(3); c != 3 || m != 1 {
+		t.Fatalf("precision %d/%d", m, c)
+	}
+	const reason = "measured precision 33.3% < 98.0% over 3 verified hits"
+	var pol ledger.Policy
+	eventually(t, "semantic cache switched off", func() bool {
+		p, err := se.db.Policies(ctx)
+		pol = p["acme"]
+		return err == nil && !pol.SemanticCache
+	})
+	if pol.SemanticOff != reason {
+		t.Fatalf("SemanticOff %q", pol.SemanticOff)
+	}
+	ch, err := se.db.PolicyChanges(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ch[len(ch)-1]
+	if last.Who != ledger.SemanticSwitcher || last.Reason != reason || last.What != "semantic-cache off" {
+		t.Fatalf("audit row %+v", last)
+	}
+	eventually(t, "webhook alert", func() bool { return len(hook.all()) == 1 })
+	a := hook.all()[0]
+	if a["kind"] != KindSemanticOff || a["tenant"] != "acme" || a["reason"] != reason ||
+		a["text"] != "costctl: tenant acme: semantic cache switched off by costctl proxy: "+reason {
+		t.Fatalf("alert %v", a)
+	}
+	// The proxy reloads the policy: no more embedding, no more hits.
+	se.waitPolicy("acme", func(p ledger.Policy) bool { return !p.SemanticCache })
+	emb := se.fe.Calls()
+	r := se.do("POST", "/v1/chat/completions", k, false, semChat(semSys, semPara, ""))
+	if r.Header.Get("X-Costctl-Cache") == "semantic" || se.fe.Calls() != emb || !strings.Contains(r.Body, bad) {
+		t.Fatalf("after switch-off: %q, %d→%d embeddings", r.Header.Get("X-Costctl-Cache"), emb, se.fe.Calls())
+	}
+	// Rows: 2 forwarded calls, 3 hits, 3 verification calls, 4 embeddings.
+	rows := se.waitRows(12)
+	var verified int
+	for _, rw := range rows {
+		if !rw.Hit && rw.Metric != ledger.MetricEmbed {
+			verified++
+			if rw.Cost != priceOf(t, "gpt-4o-mini", ledger.Event{InputTokens: 1000, CachedTokens: 200, OutputTokens: 50}) {
+				t.Fatalf("call row %+v", rw)
+			}
+		}
+	}
+	if len(rows) != 12 || verified != 5 {
+		t.Fatalf("%d rows, %d billed calls", len(rows), verified)
+	}
+}
+
+// BenchmarkProxySemanticMiss is a request that misses the semantic cache
+// (a new question each time) with the cache on: the proxy's whole time,
+// and the embedding call to the loopback fake reported apart.
+func BenchmarkProxySemanticMiss(b *testing.B) {
+	fe := fakeembed.New()
+	defer fe.Close()
+	var embedNS atomic.Int64
+	te := &timedEmbedder{e: &semcache.OpenAIEmbedder{BaseURL: fe.URL, APIKey: testOpenAIKey}, ns: &embedNS}
+	e := newEnv(b, func(c *Config) { c.Embedder = te; c.SampleOut = nil })
+	k := e.key("acme", "", "k")
+	e.setPolicy(ledger.Policy{Tenant: "acme", SemanticCache: true})
+	e.waitPolicy("acme", func(p ledger.Policy) bool { return p.SemanticCache })
+	client := &http.Client{Transport: NewTransport()}
+	var direct, proxied int64
+	b.ResetTimer()
+	embedNS.Store(0)
+	for i := range b.N {
+		body := semChat(semSys, fmt.Sprintf("question number %d about topic %d", i, i*7), "")
+		req, _ := http.NewRequest("POST", e.http.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+k)
+		p0 := time.Now()
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		proxied += time.Since(p0).Nanoseconds()
+		if res.StatusCode != 200 || res.Header.Get("X-Costctl-Cache") == "semantic" {
+			b.Fatalf("%d %q", res.StatusCode, res.Header.Get("X-Costctl-Cache"))
+		}
+		// The same call straight to the fake upstream: the baseline.
+		t0 := time.Now()
+		up, _ := http.NewRequest("POST", e.up.URL()+"/v1/chat/completions", strings.NewReader(body))
+		up.Header.Set("Authorization", "Bearer "+testOpenAIKey)
+		ures, err := client.Do(up)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, ures.Body)
+		ures.Body.Close()
+		direct += time.Since(t0).Nanoseconds()
+	}
+	b.StopTimer()
+	n := int64(b.N)
+	b.ReportMetric(float64(embedNS.Load()/n), "embed-ns/op")
+	b.ReportMetric(float64(direct/n), "direct-ns/op")
+	b.ReportMetric(float64(proxied/n), "proxied-ns/op")
+	b.ReportMetric(float64((proxied-direct-embedNS.Load())/n), "added-excl-embed-ns/op")
+}
+
+type timedEmbedder struct {
+	e  semcache.Embedder
+	ns *atomic.Int64
+}
+
+func (t *timedEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, semcache.Usage, error) {
+	t0 := time.Now()
+	v, u, err := t.e.Embed(ctx, texts)
+	t.ns.Add(time.Since(t0).Nanoseconds())
+	return v, u, err
+}
