@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/proxy"
+	"github.com/costctl/costctl/semcache"
 )
 
 // ProxyOptions are the inputs of `costctl proxy`.
@@ -43,6 +45,15 @@ type ProxyOptions struct {
 	RedisPrefix       string
 	RedisReconcile    time.Duration
 	MaxCallDuration   time.Duration
+
+	// The semantic cache (per tenant: policy set --semantic-cache on).
+	EmbedUpstream      string // "" = Upstream
+	EmbedModel         string
+	SemanticMaxEntries int
+	VerifySample       string // share of semantic hits verified upstream, percent ("2%")
+	VerifyWindow       time.Duration
+	VerifyMin          int64
+	verifyBP           int64
 
 	// Ready, when set, is called with the address the proxy listens on
 	// once it accepts connections (tests listen on port 0).
@@ -84,6 +95,21 @@ Each tenant's policy (costctl policy set) applies within a second:
                        or a seed; or header x-costctl-cache: force), in
                        memory for --cache-ttl; a hit costs $0 and records
                        what it avoided
+  --semantic-cache on  deterministic chat completions and messages that miss
+                       the exact cache are embedded (--embed-upstream,
+                       --embed-model; a ledger row, metric
+                       semantic-cache:embed) and answered from an earlier
+                       request of the same tenant, model and everything but
+                       the last user message when the two last user messages
+                       are --similarity alike and agree on numbers,
+                       negations and word order (header x-costctl-cache:
+                       semantic, x-costctl-similarity); in this process's
+                       memory, at most --semantic-max-entries per partition.
+                       --verify-sample of the hits are also sent upstream
+                       (billed) and compared; a tenant whose precision over
+                       --verify-window (at least --verify-min checks) is
+                       below its --min-precision is switched off, with a
+                       semantic_off alert
 
 Each served call is one ledger row: source proxy, tenant and user of the
 virtual key, metric = the key's name, endpoint = the route
@@ -136,6 +162,23 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 					return usageErrorf("--redis: want redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://...: %v", redactURLError(err, opts.Redis))
 				}
 			}
+			if opts.SemanticMaxEntries <= 0 {
+				return usageErrorf("--semantic-max-entries must be positive (e.g. 10000)")
+			}
+			if opts.VerifyWindow <= 0 {
+				return usageErrorf("--verify-window must be positive (e.g. 168h)")
+			}
+			if opts.VerifyMin <= 0 {
+				return usageErrorf("--verify-min must be positive (e.g. 20)")
+			}
+			if strings.TrimSpace(opts.EmbedModel) == "" {
+				return usageErrorf("--embed-model must not be empty")
+			}
+			bp, err := parseVerifySample(opts.VerifySample)
+			if err != nil {
+				return err
+			}
+			opts.verifyBP = bp
 			if _, _, err := net.SplitHostPort(opts.Listen); err != nil {
 				return usageErrorf("--listen %q: want HOST:PORT (e.g. 127.0.0.1:8787)", opts.Listen)
 			}
@@ -159,7 +202,31 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 	fl.StringVar(&opts.RedisPrefix, "redis-prefix", "costctl:", "prefix of every Redis key (isolates deployments)")
 	fl.DurationVar(&opts.RedisReconcile, "redis-reconcile", 30*time.Second, "how often Redis budget counters are reconciled with the ledger")
 	fl.DurationVar(&opts.MaxCallDuration, "max-call-duration", 30*time.Minute, "with a shared budget, the longest a call may run")
+	fl.StringVar(&opts.EmbedUpstream, "embed-upstream", "", "semantic cache: OpenAI-compatible /v1/embeddings base URL, called with OPENAI_API_KEY (default: --upstream)")
+	fl.StringVar(&opts.EmbedModel, "embed-model", semcache.DefaultEmbedModel, "semantic cache: embedding model (priced from the table)")
+	fl.IntVar(&opts.SemanticMaxEntries, "semantic-max-entries", proxy.DefaultSemanticMaxEntries, "semantic cache: entries per partition (least recently used out)")
+	fl.StringVar(&opts.VerifySample, "verify-sample", "0%", "semantic cache: share of hits also sent upstream (billed) and compared, e.g. 2%")
+	fl.DurationVar(&opts.VerifyWindow, "verify-window", proxy.DefaultVerifyWindow, "semantic cache: precision is measured over this window")
+	fl.Int64Var(&opts.VerifyMin, "verify-min", proxy.DefaultVerifyMin, "semantic cache: least verified hits before a tenant below its --min-precision is switched off")
 	return cmd
+}
+
+// parseVerifySample reads --verify-sample, a share in percent ("2%", "2",
+// "0.5%"), as basis points.
+func parseVerifySample(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSpace(s), "%")
+	if !sampleRE().MatchString(t) {
+		return 0, usageErrorf("invalid --verify-sample %q: a share in percent, like 2%% or 0.5 (0: off)", s)
+	}
+	r, _ := new(big.Rat).SetString(t)
+	r.Mul(r, big.NewRat(100, 1))
+	switch {
+	case !r.IsInt():
+		return 0, usageErrorf("invalid --verify-sample %q: the finest share is 0.01%%", s)
+	case r.Cmp(big.NewRat(10_000, 1)) > 0:
+		return 0, usageErrorf("invalid --verify-sample %q: a share is 0 to 100%%", s)
+	}
+	return r.Num().Int64(), nil
 }
 
 func runProxy(ctx context.Context, opts *ProxyOptions) error {
@@ -236,6 +303,8 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		budgetMode = "budgets shared through the ledger"
 	}
 	cfg.MaxCallDuration = opts.MaxCallDuration
+	cfg.EmbedUpstream, cfg.EmbedModel, cfg.SemanticMaxEntries = opts.EmbedUpstream, opts.EmbedModel, opts.SemanticMaxEntries
+	cfg.VerifySampleBP, cfg.VerifyWindow, cfg.VerifyMin, cfg.SemanticLedger = opts.verifyBP, opts.VerifyWindow, opts.VerifyMin, db
 	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
 		_ = ln.Close() // nothing was served on it
