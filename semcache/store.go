@@ -63,8 +63,11 @@ func EntryID(partition, text string) string {
 }
 
 // MemStore is an in-process Store. Each partition keeps its vectors in one
-// contiguous slice (a lookup is a scan of dot products) and a list in
-// recency order. Safe for concurrent use.
+// contiguous slice, a 256-bit SimHash signature per entry in another, and a
+// list in recency order. A lookup in a large partition scans the signatures
+// by Hamming distance and computes the exact cosine similarity only for the
+// nearest few (see index.go): it may miss an entry, never returns one below
+// minSim. Safe for concurrent use.
 type MemStore struct {
 	mu    sync.Mutex
 	parts map[string]*memPart
@@ -73,7 +76,9 @@ type MemStore struct {
 type memPart struct {
 	mu    sync.RWMutex
 	dim   int
-	vecs  []float32 // entry in slot i: vecs[i*dim:(i+1)*dim]
+	vecs  []float32   // entry in slot i: vecs[i*dim:(i+1)*dim]
+	sigs  []signature // entry in slot i: sigs[i]
+	hash  *simhasher  // for dim
 	slots []*memEntry
 	byID  map[string]*memEntry
 	lru   list.List // of *memEntry, most recently used first
@@ -130,41 +135,29 @@ func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, 
 	if len(q) != p.dim {
 		return nil, fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(q), p.dim)
 	}
-	type hit struct {
-		e   *memEntry
-		sim float64
-	}
 	var top []hit
 	dim := p.dim
-	for i, me := range p.slots {
-		sim := Dot(q, p.vecs[i*dim:(i+1)*dim])
+	consider := func(me *memEntry) {
+		sim := Dot(q, p.vecs[me.slot*dim:(me.slot+1)*dim])
 		if sim < minSim {
-			continue
+			return
 		}
 		if !me.expires.IsZero() && !now.Before(me.expires) {
-			continue
+			return
 		}
-		better := func(a, b hit) bool {
-			if a.sim != b.sim {
-				return a.sim > b.sim
-			}
-			return a.e.e.Created.After(b.e.e.Created)
+		top = insertHit(top, hit{me, sim})
+	}
+	bound := hammingBound(minSim)
+	if len(p.slots) < exactScanBelow || bound >= sigBits/2 {
+		for _, me := range p.slots {
+			consider(me)
 		}
-		h := hit{me, sim}
-		if len(top) == MaxCandidates && !better(h, top[len(top)-1]) {
-			continue
+	} else {
+		var nn nearest
+		p.prefilter(p.hash.sign(q, nil), bound, now, &nn)
+		for _, c := range nn.items() {
+			consider(p.slots[c.slot])
 		}
-		j := len(top)
-		if j < MaxCandidates {
-			top = append(top, h)
-		} else {
-			j--
-		}
-		for j > 0 && better(h, top[j-1]) {
-			top[j] = top[j-1]
-			j--
-		}
-		top[j] = h
 	}
 	out := make([]Candidate, len(top))
 	for i, h := range top {
@@ -190,11 +183,14 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	if ttl > 0 {
 		expires = e.Created.Add(ttl)
 	}
+	// The signature before the lock: it is the costly part of a Put.
+	hash := simhasherFor(len(e.Vector))
+	sig := hash.sign(e.Vector, nil)
 	p := s.part(e.Partition, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.slots) == 0 {
-		p.dim = len(e.Vector)
+		p.dim, p.hash = len(e.Vector), hash
 	}
 	if len(e.Vector) != p.dim {
 		return fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(e.Vector), p.dim)
@@ -202,6 +198,7 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	if me := p.byID[e.ID]; me != nil {
 		me.e, me.expires = e, expires
 		copy(p.vecs[me.slot*p.dim:], e.Vector)
+		p.sigs[me.slot] = sig
 		me.e.Vector = nil // held in p.vecs
 		p.lru.MoveToFront(me.elem)
 		return nil
@@ -219,6 +216,7 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	}
 	me := &memEntry{e: e, expires: expires, slot: len(p.slots)}
 	p.vecs = append(p.vecs, e.Vector...)
+	p.sigs = append(p.sigs, sig)
 	me.e.Vector = nil // held in p.vecs; Lookup hands out a copy
 	p.slots = append(p.slots, me)
 	p.byID[e.ID] = me
@@ -231,12 +229,14 @@ func (p *memPart) remove(me *memEntry) {
 	if me.slot != last {
 		moved := p.slots[last]
 		copy(p.vecs[me.slot*p.dim:(me.slot+1)*p.dim], p.vecs[last*p.dim:(last+1)*p.dim])
+		p.sigs[me.slot] = p.sigs[last]
 		moved.slot = me.slot
 		p.slots[me.slot] = moved
 	}
 	p.slots[last] = nil
 	p.slots = p.slots[:last]
 	p.vecs = p.vecs[:last*p.dim]
+	p.sigs = p.sigs[:last]
 	delete(p.byID, me.e.ID)
 	p.lru.Remove(me.elem)
 }
