@@ -104,7 +104,8 @@ Each tenant's policy (costctl policy set) applies within a second:
                        are --similarity alike and agree on numbers,
                        negations and word order (header x-costctl-cache:
                        semantic, x-costctl-similarity); in this process's
-                       memory, at most --semantic-max-entries per partition.
+                       memory (in Redis with --redis), at most
+                       --semantic-max-entries per partition.
                        --verify-sample of the hits are also sent upstream
                        (billed) and compared; a tenant whose precision over
                        --verify-window (at least --verify-min checks) is
@@ -198,7 +199,7 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 	fl.DurationVar(&opts.CacheTTL, "cache-ttl", 24*time.Hour, "how long a cached answer is served")
 	fl.Float64Var(&opts.SpikeFactor, "spike-factor", 5, "alert when a tenant burns this many times its baseline")
 	fl.BoolVar(&opts.SharedBudget, "shared-budget", false, "share budgets with every proxy on this ledger (reservations held in the ledger; always on with a PostgreSQL ledger)")
-	fl.StringVar(&opts.Redis, "redis", "", "keep budget counters, block changes and the exact cache in Redis at URL (redis://HOST:PORT/DB)")
+	fl.StringVar(&opts.Redis, "redis", "", "keep budget counters, block changes, the exact cache and the semantic cache in Redis at URL (redis://HOST:PORT/DB)")
 	fl.StringVar(&opts.RedisPrefix, "redis-prefix", "costctl:", "prefix of every Redis key (isolates deployments)")
 	fl.DurationVar(&opts.RedisReconcile, "redis-reconcile", 30*time.Second, "how often Redis budget counters are reconciled with the ledger")
 	fl.DurationVar(&opts.MaxCallDuration, "max-call-duration", 30*time.Minute, "with a shared budget, the longest a call may run")
@@ -296,7 +297,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	switch {
 	case rdb != nil:
 		cfg.Redis, cfg.RedisPrefix, cfg.ReconcileInterval = rdb, opts.RedisPrefix, opts.RedisReconcile
-		budgetMode = "budgets, block changes and exact cache shared in redis " + rdb.Options().Addr + " (prefix " + opts.RedisPrefix + ")"
+		budgetMode = "budgets, block changes, exact and semantic cache shared in redis " + rdb.Options().Addr + " (prefix " + opts.RedisPrefix + ")"
 	case opts.SharedBudget || db.IsPostgres():
 		// On PostgreSQL a fleet shares the ledger: holds by default.
 		cfg.Holds = db

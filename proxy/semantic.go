@@ -90,7 +90,11 @@ func (s *Server) semSetup() {
 	if cfg.VerifyMin <= 0 {
 		cfg.VerifyMin = DefaultVerifyMin
 	}
-	if cfg.SemanticStore == nil {
+	switch {
+	case cfg.SemanticStore != nil:
+	case cfg.Redis != nil:
+		cfg.SemanticStore = NewRedisSemStore(cfg.Redis, cfg.RedisPrefix)
+	default:
 		cfg.SemanticStore = semcache.NewMemStore()
 	}
 	if cfg.Embedder == nil {

@@ -86,7 +86,7 @@ type Config struct {
 	EmbedUpstream      string            // OpenAI-compatible /v1/embeddings base URL ("" = OpenAIUpstream), called with OpenAIKey
 	EmbedModel         string            // "" = semcache.DefaultEmbedModel
 	Embedder           semcache.Embedder // nil: an OpenAIEmbedder on EmbedUpstream
-	SemanticStore      semcache.Store    // nil: in this process (semcache.NewMemStore)
+	SemanticStore      semcache.Store    // nil: in Redis with Redis (RedisSemStore), else in this process (semcache.NewMemStore)
 	SemanticMaxEntries int               // entries per partition (0: DefaultSemanticMaxEntries)
 	SemanticLedger     SemanticLedger    // verifications (nil: Control when it implements it)
 	VerifySampleBP     int64             // share of semantic hits also sent upstream, basis points (0: none)
