@@ -447,3 +447,54 @@ func (t *timedEmbedder) Embed(ctx context.Context, texts []string) ([][]float32,
 	t.ns.Add(time.Since(t0).Nanoseconds())
 	return v, u, err
 }
+
+// TestProxySemanticMessages: Anthropic messages get the semantic cache too,
+// a streamed hit built from the stored answer included.
+func TestProxySemanticMessages(t *testing.T) {
+	se := newSemEnv(t, nil)
+	k := se.key("acme", "", "k")
+	se.setPolicy(ledger.Policy{Tenant: "acme", SemanticCache: true})
+	se.waitPolicy("acme", func(p ledger.Policy) bool { return p.SemanticCache })
+	msg := func(user, extra string) string {
+		b, _ := json.Marshal(user)
+		return fmt.Sprintf(`{"model":"claude-sonnet-4-5","max_tokens":200,"temperature":0,%s"system":"be brief","messages":[{"role":"user","content":%s}]}`, extra, b)
+	}
+	r1 := se.do("POST", "/v1/messages", k, true, msg(semStored, ""))
+	if r1.Status != 200 || r1.Header.Get("X-Costctl-Cache") == "semantic" {
+		t.Fatalf("%d %q %s", r1.Status, r1.Header.Get("X-Costctl-Cache"), r1.Body)
+	}
+	req, err := semcache.ParseAnthropic([]byte(msg(semStored, "")), "acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "entry stored", func() bool { return se.store.Len(semcache.Partition(req)) == 1 })
+	calls := se.up.calls.Load()
+	r2 := se.do("POST", "/v1/messages", k, true, msg(semPara, ""))
+	if r2.Header.Get("X-Costctl-Cache") != "semantic" || r2.Body != r1.Body || se.up.calls.Load() != calls {
+		t.Fatalf("hit: %q\n%s", r2.Header.Get("X-Costctl-Cache"), r2.Body)
+	}
+	r3 := se.do("POST", "/v1/messages", k, true, msg(semPara, `"stream":true,`))
+	if r3.Header.Get("X-Costctl-Cache") != "semantic" || se.up.calls.Load() != calls {
+		t.Fatalf("streamed hit: %q", r3.Header.Get("X-Costctl-Cache"))
+	}
+	var types []string
+	for _, d := range sseData(r3.Body) {
+		var ev struct {
+			Type  string `json:"type"`
+			Delta struct {
+				Text string `json:"text"`
+			} `json:"delta"`
+		}
+		if err := json.Unmarshal([]byte(d), &ev); err != nil {
+			t.Fatalf("event %s: %v", d, err)
+		}
+		types = append(types, ev.Type)
+		if ev.Type == "content_block_delta" && ev.Delta.Text != "bonjour" {
+			t.Fatalf("delta %s", d)
+		}
+	}
+	want := "message_start content_block_start content_block_delta content_block_stop message_delta message_stop"
+	if strings.Join(types, " ") != want {
+		t.Fatalf("events %v", types)
+	}
+}
