@@ -3,8 +3,6 @@ package commands
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,52 +12,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/costctl/costctl/internal/redistest"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 )
 
-// fleetRedis is the test Redis (COSTCTL_TEST_REDIS, default
-// redis://127.0.0.1:6379/0) and a key prefix of this test's own, its keys
-// deleted when the test ends; unreachable, the test is skipped (failed
-// under COSTCTL_REQUIRE_SERVICES=1).
+// fleetRedis is the test Redis's URL and a key prefix of this test's own
+// (internal/redistest).
 func fleetRedis(t *testing.T) (url, prefix string) {
 	t.Helper()
-	url = os.Getenv("COSTCTL_TEST_REDIS")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("COSTCTL_TEST_REDIS %q: %v", url, err)
-	}
-	rdb := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("COSTCTL_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("redis at %s unreachable and COSTCTL_REQUIRE_SERVICES=1: %v", url, err)
-		}
-		t.Skipf("redis at %s unreachable (set COSTCTL_TEST_REDIS): %v", url, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix = "costctl-test:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		var keys []string
-		it := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for it.Next(ctx) {
-			keys = append(keys, it.Val())
-		}
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
-	return url, prefix
+	_, prefix = redistest.Client(t)
+	return redistest.URL(), prefix
 }
 
 // startProxyBinArgs starts the built binary's proxy with extra flags.
