@@ -159,32 +159,8 @@ func buildBig(ctx context.Context, db *ledger.DB, n int64, now time.Time) error 
 			return err
 		}
 	}
-	// Every event costs under $1 (cost_dollars 0): sum the pico-dollars and carry.
-	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-		SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced),
-		SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(latency_ms > 0)`
-	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
-	for _, dim := range append(append([]string(nil), ledger.Dimensions...), "all") {
-		col := `"` + dim + `"`
-		if dim == "all" {
-			col = `''`
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO rollup_minute (minute, dim, key, `+into[1:]+`
-			SELECT ts_ms / 60000, ?, `+col+`, `+cols+` FROM events GROUP BY 1, 3`, dim); err != nil {
-			return err
-		}
-		for _, up := range []struct{ table, col, from, fromCol, div string }{
-			{"rollup_hour", "hour", "rollup_minute", "minute", "60"},
-			{"rollup_day", "day", "rollup_hour", "hour", "24"},
-		} {
-			if _, err := conn.ExecContext(ctx, `INSERT INTO `+up.table+` (`+up.col+`, dim, key, `+into[1:]+`
-				SELECT `+up.fromCol+` / `+up.div+`, dim, key, SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-				SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000,
-				SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
-				FROM `+up.from+` WHERE dim = ? GROUP BY 1, 3`, dim); err != nil {
-				return err
-			}
-		}
+	if err := buildRollups(ctx, db, false); err != nil {
+		return err
 	}
 	_, err := conn.ExecContext(ctx, `ANALYZE`)
 	return err
@@ -273,31 +249,8 @@ func buildBigPG(ctx context.Context, db *ledger.DB, n int64, now time.Time) erro
 			return err
 		}
 	}
-	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-		SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced),
-		SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(CASE WHEN latency_ms > 0 THEN 1 ELSE 0 END)`
-	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
-	for _, dim := range append(append([]string(nil), ledger.Dimensions...), "all") {
-		col := `"` + dim + `"`
-		if dim == "all" {
-			col = `''`
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO rollup_minute (minute, dim, key, `+into[1:]+`
-			SELECT floor(ts_ms / 60000.0)::bigint, ?::text, `+col+`, `+cols+` FROM events GROUP BY 1, 3`, dim); err != nil {
-			return err
-		}
-		for _, up := range []struct{ table, col, from, fromCol, div string }{
-			{"rollup_hour", "hour", "rollup_minute", "minute", "60"},
-			{"rollup_day", "day", "rollup_hour", "hour", "24"},
-		} {
-			if _, err := conn.ExecContext(ctx, `INSERT INTO `+up.table+` (`+up.col+`, dim, key, `+into[1:]+`
-				SELECT floor(`+up.fromCol+` / `+up.div+`.0)::bigint, dim, key, SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-				SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000,
-				SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
-				FROM `+up.from+` WHERE dim = ? GROUP BY 1, 2, 3`, dim); err != nil {
-				return err
-			}
-		}
+	if err := buildRollups(ctx, db, true); err != nil {
+		return err
 	}
 	_, err := conn.ExecContext(ctx, `ANALYZE`)
 	return err
@@ -330,4 +283,43 @@ func TestBigBuilderPGRollupsAgree(t *testing.T) {
 	if err != nil || len(rows) != 500 {
 		t.Fatalf("%d users, want 500 (%v)", len(rows), err)
 	}
+}
+
+// buildRollups aggregates the bench ledger's events into the minute
+// rollups and those into hours and days, per dimension, as Insert would
+// have kept them. Every event costs under $1 (cost_dollars 0): the
+// pico-dollars are summed and carried. pg: PostgreSQL's bucket arithmetic.
+func buildRollups(ctx context.Context, db *ledger.DB, pg bool) error {
+	conn := db.SQL()
+	bucket := func(col, div string) string { return col + " / " + div }
+	if pg {
+		bucket = func(col, div string) string { return "floor(" + col + " / " + div + ".0)::bigint" }
+	}
+	cols := `COUNT(*), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+		SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000, SUM(unpriced),
+		SUM(cache_hit), SUM(CASE WHEN latency_ms > 0 THEN latency_ms ELSE 0 END), SUM(CASE WHEN latency_ms > 0 THEN 1 ELSE 0 END)`
+	into := `(calls, input_tokens, cached_tokens, output_tokens, cost_dollars, cost_pico, unpriced_calls, cache_hits, latency_ms_sum, latency_calls)`
+	for _, dim := range append(append([]string(nil), ledger.Dimensions...), "all") {
+		col := `"` + dim + `"`
+		if dim == "all" {
+			col = `''`
+		}
+		if _, err := conn.ExecContext(ctx, `INSERT INTO rollup_minute (minute, dim, key, `+into[1:]+`
+			SELECT `+bucket("ts_ms", "60000")+`, ?, `+col+`, `+cols+` FROM events GROUP BY 1, 3`, dim); err != nil {
+			return err
+		}
+		for _, up := range []struct{ table, col, from, fromCol, div string }{
+			{"rollup_hour", "hour", "rollup_minute", "minute", "60"},
+			{"rollup_day", "day", "rollup_hour", "hour", "24"},
+		} {
+			if _, err := conn.ExecContext(ctx, `INSERT INTO `+up.table+` (`+up.col+`, dim, key, `+into[1:]+`
+				SELECT `+bucket(up.fromCol, up.div)+`, dim, key, SUM(calls), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+				SUM(cost_dollars) + SUM(cost_pico) / 1000000000000, SUM(cost_pico) % 1000000000000,
+				SUM(unpriced_calls), SUM(cache_hits), SUM(latency_ms_sum), SUM(latency_calls)
+				FROM `+up.from+` WHERE dim = ? GROUP BY 1, 2, 3`, dim); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
