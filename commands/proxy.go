@@ -50,6 +50,7 @@ type ProxyOptions struct {
 	EmbedUpstream      string // "" = Upstream
 	EmbedModel         string
 	SemanticMaxEntries int
+	SemanticStore      string // memory, ledger or redis ("" = redis with --redis, else memory)
 	VerifySample       string // share of semantic hits verified upstream, percent ("2%")
 	VerifyWindow       time.Duration
 	VerifyMin          int64
@@ -104,8 +105,9 @@ Each tenant's policy (costctl policy set) applies within a second:
                        are --similarity alike and agree on numbers,
                        negations and word order (header x-costctl-cache:
                        semantic, x-costctl-similarity); in this process's
-                       memory (in Redis with --redis), at most
-                       --semantic-max-entries per partition.
+                       memory (in Redis with --redis; in the ledger, shared
+                       by every proxy on it, with --semantic-store ledger),
+                       at most --semantic-max-entries per partition.
                        --verify-sample of the hits are also sent upstream
                        (billed) and compared; a tenant whose precision over
                        --verify-window (at least --verify-min checks) is
@@ -163,6 +165,15 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 					return usageErrorf("--redis: want redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://...: %v", redactURLError(err, opts.Redis))
 				}
 			}
+			switch opts.SemanticStore {
+			case "", proxy.SemStoreMemory, proxy.SemStoreLedger:
+			case proxy.SemStoreRedis:
+				if opts.Redis == "" {
+					return usageErrorf("--semantic-store redis needs --redis URL")
+				}
+			default:
+				return usageErrorf("--semantic-store %q: want memory, ledger or redis", opts.SemanticStore)
+			}
 			if opts.SemanticMaxEntries <= 0 {
 				return usageErrorf("--semantic-max-entries must be positive (e.g. 10000)")
 			}
@@ -206,6 +217,7 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 	fl.StringVar(&opts.EmbedUpstream, "embed-upstream", "", "semantic cache: OpenAI-compatible /v1/embeddings base URL, called with OPENAI_API_KEY (default: --upstream)")
 	fl.StringVar(&opts.EmbedModel, "embed-model", semcache.DefaultEmbedModel, "semantic cache: embedding model (priced from the table)")
 	fl.IntVar(&opts.SemanticMaxEntries, "semantic-max-entries", proxy.DefaultSemanticMaxEntries, "semantic cache: entries per partition (least recently used out)")
+	fl.StringVar(&opts.SemanticStore, "semantic-store", "", "semantic cache: where entries live: memory, ledger (shared by every proxy on the ledger) or redis (default: redis with --redis, else memory)")
 	fl.StringVar(&opts.VerifySample, "verify-sample", "0%", "semantic cache: share of hits also sent upstream (billed) and compared, e.g. 2%")
 	fl.DurationVar(&opts.VerifyWindow, "verify-window", proxy.DefaultVerifyWindow, "semantic cache: precision is measured over this window")
 	fl.Int64Var(&opts.VerifyMin, "verify-min", proxy.DefaultVerifyMin, "semantic cache: least verified hits before a tenant below its --min-precision is switched off")
@@ -306,6 +318,14 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	cfg.MaxCallDuration = opts.MaxCallDuration
 	cfg.EmbedUpstream, cfg.EmbedModel, cfg.SemanticMaxEntries = opts.EmbedUpstream, opts.EmbedModel, opts.SemanticMaxEntries
 	cfg.VerifySampleBP, cfg.VerifyWindow, cfg.VerifyMin, cfg.SemanticLedger = opts.verifyBP, opts.VerifyWindow, opts.VerifyMin, db
+	var semRedis redis.UniversalClient
+	if rdb != nil {
+		semRedis = rdb
+	}
+	if cfg.SemanticStore, err = proxy.SemanticStoreFor(opts.SemanticStore, db, semRedis, opts.RedisPrefix, opts.Now); err != nil {
+		_ = ln.Close() // nothing was served on it
+		return usageErrorf("--semantic-store: %v", err)
+	}
 	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
 		_ = ln.Close() // nothing was served on it

@@ -89,7 +89,7 @@ func TestBatchV9Ledger(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "old.db")
 	w := writeLedger(t, path, []Event{ev("a", t0, "acme", "gpt-4o", pricing.Dollars(1))})
 	want := readAll(t, w)
-	for _, s := range append(downgradeV12Stmts(), "DROP TABLE budget_holds", "DROP TABLE budget_spent", "DROP TABLE batch_requests", "DROP TABLE batches", "PRAGMA user_version = 9") {
+	for _, s := range append(downgradeV13Stmts(), "DROP TABLE budget_holds", "DROP TABLE budget_spent", "DROP TABLE batch_requests", "DROP TABLE batches", "PRAGMA user_version = 9") {
 		if _, err := w.SQL().Exec(s); err != nil {
 			t.Fatal(err)
 		}

@@ -255,7 +255,7 @@ func testControlUpdatePolicyConcurrent(t *testing.T, newDB func() *DB) {
 // tables.
 func downgradeToV6(t *testing.T, db *DB) {
 	t.Helper()
-	for _, s := range append(downgradeV12Stmts(), "ALTER TABLE judge_cache DROP COLUMN cache_write_5m_tokens", "ALTER TABLE judge_cache DROP COLUMN cache_write_1h_tokens",
+	for _, s := range append(downgradeV13Stmts(), "ALTER TABLE judge_cache DROP COLUMN cache_write_5m_tokens", "ALTER TABLE judge_cache DROP COLUMN cache_write_1h_tokens",
 		"ALTER TABLE events DROP COLUMN status", "DROP TABLE budget_holds", "DROP TABLE budget_spent", "DROP TABLE batch_requests", "DROP TABLE batches", "DROP TABLE virtual_keys", "DROP TABLE policies", "DROP TABLE policy_audit", "PRAGMA user_version = 6") {
 		if _, err := db.SQL().Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -268,8 +268,8 @@ func downgradeToV6(t *testing.T, db *DB) {
 // control tables work.
 func TestControlV6Ledger(t *testing.T) {
 	ctx := context.Background()
-	if SchemaVersion != 12 {
-		t.Fatalf("schema version %d: this test downgrades v12 to v6", SchemaVersion)
+	if SchemaVersion != 13 {
+		t.Fatalf("schema version %d: this test downgrades v13 to v6", SchemaVersion)
 	}
 	path := filepath.Join(t.TempDir(), "old.db")
 	w := writeLedger(t, path, []Event{

@@ -320,6 +320,9 @@ ALTER TABLE events ADD COLUMN content_hash INTEGER NOT NULL DEFAULT 0;
 	// the tenants' semantic cache policy, verification results
 	// (semantic.go).
 	func() string { return semanticMigration(false) },
+	// v13: the semantic cache's entries, shared by the proxies on a ledger
+	// (semantic_store.go).
+	func() string { return semanticEntriesMigration(false) },
 }
 
 // SchemaVersion is the schema version this build writes (SQLite's

@@ -31,6 +31,7 @@ type pgMigration struct {
 var pgMigrations = []pgMigration{
 	{11, pgSchemaV11},
 	{12, func() string { return semanticMigration(true) }},
+	{13, func() string { return semanticEntriesMigration(true) }},
 }
 
 // pgSchemaVersion is the version pgMigrations bring a ledger to.

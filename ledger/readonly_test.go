@@ -310,7 +310,7 @@ func downgrade(t *testing.T, db *DB, v int) {
 	// v9 → v8: no cache-write tokens in the judge cache; v8 → v7: no
 	// status column; v7 → v6: no control tables (they are harmless to a
 	// v6 reader and left).
-	stmts := append(downgradeV12Stmts(), "ALTER TABLE judge_cache DROP COLUMN cache_write_5m_tokens", "ALTER TABLE judge_cache DROP COLUMN cache_write_1h_tokens",
+	stmts := append(downgradeV13Stmts(), "ALTER TABLE judge_cache DROP COLUMN cache_write_5m_tokens", "ALTER TABLE judge_cache DROP COLUMN cache_write_1h_tokens",
 		"ALTER TABLE events DROP COLUMN status")
 	// v6 → v5: no token kinds in the rollups.
 	for _, l := range rollupLevels {

@@ -155,7 +155,7 @@ func TestSemanticV11Ledger(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := readAll(t, w)
-	for _, s := range append(downgradeV12Stmts(), "PRAGMA user_version = 11") {
+	for _, s := range append(downgradeV13Stmts(), "PRAGMA user_version = 11") {
 		if _, err := w.SQL().Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -198,7 +198,7 @@ func TestSemanticV11Ledger(t *testing.T) {
 	}
 }
 
-// PostgreSQL: a v11 ledger migrates to v12 with costctl db migrate.
+// PostgreSQL: a v11 ledger migrates to the current version with costctl db migrate.
 func TestSemanticPostgresMigration(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.DSN(t)
@@ -211,7 +211,7 @@ func TestSemanticPostgresMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := readAll(t, db)
-	for _, s := range append(downgradeV12Stmts(), "UPDATE costctl_schema SET version = 11") {
+	for _, s := range append(downgradeV13Stmts(), "UPDATE costctl_schema SET version = 11") {
 		if _, err := db.SQL().Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -219,7 +219,7 @@ func TestSemanticPostgresMigration(t *testing.T) {
 	if _, err := Open(ctx, dsn); err == nil || !strings.Contains(err.Error(), "run costctl db migrate") {
 		t.Fatalf("v11: %v", err)
 	}
-	if from, to, err := Migrate(ctx, dsn); err != nil || from != 11 || to != 12 {
+	if from, to, err := Migrate(ctx, dsn); err != nil || from != 11 || to != SchemaVersion {
 		t.Fatalf("migrate: %d → %d, %v", from, to, err)
 	}
 	db2, err := Open(ctx, dsn)

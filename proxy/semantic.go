@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/costctl/costctl/alerts"
 	"github.com/costctl/costctl/evaluator"
 	"github.com/costctl/costctl/ledger"
@@ -106,6 +108,41 @@ func (s *Server) semSetup() {
 		}
 	}
 	s.embedModel, _ = cfg.Pricing.Lookup(cfg.EmbedModel)
+}
+
+// Where the semantic cache keeps its entries (costctl proxy
+// --semantic-store).
+const (
+	SemStoreMemory = "memory" // this process only (semcache.NewMemStore)
+	SemStoreLedger = "ledger" // the ledger, shared by every proxy on it (NewLedgerSemStore)
+	SemStoreRedis  = "redis"  // Redis, shared by every proxy on it (NewRedisSemStore)
+)
+
+// SemanticStoreFor is the semantic cache store kind names: "" is redis
+// with rdb, else memory; ledger needs db, redis needs rdb. now (nil:
+// time.Now) is the ledger store's clock.
+func SemanticStoreFor(kind string, db SemanticEntries, rdb redis.UniversalClient, prefix string, now func() time.Time) (semcache.Store, error) {
+	if kind == "" {
+		kind = SemStoreMemory
+		if rdb != nil {
+			kind = SemStoreRedis
+		}
+	}
+	switch kind {
+	case SemStoreMemory:
+		return semcache.NewMemStore(), nil
+	case SemStoreLedger:
+		if db == nil {
+			return nil, fmt.Errorf("semantic cache store %q needs a ledger", kind)
+		}
+		return NewLedgerSemStore(db, now), nil
+	case SemStoreRedis:
+		if rdb == nil {
+			return nil, fmt.Errorf("semantic cache store %q needs --redis", kind)
+		}
+		return NewRedisSemStore(rdb, prefix), nil
+	}
+	return nil, fmt.Errorf("semantic cache store %q: want %s, %s or %s", kind, SemStoreMemory, SemStoreLedger, SemStoreRedis)
 }
 
 // semView is c's request as the semantic cache sees it, or nil when c is
