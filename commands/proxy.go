@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/costctl/costctl/alerts"
+	"github.com/costctl/costctl/evaluator"
 	"github.com/costctl/costctl/ledger"
 	"github.com/costctl/costctl/pricing"
 	"github.com/costctl/costctl/proxy"
@@ -54,6 +55,7 @@ type ProxyOptions struct {
 	VerifySample       string // share of semantic hits verified upstream, percent ("2%")
 	VerifyWindow       time.Duration
 	VerifyMin          int64
+	VerifyJudge        string // OpenAI-compatible judge model for answers that differ ("" = exact match only)
 	verifyBP           int64
 
 	// Ready, when set, is called with the address the proxy listens on
@@ -109,10 +111,17 @@ Each tenant's policy (costctl policy set) applies within a second:
                        by every proxy on it, with --semantic-store ledger),
                        at most --semantic-max-entries per partition.
                        --verify-sample of the hits are also sent upstream
-                       (billed) and compared; a tenant whose precision over
-                       --verify-window (at least --verify-min checks) is
-                       below its --min-precision is switched off, with a
-                       semantic_off alert
+                       (billed) and compared: equal texts match; with
+                       --verify-judge MODEL, texts that differ are judged
+                       (score >= 0.5 is a match) by MODEL on the OpenAI
+                       upstream with OPENAI_API_KEY, as an eval judge is
+                       (retries, one repair turn), a ledger row of the
+                       tenant (metric semantic-cache:verify-judge, its
+                       cost); without it they are a mismatch; a judge
+                       failure counts the hit neither way. A tenant whose
+                       precision over --verify-window (at least
+                       --verify-min checks) is below its --min-precision
+                       is switched off, with a semantic_off alert
 
 Each served call is one ledger row: source proxy, tenant and user of the
 virtual key, metric = the key's name, endpoint = the route
@@ -183,6 +192,9 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 			if opts.VerifyMin <= 0 {
 				return usageErrorf("--verify-min must be positive (e.g. 20)")
 			}
+			if opts.VerifyJudge != "" && strings.TrimSpace(opts.VerifyJudge) != opts.VerifyJudge {
+				return usageErrorf("--verify-judge %q: want a model name", opts.VerifyJudge)
+			}
 			if strings.TrimSpace(opts.EmbedModel) == "" {
 				return usageErrorf("--embed-model must not be empty")
 			}
@@ -220,6 +232,7 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 	fl.StringVar(&opts.SemanticStore, "semantic-store", "", "semantic cache: where entries live: memory, ledger (shared by every proxy on the ledger) or redis (default: redis with --redis, else memory)")
 	fl.StringVar(&opts.VerifySample, "verify-sample", "0%", "semantic cache: share of hits also sent upstream (billed) and compared, e.g. 2%")
 	fl.DurationVar(&opts.VerifyWindow, "verify-window", proxy.DefaultVerifyWindow, "semantic cache: precision is measured over this window")
+	fl.StringVar(&opts.VerifyJudge, "verify-judge", "", "semantic cache: OpenAI-compatible judge model (priced in the table) deciding whether a verified hit's answer and the upstream's agree when their texts differ (default: exact match only)")
 	fl.Int64Var(&opts.VerifyMin, "verify-min", proxy.DefaultVerifyMin, "semantic cache: least verified hits before a tenant below its --min-precision is switched off")
 	return cmd
 }
@@ -253,6 +266,21 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	oaKey, anKey := opts.Getenv("OPENAI_API_KEY"), opts.Getenv("ANTHROPIC_API_KEY")
 	if oaKey == "" && anKey == "" {
 		return errors.New("no upstream key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY in the proxy's environment")
+	}
+	var verifyJudge *evaluator.SingleJudge
+	if opts.VerifyJudge != "" {
+		if oaKey == "" {
+			return usageErrorf("--verify-judge %s: the judge is called on the OpenAI upstream with OPENAI_API_KEY, which is not set", opts.VerifyJudge)
+		}
+		upstream := opts.Upstream
+		if upstream == "" {
+			upstream = proxy.DefaultOpenAIUpstream
+		}
+		verifyJudge, err = evaluator.NewSingleJudge(evaluator.SingleJudgeConfig{Judge: &evaluator.Judge{Name: "verify", Model: opts.VerifyJudge},
+			BaseURL: strings.TrimRight(upstream, "/") + "/v1", APIKey: oaKey, Now: opts.Now, Table: table})
+		if err != nil {
+			return usageErrorf("--verify-judge: %v", err)
+		}
 	}
 	db, err := opts.Ledger(ctx)
 	if err != nil {
@@ -318,6 +346,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 	cfg.MaxCallDuration = opts.MaxCallDuration
 	cfg.EmbedUpstream, cfg.EmbedModel, cfg.SemanticMaxEntries = opts.EmbedUpstream, opts.EmbedModel, opts.SemanticMaxEntries
 	cfg.VerifySampleBP, cfg.VerifyWindow, cfg.VerifyMin, cfg.SemanticLedger = opts.verifyBP, opts.VerifyWindow, opts.VerifyMin, db
+	cfg.SemanticLedger = proxy.WithVerifyJudge(cfg.SemanticLedger, verifyJudge)
 	var semRedis redis.UniversalClient
 	if rdb != nil {
 		semRedis = rdb

@@ -40,7 +40,8 @@ import (
 //
 // Verification: Config.VerifySampleBP of the hits are also sent upstream
 // after the hit was served, billed and recorded like any call; the two
-// answers' texts are compared exactly and the result is a
+// answers' texts are compared exactly and, when they differ and a verify
+// judge is set (WithVerifyJudge), a judge decides; the result is a
 // ledger.Verification. When the tenant's precision over VerifyWindow, with
 // at least VerifyMin checks, falls below its MinPrecision, its semantic
 // cache is switched off (ledger SwitchOffSemantic, an audit row) and a
@@ -348,21 +349,112 @@ func (s *Server) verify(up *http.Request, c *call, cachedText string, sim float6
 	s.record(ev)
 	s.Served.Add(1)
 	match := strings.TrimSpace(text) == strings.TrimSpace(cachedText)
-	detail := ""
-	if !match {
+	method, detail := VerifyExact, ""
+	sl := s.cfg.SemanticLedger
+	if jl, ok := sl.(*judgedLedger); ok {
+		sl = jl.SemanticLedger
+		if !match {
+			var ok bool
+			if match, detail, ok = s.judgeAnswers(jl.judge, c, cachedText, text); !ok {
+				return
+			}
+			method = VerifyJudge
+		}
+	}
+	if !match && method == VerifyExact {
 		detail = "the upstream answered differently"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	now := s.now()
-	sl := s.cfg.SemanticLedger
 	if err := sl.RecordVerification(ctx, ledger.Verification{Tenant: c.key.Tenant, At: now, Similarity: min(max(sim, -1), 1),
-		Match: match, Method: "exact", Detail: detail}); err != nil {
+		Match: match, Method: method, Detail: detail}); err != nil {
 		s.logf("semantic cache: cannot record a verification for tenant %s: %v", c.key.Tenant, err)
 		return
 	}
 	s.checkPrecision(ctx, c.key.Tenant, now)
 }
+
+// How a verification compared the two answers (ledger.Verification.Method).
+const (
+	VerifyExact = "exact" // the texts are equal (after trimming space)
+	VerifyJudge = "judge" // they are not; the verify judge decided
+)
+
+// MetricVerifyJudge is the ledger metric of a verify judge's call.
+const MetricVerifyJudge = "semantic-cache:verify-judge"
+
+// VerifyRubric is the verify judge's system message.
+const VerifyRubric = "Two answers to the same request follow. Score 1 if they give the same answer (same facts, numbers, decision), 0 if they differ in substance."
+
+// verifyJudgeTimeout bounds a verify judge's question, retries included.
+const verifyJudgeTimeout = 2 * time.Minute
+
+// judgedLedger is a SemanticLedger whose verifications ask a judge when
+// the two answers are not equal (WithVerifyJudge).
+type judgedLedger struct {
+	SemanticLedger
+	judge *evaluator.SingleJudge
+}
+
+// WithVerifyJudge makes verification ask judge (costctl proxy
+// --verify-judge) whether a verified hit's answer and the upstream's agree
+// when their texts differ: a score of at least 0.5 is a match, recorded
+// with method VerifyJudge and the judge's reason. Equal texts stay
+// VerifyExact with no judge call. Each judge call is a ledger row of the
+// hit's tenant (metric MetricVerifyJudge, the judge's model, its cost);
+// when the judge fails, the hit is not counted either way. Set the result
+// as Config.SemanticLedger.
+func WithVerifyJudge(sl SemanticLedger, judge *evaluator.SingleJudge) SemanticLedger {
+	if judge == nil || sl == nil {
+		return sl
+	}
+	return &judgedLedger{SemanticLedger: sl, judge: judge}
+}
+
+// judgeAnswers asks j whether the cached and the upstream answer agree
+// and records the judge call; ok is false when the judge gave no verdict
+// (logged).
+func (s *Server) judgeAnswers(j *evaluator.SingleJudge, c *call, cachedText, upstreamText string) (match bool, reason string, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), verifyJudgeTimeout)
+	defer cancel()
+	user := "## Answer 1\n" + strings.TrimSpace(cachedText) + "\n\n## Answer 2\n" + strings.TrimSpace(upstreamText)
+	start := s.now()
+	v, u, _, err := j.Ask(ctx, VerifyRubric, user)
+	if u != (pricing.Usage{}) {
+		m, _ := s.cfg.Pricing.Lookup(j.Model())
+		ev := ledger.Event{
+			Key:                fmt.Sprintf("proxy:%s:%d", s.runID, s.seq.Add(1)),
+			Time:               start,
+			Source:             ledger.SourceProxy,
+			Tenant:             c.key.Tenant,
+			User:               c.key.User,
+			Endpoint:           "/v1/chat/completions",
+			Metric:             MetricVerifyJudge,
+			Model:              j.Model(),
+			Status:             http.StatusOK,
+			InputTokens:        u.InputTokens,
+			CachedTokens:       u.CachedInputTokens,
+			CacheWrite5mTokens: u.CacheWrite5mTokens,
+			CacheWrite1hTokens: u.CacheWrite1hTokens,
+			OutputTokens:       u.OutputTokens,
+			LatencyMS:          max(s.now().Sub(start).Milliseconds(), 0),
+		}
+		if m != nil {
+			ev.Model = m.Name
+		}
+		price(m, &ev)
+		s.record(ev)
+	}
+	if err != nil {
+		s.logf("semantic cache: verify judge for tenant %s failed (hit not counted): %s", c.key.Tenant,
+			evaluator.Redact(oneLineErr(err), s.cfg.OpenAIKey, s.cfg.AnthropicKey))
+		return false, "", false
+	}
+	return v.Score >= 0.5, evaluator.Redact(v.Reason, s.cfg.OpenAIKey, s.cfg.AnthropicKey), true
+}
+
+func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // checkPrecision switches tenant's semantic cache off when its measured
 // precision is below its minimum.
