@@ -71,7 +71,12 @@ $USER), and a running costctl proxy applies it within a second.
 
 Calls and tokens are those a provider billed. Eval verdicts served from
 costctl's judge cache are cache hits, not calls: a line under the header
-counts them and what they avoided (JSON: cache_hits, avoided_usd).
+counts them and what they avoided (JSON: cache_hits, avoided_usd). When some
+row has proxy semantic cache hits or embedding calls, two more columns show
+them: SEM HITS (the semantic hits among the cache hits) and NET SEM (what
+the semantic cache saved after paying for its embeddings, with a minus sign
+when it cost more; JSON, always: semantic_hits, net_semantic_usd). On a
+terminal narrower than 100 columns the live view leaves them out.
 
 Costs are those recorded in the ledger (priced when each event was written,
 or since by costctl reprice). Queries read per-minute, per-hour and per-day
@@ -271,7 +276,9 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 	}
 	fmt.Fprintln(w)
 	t := &render.Table{}
-	for _, c := range tui.Columns {
+	cols := tui.ShownColumns(s.Rows) // the optional ones only with something to show
+	for _, i := range cols {
+		c := tui.Columns[i]
 		t.Headers = append(t.Headers, c.WideTitle(s.Config.GroupBy))
 		if c.IsKey() {
 			t.Align = append(t.Align, render.Left)
@@ -280,9 +287,9 @@ func writeTopTable(opts *TopOptions, s tui.Snapshot, path string) error {
 		}
 	}
 	for _, r := range s.Rows {
-		cells := make([]string, len(tui.Columns))
-		for i, c := range tui.Columns {
-			cells[i] = c.Text(r)
+		cells := make([]string, len(cols))
+		for j, i := range cols {
+			cells[j] = tui.Columns[i].Text(r)
 		}
 		t.AddRow(cells...)
 	}

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,46 @@ func TestTopCacheHits(t *testing.T) {
 			}
 			assertGolden(t, tc.name, tio.out.String())
 		})
+	}
+}
+
+// With semantic cache hits and embedding calls in the ledger, the table
+// shows SEMANTIC HITS and NET SEMANTIC per tenant (a net loss with a minus
+// sign, tenants with neither "-"); the other goldens, without them, do not.
+func TestTopSemantic(t *testing.T) {
+	path := ingestFixture(t)
+	db, err := ledger.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// acme: 3 semantic hits avoiding $0.045 each, 4 embeddings; globex: 5
+	// embeddings and no hit. An embedding of 200 tokens costs $0.000004.
+	at := testNow.Add(-10 * time.Minute)
+	var evs []ledger.Event
+	for i := 0; i < 3; i++ {
+		evs = append(evs, ledger.Event{Key: fmt.Sprintf("proxy:sem%d", i), Time: at, Source: ledger.SourceProxy, Tenant: "acme", Model: "gpt-4o",
+			InputTokens: 10000, OutputTokens: 2000, CacheHit: true, Semantic: true, Avoided: pricing.Dollars(45) / 1000, Status: 200})
+	}
+	for i, tenant := range []string{"acme", "acme", "acme", "acme", "globex", "globex", "globex", "globex", "globex"} {
+		evs = append(evs, ledger.Event{Key: fmt.Sprintf("proxy:embed%d", i), Time: at, Source: ledger.SourceProxy, Tenant: tenant,
+			Metric: ledger.MetricEmbed, Model: "text-embedding-3-small", InputTokens: 200, CostExact: pricing.AmountFromPico(4_000_000), Status: 200})
+	}
+	if _, err := db.Insert(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tio := newTestIO("")
+	if code := Run(context.Background(), testFactory(tio, path), []string{"top", "--once"}); code != 0 || tio.errOut.Len() != 0 {
+		t.Fatalf("exit %d: %s", code, tio.errOut.String())
+	}
+	out := tio.out.String()
+	assertGolden(t, "top/semantic.txt", out)
+	for _, want := range []string{"SEMANTIC HITS", "NET SEMANTIC", "-<$0.01"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -31,6 +31,12 @@ type Column struct {
 	// JSON are the fields the column puts in a JSON row, in order; none
 	// when the column is not in the JSON.
 	JSON []JSONField
+	// Optional, when set, makes the column optional: it is shown only
+	// when Optional holds for some row of the snapshot, so a table with
+	// nothing for it reads as it did before the column existed. (The live
+	// view also leaves the optional columns out when the terminal is too
+	// narrow for them; see Model.columns.)
+	Optional func(r Row) bool
 }
 
 // JSONField is one field of a JSON row of top.
@@ -49,6 +55,32 @@ func (c Column) Title(groupBy string) string {
 		return strings.ToUpper(groupBy)
 	}
 	return c.Header
+}
+
+// ShownFor reports whether c is shown for a snapshot with rows: always,
+// unless it is optional and no row has anything for it.
+func (c Column) ShownFor(rows []Row) bool {
+	if c.Optional == nil {
+		return true
+	}
+	for _, r := range rows {
+		if c.Optional(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// ShownColumns are the indexes in Columns of the columns shown for a
+// snapshot with rows, left to right.
+func ShownColumns(rows []Row) []int {
+	var cols []int
+	for i, c := range Columns {
+		if c.ShownFor(rows) {
+			cols = append(cols, i)
+		}
+	}
+	return cols
 }
 
 // WideTitle is the column's header in the --once table.
@@ -105,6 +137,41 @@ var Columns = []Column{
 		},
 		Compare: compareCost, // the share of the cost sorts as the cost
 		JSON:    []JSONField{{"share_pct", func(r Row) any { return round1(r.Share) }}}},
+	// The semantic cache, shown when some row has a semantic hit or an
+	// embedding call: its hits (of the cache hits; JSON semantic_hits, by
+	// the calls) and what it saved after paying for its embeddings (JSON
+	// net_semantic_usd, by the cost; negative when it cost more than it
+	// saved). Rows without either show none.
+	{ID: "semhits", Header: "SEM HITS", Wide: "SEMANTIC HITS", Width: 8,
+		Cell: func(r Row) string {
+			if !hasSemantic(r) {
+				return "–"
+			}
+			return compact(r.SemanticHits)
+		},
+		Text: func(r Row) string {
+			if !hasSemantic(r) {
+				return "-"
+			}
+			return render.Int(r.SemanticHits)
+		},
+		Compare:  func(a, b Row) int { return desc(a.SemanticHits, b.SemanticHits) },
+		Optional: hasSemantic},
+	{ID: "netsem", Header: "NET SEM", Wide: "NET SEMANTIC", Width: 10,
+		Cell: func(r Row) string {
+			if !hasSemantic(r) {
+				return "–"
+			}
+			return signed(money, r.NetSemantic())
+		},
+		Text: func(r Row) string {
+			if !hasSemantic(r) {
+				return "-"
+			}
+			return signed(Cents, r.NetSemantic())
+		},
+		Compare:  func(a, b Row) int { return b.NetSemantic().Cmp(a.NetSemantic()) },
+		Optional: hasSemantic},
 	{ID: "burn", Header: "BURN/H", Width: 9,
 		Cell:    func(r Row) string { return WithMark(money(r.Burn), r.RecentCalls, r.RecentUnpriced) },
 		Text:    func(r Row) string { return WithMark(Cents(r.Burn), r.RecentCalls, r.RecentUnpriced) },
@@ -170,6 +237,20 @@ func compareCost(a, b Row) int {
 		return c
 	}
 	return desc(a.UnpricedCalls, b.UnpricedCalls)
+}
+
+// hasSemantic reports whether r has anything of the semantic cache: a
+// hit or an embedding call.
+func hasSemantic(r Row) bool { return r.SemanticHits > 0 || r.EmbedCalls > 0 }
+
+// signed renders an amount that may be negative with format (money or
+// Cents) and a minus sign: "-$1.25", "-<$0.01" for a loss under a cent
+// (never a $0.00 that is not).
+func signed(format func(pricing.Amount) string, m pricing.Amount) string {
+	if m.Sign() < 0 {
+		return "-" + format(m.Neg())
+	}
+	return format(m)
 }
 
 func latency(r Row, none string) string {

@@ -15,13 +15,16 @@ import (
 
 // columnRows are two rows where hi sorts before lo in every column's
 // natural order (more of everything, and the name first A→Z), and both
-// have something to show in every cell (some calls unpriced).
+// have something to show in every cell (some calls unpriced, semantic
+// cache hits and embeddings, lo's at a net loss).
 func columnRows() (hi, lo Row) {
 	hi = Row{Key: "alpha", Totals: ledger.Totals{Calls: 40, InputTokens: 9000, OutputTokens: 700, Cost: usd(pricing.Dollars(30)),
-		UnpricedCalls: 3, CacheHits: 2, LatencyMSSum: 40 * 2500, LatencyCalls: 40},
+		UnpricedCalls: 3, CacheHits: 2, LatencyMSSum: 40 * 2500, LatencyCalls: 40,
+		SemanticHits: 2, SemanticAvoided: pricing.Dollars(4), EmbedCalls: 6, EmbedCost: usd(pricing.Dollars(1) / 50)},
 		Burn: usd(pricing.Dollars(12)), RecentCalls: 4, RecentUnpriced: 1, Share: 75}
 	lo = Row{Key: "beta", Totals: ledger.Totals{Calls: 10, InputTokens: 1000, OutputTokens: 100, Cost: usd(pricing.Dollars(10)),
-		UnpricedCalls: 1, CacheHits: 1, LatencyMSSum: 10 * 800, LatencyCalls: 10},
+		UnpricedCalls: 1, CacheHits: 1, LatencyMSSum: 10 * 800, LatencyCalls: 10,
+		SemanticHits: 1, SemanticAvoided: pricing.Dollars(1) / 1000, EmbedCalls: 9, EmbedCost: usd(pricing.Dollars(1) / 20)}, // a net loss
 		Burn: usd(pricing.Dollars(2)), RecentCalls: 2, RecentUnpriced: 0, Share: 25}
 	return hi, lo
 }

@@ -213,9 +213,9 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case m.keys.Reverse.matches(msg):
 		m.reverse = !m.reverse
 	case m.keys.SortLeft.matches(msg):
-		m.sortCol = (m.sortCol + len(Columns) - 1) % len(Columns)
+		m.sortCol = m.nextSort(-1)
 	case m.keys.SortRight.matches(msg):
-		m.sortCol = (m.sortCol + 1) % len(Columns)
+		m.sortCol = m.nextSort(+1)
 	case m.keys.Group.matches(msg):
 		dims := ledger.Dimensions
 		for i, d := range dims {
@@ -332,8 +332,9 @@ func (m Model) render() string {
 
 	// Table.
 	rows := m.visibleRows()
-	keyW := m.width - fixedWidth
-	add(st.header.Render(m.headerLine(keyW)))
+	cols := m.columns()
+	keyW := m.width - fixedWidth(cols)
+	add(st.header.Render(m.headerLine(cols, keyW)))
 	footer := m.footer()
 	room := m.height - len(lines) - 1 - strings.Count(footer, "\n")
 	if len(rows) == 0 {
@@ -353,10 +354,10 @@ func (m Model) render() string {
 			break
 		}
 		if m.opts.Act != nil && i == m.selectedIndex(rows) {
-			add(m.styles.selected.Render(m.rowLineSel(r, keyW, true)))
+			add(m.styles.selected.Render(m.rowLineSel(r, cols, keyW, true)))
 			continue
 		}
-		add(m.rowLine(r, keyW))
+		add(m.rowLine(r, cols, keyW))
 	}
 	for len(lines) < m.height-1-strings.Count(footer, "\n") {
 		add("")
@@ -388,27 +389,70 @@ func (m Model) visibleRows() []Row {
 			rows = append(rows, r)
 		}
 	}
-	SortRows(rows, m.sortCol, m.reverse)
+	SortRows(rows, m.sortIndex(m.columns()), m.reverse)
 	return rows
 }
 
-// fixedWidth is what the columns other than the key take: each its width
-// and one space before it.
-var fixedWidth = func() int {
+// fixedWidth is what the columns cols (indexes in Columns) other than the
+// key take: each its width and one space before it.
+func fixedWidth(cols []int) int {
 	n := 0
-	for _, c := range Columns {
-		if !c.IsKey() {
+	for _, i := range cols {
+		if c := Columns[i]; !c.IsKey() {
 			n += c.Width + 1
 		}
 	}
 	return n
-}()
+}
 
-func (m Model) headerLine(keyW int) string {
-	var b strings.Builder
-	for i, c := range Columns {
-		name := c.Title(m.cfg.GroupBy)
+// requiredColumns are the indexes in Columns of the columns always shown
+// (all but the optional ones).
+var requiredColumns = ShownColumns(nil)
+
+// columns are the indexes in Columns shown on screen: the optional ones
+// only when some row of the snapshot has something for them and the
+// terminal leaves the key column at least the width it has at MinWidth
+// without them (else the screen reads as if they did not exist; top
+// --once shows them).
+func (m Model) columns() []int {
+	shown := ShownColumns(m.snap.Rows)
+	if len(shown) > len(requiredColumns) && m.width-fixedWidth(shown) < MinWidth-fixedWidth(requiredColumns) {
+		return requiredColumns
+	}
+	return shown
+}
+
+// sortIndex is the column rows are sorted by: the one chosen with < >,
+// or the default while that one is not shown (cols).
+func (m Model) sortIndex(cols []int) int {
+	for _, i := range cols {
 		if i == m.sortCol {
+			return i
+		}
+	}
+	return defaultSort
+}
+
+// nextSort is the shown column step (±1) away from the sorted one,
+// around the ends.
+func (m Model) nextSort(step int) int {
+	cols := m.columns()
+	cur := m.sortIndex(cols)
+	for p, i := range cols {
+		if i == cur {
+			return cols[(p+step+len(cols))%len(cols)]
+		}
+	}
+	return defaultSort
+}
+
+func (m Model) headerLine(cols []int, keyW int) string {
+	var b strings.Builder
+	sortCol := m.sortIndex(cols)
+	for _, i := range cols {
+		c := Columns[i]
+		name := c.Title(m.cfg.GroupBy)
+		if i == sortCol {
 			if m.reverse {
 				name += "▲"
 			} else {
@@ -428,13 +472,14 @@ func (m Model) headerLine(keyW int) string {
 	return b.String()
 }
 
-func (m Model) rowLine(r Row, keyW int) string { return m.rowLineSel(r, keyW, false) }
+func (m Model) rowLine(r Row, cols []int, keyW int) string { return m.rowLineSel(r, cols, keyW, false) }
 
 // rowLineSel renders a row; the selected one starts with "▸ " (visible
 // without colour too).
-func (m Model) rowLineSel(r Row, keyW int, sel bool) string {
+func (m Model) rowLineSel(r Row, cols []int, keyW int, sel bool) string {
 	var b strings.Builder
-	for _, c := range Columns {
+	for _, i := range cols {
+		c := Columns[i]
 		if c.IsKey() {
 			cell := c.Cell(r)
 			if sel {
