@@ -61,16 +61,7 @@ func (s *ledgerSemStore) Lookup(ctx context.Context, partition string, vec []flo
 			Response: r.Response, Created: r.Created, Cost: r.Cost,
 		}, Similarity: sim})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Similarity != out[j].Similarity {
-			return out[i].Similarity > out[j].Similarity
-		}
-		return out[i].Created.After(out[j].Created)
-	})
-	if len(out) > semcache.MaxCandidates {
-		out = out[:semcache.MaxCandidates]
-	}
-	return out, nil
+	return bestFirst(out), nil
 }
 
 // Put implements semcache.Store. The entry is used at its creation (the
@@ -96,4 +87,20 @@ func (s *ledgerSemStore) Touch(ctx context.Context, _, id string) error {
 		return fmt.Errorf("semantic cache in the ledger: %w", err)
 	}
 	return nil
+}
+
+// bestFirst orders a shared store's candidates as the in-process store
+// does (highest similarity first, the newer entry on a tie) and keeps at
+// most semcache.MaxCandidates.
+func bestFirst(out []semcache.Candidate) []semcache.Candidate {
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Similarity != out[j].Similarity {
+			return out[i].Similarity > out[j].Similarity
+		}
+		return out[i].Created.After(out[j].Created)
+	})
+	if len(out) > semcache.MaxCandidates {
+		out = out[:semcache.MaxCandidates]
+	}
+	return out
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -98,16 +97,7 @@ func (s *RedisSemStore) Lookup(ctx context.Context, partition string, vec []floa
 			Cost: pricing.Amount{Dollars: re.CostDollars, Pico: re.CostPico},
 		}, Similarity: sim})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Similarity != out[j].Similarity {
-			return out[i].Similarity > out[j].Similarity
-		}
-		return out[i].Created.After(out[j].Created)
-	})
-	if len(out) > semcache.MaxCandidates {
-		out = out[:semcache.MaxCandidates]
-	}
-	return out, nil
+	return bestFirst(out), nil
 }
 
 // Put implements semcache.Store.
