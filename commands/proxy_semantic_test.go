@@ -12,15 +12,10 @@ import (
 // TestProxySemanticFlags: the semantic cache's flags fill ProxyOptions;
 // bad values are usage errors.
 func TestProxySemanticFlags(t *testing.T) {
-	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
 	var got *ProxyOptions
-	run := func(args ...string) error {
-		got = nil
-		cmd := newProxyCmd(f, func(o *ProxyOptions) error { got = o; return nil })
-		cmd.SetArgs(args)
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		return cmd.Execute()
+	run := func(args ...string) (err error) {
+		got, err = parseProxyFlags(args...)
+		return err
 	}
 	if err := run(); err != nil || got.EmbedUpstream != "" || got.EmbedModel != "text-embedding-3-small" || got.SemanticMaxEntries != 10000 ||
 		got.verifyBP != 0 || got.VerifyWindow != 7*24*time.Hour || got.VerifyMin != 20 {
@@ -35,6 +30,7 @@ func TestProxySemanticFlags(t *testing.T) {
 	if err := run("--verify-sample", "0.5"); err != nil || got.verifyBP != 50 {
 		t.Fatalf("0.5: %v %+v", err, got)
 	}
+	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
 	for _, bad := range [][]string{{"--verify-sample", "101%"}, {"--verify-sample", "0.001%"}, {"--verify-sample", "x"},
 		{"--semantic-max-entries", "0"}, {"--verify-window", "0s"}, {"--verify-min", "0"}, {"--embed-model", " "}} {
 		var errb bytes.Buffer

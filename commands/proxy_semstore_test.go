@@ -12,15 +12,10 @@ import (
 // TestProxySemanticStoreFlag: --semantic-store fills ProxyOptions; an
 // unknown store, or redis without --redis, is a usage error.
 func TestProxySemanticStoreFlag(t *testing.T) {
-	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
 	var got *ProxyOptions
-	run := func(args ...string) error {
-		got = nil
-		cmd := newProxyCmd(f, func(o *ProxyOptions) error { got = o; return nil })
-		cmd.SetArgs(args)
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		return cmd.Execute()
+	run := func(args ...string) (err error) {
+		got, err = parseProxyFlags(args...)
+		return err
 	}
 	if err := run(); err != nil || got.SemanticStore != "" {
 		t.Fatalf("default: %v %+v", err, got)
@@ -39,7 +34,7 @@ func TestProxySemanticStoreFlag(t *testing.T) {
 		{[]string{"--semantic-store", "redis"}, "--semantic-store redis needs --redis URL"},
 	} {
 		var errb bytes.Buffer
-		f.IO.ErrOut = &errb
+		f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: &errb}, Getenv: func(string) string { return "" }, Now: time.Now}
 		if code := Run(context.Background(), f, append([]string{"proxy"}, c.args...)); code != ExitUsage || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("%v: exit %d (%s), want a usage error saying %q", c.args, code, errb.String(), c.want)
 		}

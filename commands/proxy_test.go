@@ -453,15 +453,10 @@ func TestProxyWebhookAlerts(t *testing.T) {
 
 // TestProxyFlags: flags fill ProxyOptions; bad values are usage errors.
 func TestProxyFlags(t *testing.T) {
-	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
 	var got *ProxyOptions
-	run := func(args ...string) error {
-		got = nil
-		cmd := newProxyCmd(f, func(o *ProxyOptions) error { got = o; return nil })
-		cmd.SetArgs(args)
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		return cmd.Execute()
+	run := func(args ...string) (err error) {
+		got, err = parseProxyFlags(args...)
+		return err
 	}
 	if err := run(); err != nil || got.Listen != "127.0.0.1:8787" || got.Upstream != "https://api.openai.com" ||
 		got.AnthropicUpstream != "https://api.anthropic.com" || got.DrainTimeout != 30*time.Second || got.CacheTTL != 24*time.Hour || got.SpikeFactor != 5 {
@@ -473,6 +468,7 @@ func TestProxyFlags(t *testing.T) {
 		got.Webhook != "http://h" || got.DrainTimeout != 5*time.Second || got.CacheTTL != time.Hour || got.SpikeFactor != 3 {
 		t.Fatalf("flags: %v %+v", err, got)
 	}
+	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
 	for _, bad := range [][]string{{"--listen", "8787"}, {"--cache-ttl", "0s"}, {"--spike-factor", "1"}, {"--drain-timeout", "-1s"}, {"extra"}, {"--nope"}} {
 		var errb bytes.Buffer
 		f.IO.ErrOut = &errb
@@ -556,4 +552,17 @@ func TestProxyE2EConcurrentStreamsBudget(t *testing.T) {
 	if rows != admitted || ok200 != admitted || spent.Cmp(pricing.AmountFromMoney(limit)) > 0 || spent.Sign() <= 0 {
 		t.Fatalf("%d rows (%d with status 200) for %d admitted streams; spent %s of a %s budget", rows, ok200, admitted, spent, budget)
 	}
+}
+
+// parseProxyFlags parses `costctl proxy` flags only (the command does not
+// run) and returns the options they filled.
+func parseProxyFlags(args ...string) (*ProxyOptions, error) {
+	f := &Factory{IO: &IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, Getenv: func(string) string { return "" }, Now: time.Now}
+	var got *ProxyOptions
+	cmd := newProxyCmd(f, func(o *ProxyOptions) error { got = o; return nil })
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	err := cmd.Execute()
+	return got, err
 }
