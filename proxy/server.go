@@ -877,6 +877,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, base, 
 		s.cache.put(c.cacheKey, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text})
 	}
 	if c.sem != nil && u.ok {
+		// The client has its whole answer before the entry is stored:
+		// storing (a signature, a store write) is not on its path.
+		_ = http.NewResponseController(w).Flush() // a client gone away: the entry is stored all the same
 		s.semPut(c, &cacheEntry{full: b, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: text}, cost)
 	}
 }

@@ -10,45 +10,66 @@ import (
 	"time"
 )
 
-// BenchmarkLookup looks up vectors in one partition of 100,000 random
-// entries (text-embedding-3-small's 1,536 dimensions, and 256) and reports
-// the p50 and p99 of one lookup at minSim 0.95 and the heap bytes per entry
-// (vector, signature, bookkeeping and a 40-byte text; the response is not
-// counted). The queries of entries=100000/dim=D are random vectors (misses);
-// those of .../near-duplicate are at cosine 0.97 to a stored entry (hits).
-// The store is built once per dimension.
+// BenchmarkLookup looks up vectors in one partition of 10,000 entries (the
+// proxy's default bound per partition) and of 100,000, at 256 dimensions and
+// at text-embedding-3-small's 1,536, and reports the p50 and p99 of one
+// lookup at minSim 0.95 and the heap bytes per entry (vector, signature,
+// bookkeeping and a 40-byte text; the response is not counted). Three kinds
+// of partition and query:
+//   - random: random entries, random queries (misses);
+//   - near-duplicate: random entries, each query at cosine 0.97 to a stored
+//     entry (hits);
+//   - crowded: every entry and query at cosine 0.82 to one centre, so about
+//     0.67 to each other (a partition of one narrow topic, the prefilter's
+//     worst case: many entries pass it and are ranked exactly), misses.
+//
+// Each store is built once per size and dimension.
 func BenchmarkLookup(b *testing.B) {
-	const n = 100_000
-	for _, dim := range []int{256, 1536} {
-		var (
-			s        *MemStore
-			stored   [][]float32
-			perEntry float64
-			rng      = rand.New(rand.NewPCG(1, 2))
-		)
-		build := func(b *testing.B) {
-			if s == nil {
-				s, stored, perEntry = benchStore(b, rng, n, dim)
-			}
+	for _, n := range []int{10_000, 100_000} {
+		for _, dim := range []int{256, 1536} {
+			rng := rand.New(rand.NewPCG(1, 2))
+			centre := Normalize(randVec(rng, dim))
+			crowd := func() []float32 { return planted(rng, centre, 0.82) }
+			random := func() []float32 { return randVec(rng, dim) }
+			var (
+				s, sc             *MemStore
+				stored            [][]float32
+				perEntry, perEntC float64
+			)
+			name := fmt.Sprintf("entries=%d/dim=%d", n, dim)
+			b.Run(name+"/random", func(b *testing.B) {
+				if s == nil {
+					s, stored, perEntry = benchStore(b, n, random)
+				}
+				queries := make([][]float32, 64)
+				for i := range queries {
+					queries[i] = random()
+				}
+				benchLookup(b, s, queries, perEntry, false)
+			})
+			b.Run(name+"/near-duplicate", func(b *testing.B) {
+				if s == nil {
+					s, stored, perEntry = benchStore(b, n, random)
+				}
+				queries := make([][]float32, 64)
+				for i := range queries {
+					queries[i] = planted(rng, stored[rng.IntN(len(stored))], 0.97)
+				}
+				benchLookup(b, s, queries, perEntry, true)
+			})
+			s, stored = nil, nil
+			b.Run(name+"/crowded", func(b *testing.B) {
+				if sc == nil {
+					sc, _, perEntC = benchStore(b, n, crowd)
+				}
+				queries := make([][]float32, 64)
+				for i := range queries {
+					queries[i] = crowd()
+				}
+				benchLookup(b, sc, queries, perEntC, false)
+			})
+			sc = nil
 		}
-		name := fmt.Sprintf("entries=%d/dim=%d", n, dim)
-		b.Run(name, func(b *testing.B) {
-			build(b)
-			queries := make([][]float32, 64)
-			for i := range queries {
-				queries[i] = randVec(rng, dim)
-			}
-			benchLookup(b, s, queries, perEntry, false)
-		})
-		b.Run(name+"/near-duplicate", func(b *testing.B) {
-			build(b)
-			queries := make([][]float32, 64)
-			for i := range queries {
-				queries[i] = planted(rng, stored[rng.IntN(len(stored))], 0.97)
-			}
-			benchLookup(b, s, queries, perEntry, true)
-		})
-		s, stored = nil, nil
 	}
 }
 
@@ -62,18 +83,20 @@ func randVec(rng *rand.Rand, dim int) []float32 {
 
 var benchT0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// benchStore builds a store of n random entries in partition "p" and
+// benchStore builds a store of n entries from gen in partition "p" and
 // returns it, a sample of the stored (normalised) vectors and the heap
 // bytes per entry.
-func benchStore(b *testing.B, rng *rand.Rand, n, dim int) (*MemStore, [][]float32, float64) {
+func benchStore(b *testing.B, n int, gen func() []float32) (*MemStore, [][]float32, float64) {
 	ctx := context.Background()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	s := NewMemStore()
 	var sample [][]float32
+	dim := 0
 	for i := 0; i < n; i++ {
-		e := Entry{Partition: "p", Tenant: "acme", Model: "gpt-4o-mini", Text: fmt.Sprintf("question number %024d", i), Vector: randVec(rng, dim), Created: benchT0}
+		e := Entry{Partition: "p", Tenant: "acme", Model: "gpt-4o-mini", Text: fmt.Sprintf("question number %024d", i), Vector: gen(), Created: benchT0}
+		dim = len(e.Vector)
 		if i%(n/64) == 0 {
 			sample = append(sample, Normalize(e.Vector))
 		}
@@ -111,4 +134,20 @@ func benchLookup(b *testing.B, s *MemStore, queries [][]float32, perEntry float6
 	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds()), "p99-µs")
 	b.ReportMetric(perEntry, "bytes/entry")
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkDot: one exact similarity, at 256 and 1,536 dimensions.
+func BenchmarkDot(b *testing.B) {
+	for _, dim := range []int{256, 1536} {
+		b.Run(fmt.Sprintf("dim=%d", dim), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			x, y := Normalize(randVec(rng, dim)), Normalize(randVec(rng, dim))
+			var s float64
+			b.ResetTimer()
+			for range b.N {
+				s += Dot(x, y)
+			}
+			runtime.KeepAlive(s)
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -62,9 +63,10 @@ func EntryID(partition, text string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// MemStore is an in-process Store. Each partition keeps its vectors in one
-// contiguous slice, a 256-bit SimHash signature per entry in another, and a
-// list in recency order. A lookup in a large partition scans the signatures
+// MemStore is an in-process Store. Each partition keeps its vectors in
+// chunks of vecChunk entries (a Put never copies the vectors already held),
+// a 512-bit SimHash signature per entry in two more slices (its halves),
+// each entry's expiry in another, and a list in recency order. A lookup in a large partition scans the signatures
 // by Hamming distance and computes the exact cosine similarity only for the
 // nearest few (see index.go): it may miss an entry, never returns one below
 // minSim. Safe for concurrent use.
@@ -76,8 +78,11 @@ type MemStore struct {
 type memPart struct {
 	mu    sync.RWMutex
 	dim   int
-	vecs  []float32   // entry in slot i: vecs[i*dim:(i+1)*dim]
-	sigs  []signature // entry in slot i: sigs[i]
+	vecs  [][]float32 // chunks of vecChunk entries; slot i: vec(i)
+	w0    []uint64    // entry in slot i: its signature's first word w0[i]
+	lo    []half      // and its first half lo[i]
+	hi    []half      // and its second half hi[i]
+	exp   []int64     // and its expiry exp[i], Unix ns (math.MaxInt64: never)
 	hash  *simhasher  // for dim
 	slots []*memEntry
 	byID  map[string]*memEntry
@@ -89,6 +94,23 @@ type memEntry struct {
 	expires time.Time // zero: never
 	slot    int
 	elem    *list.Element
+}
+
+// vecChunk is how many entries' vectors one chunk of a partition holds.
+const vecChunk = 64
+
+// vec is the vector of the entry in slot i.
+func (p *memPart) vec(i int) []float32 {
+	o := (i % vecChunk) * p.dim
+	return p.vecs[i/vecChunk][o : o+p.dim : o+p.dim]
+}
+
+// expNS is an expiry as exp holds it.
+func expNS(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // NewMemStore returns an empty in-process store.
@@ -136,9 +158,8 @@ func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, 
 		return nil, fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(q), p.dim)
 	}
 	var top []hit
-	dim := p.dim
 	consider := func(me *memEntry) {
-		sim := Dot(q, p.vecs[me.slot*dim:(me.slot+1)*dim])
+		sim := Dot(q, p.vec(me.slot))
 		if sim < minSim {
 			return
 		}
@@ -148,7 +169,7 @@ func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, 
 		top = insertHit(top, hit{me, sim})
 	}
 	bound := hammingBound(minSim)
-	if len(p.slots) < exactScanBelow || bound >= sigBits/2 {
+	if len(p.slots) < exactScanBelow || bound.total >= sigBits/2 {
 		for _, me := range p.slots {
 			consider(me)
 		}
@@ -162,7 +183,7 @@ func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, 
 	out := make([]Candidate, len(top))
 	for i, h := range top {
 		out[i] = Candidate{Entry: h.e.e, Similarity: h.sim}
-		out[i].Vector = append([]float32(nil), p.vecs[h.e.slot*dim:(h.e.slot+1)*dim]...)
+		out[i].Vector = append([]float32(nil), p.vec(h.e.slot)...)
 	}
 	return out, nil
 }
@@ -189,16 +210,16 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	p := s.part(e.Partition, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.slots) == 0 {
-		p.dim, p.hash = len(e.Vector), hash
+	if len(p.slots) == 0 && p.dim != len(e.Vector) {
+		p.dim, p.hash, p.vecs = len(e.Vector), hash, nil
 	}
 	if len(e.Vector) != p.dim {
 		return fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(e.Vector), p.dim)
 	}
 	if me := p.byID[e.ID]; me != nil {
 		me.e, me.expires = e, expires
-		copy(p.vecs[me.slot*p.dim:], e.Vector)
-		p.sigs[me.slot] = sig
+		copy(p.vec(me.slot), e.Vector)
+		p.w0[me.slot], p.lo[me.slot], p.hi[me.slot], p.exp[me.slot] = sig.lo[0], sig.lo, sig.hi, expNS(expires)
 		me.e.Vector = nil // held in p.vecs
 		p.lru.MoveToFront(me.elem)
 		return nil
@@ -215,8 +236,11 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 		p.remove(p.lru.Back().Value.(*memEntry))
 	}
 	me := &memEntry{e: e, expires: expires, slot: len(p.slots)}
-	p.vecs = append(p.vecs, e.Vector...)
-	p.sigs = append(p.sigs, sig)
+	if me.slot/vecChunk == len(p.vecs) {
+		p.vecs = append(p.vecs, make([]float32, vecChunk*p.dim))
+	}
+	copy(p.vec(me.slot), e.Vector)
+	p.w0, p.lo, p.hi, p.exp = append(p.w0, sig.lo[0]), append(p.lo, sig.lo), append(p.hi, sig.hi), append(p.exp, expNS(expires))
 	me.e.Vector = nil // held in p.vecs; Lookup hands out a copy
 	p.slots = append(p.slots, me)
 	p.byID[e.ID] = me
@@ -228,15 +252,20 @@ func (p *memPart) remove(me *memEntry) {
 	last := len(p.slots) - 1
 	if me.slot != last {
 		moved := p.slots[last]
-		copy(p.vecs[me.slot*p.dim:(me.slot+1)*p.dim], p.vecs[last*p.dim:(last+1)*p.dim])
-		p.sigs[me.slot] = p.sigs[last]
+		copy(p.vec(me.slot), p.vec(last))
+		p.w0[me.slot], p.lo[me.slot], p.hi[me.slot], p.exp[me.slot] = p.w0[last], p.lo[last], p.hi[last], p.exp[last]
 		moved.slot = me.slot
 		p.slots[me.slot] = moved
 	}
 	p.slots[last] = nil
 	p.slots = p.slots[:last]
-	p.vecs = p.vecs[:last*p.dim]
-	p.sigs = p.sigs[:last]
+	// Keep one spare chunk, so a partition at its bound (a drop, then a
+	// Put) does not allocate a chunk each time.
+	if keep := last/vecChunk + 2; len(p.vecs) > keep {
+		clear(p.vecs[keep:])
+		p.vecs = p.vecs[:keep]
+	}
+	p.w0, p.lo, p.hi, p.exp = p.w0[:last], p.lo[:last], p.hi[:last], p.exp[:last]
 	delete(p.byID, me.e.ID)
 	p.lru.Remove(me.elem)
 }
