@@ -1,12 +1,14 @@
 package semcache
 
 import (
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // The in-process store's prefilter: a SimHash (random-hyperplane) signature
@@ -333,4 +335,48 @@ func (h *nearest) add(d int, slot int32) {
 		i = c
 	}
 	h.h[i] = x
+}
+
+// sigMemo remembers the signatures of recently looked-up vectors, so the Put
+// that follows a miss (the same vector) does not compute it again. Keyed by
+// a 128-bit hash of the normalised vector's bits: a collision could only
+// give an entry a wrong signature, which makes the prefilter miss it (a
+// cache miss), never a wrong hit. Bounded: cleared when full.
+type sigMemo struct {
+	mu sync.Mutex
+	m  map[[2]uint64]signature
+}
+
+const sigMemoMax = 4096
+
+var sigMemoSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func memoKey(v []float32) [2]uint64 {
+	var b []byte
+	if len(v) > 0 {
+		b = unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+	}
+	return [2]uint64{maphash.Bytes(sigMemoSeeds[0], b), maphash.Bytes(sigMemoSeeds[1], b)}
+}
+
+func (m *sigMemo) put(v []float32, sig signature) {
+	k := memoKey(v)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil || len(m.m) >= sigMemoMax {
+		m.m = make(map[[2]uint64]signature)
+	}
+	m.m[k] = sig
+}
+
+// take returns and forgets v's remembered signature.
+func (m *sigMemo) take(v []float32) (signature, bool) {
+	k := memoKey(v)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sig, ok := m.m[k]
+	if ok {
+		delete(m.m, k)
+	}
+	return sig, ok
 }

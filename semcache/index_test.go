@@ -242,3 +242,46 @@ func slicesEqualish(a, b []float32) bool {
 	}
 	return true
 }
+
+// TestSemSigMemo: a Put after a Lookup of the same vector reuses the
+// lookup's signature, which is the one it would compute; the memo is
+// bounded.
+func TestSemSigMemo(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(8, 9))
+	s := NewMemStore()
+	for i := range exactScanBelow + 8 {
+		if err := s.Put(ctx, Entry{ID: fmt.Sprint(i), Partition: "p", Vector: randUnit(rng, 96), Created: t0}, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := make([]float32, 96)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	if _, err := s.Lookup(ctx, "p", v, 0.95, t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.memo.m) != 1 {
+		t.Fatalf("memo holds %d signatures after one prefiltered lookup", len(s.memo.m))
+	}
+	if err := s.Put(ctx, Entry{ID: "v", Partition: "p", Vector: v, Created: t0}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.memo.m) != 0 {
+		t.Fatalf("memo holds %d signatures after the Put took it", len(s.memo.m))
+	}
+	p := s.part("p", false)
+	me := p.byID["v"]
+	want := simhasherFor(96).sign(Normalize(v), nil)
+	if got := (signature{p.lo[me.slot], p.hi[me.slot]}); got != want || p.w0[me.slot] != want.lo[0] {
+		t.Fatalf("stored signature %x, want %x", got, want)
+	}
+	for i := range sigMemoMax + 10 {
+		s.memo.put([]float32{float32(i)}, signature{})
+	}
+	if n := len(s.memo.m); n > sigMemoMax || n == 0 {
+		t.Fatalf("memo holds %d signatures, bound %d", n, sigMemoMax)
+	}
+}

@@ -73,6 +73,7 @@ func EntryID(partition, text string) string {
 type MemStore struct {
 	mu    sync.Mutex
 	parts map[string]*memPart
+	memo  sigMemo
 }
 
 type memPart struct {
@@ -175,7 +176,9 @@ func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, 
 		}
 	} else {
 		var nn nearest
-		p.prefilter(p.hash.sign(q, nil), bound, now, &nn)
+		sig := p.hash.sign(q, nil)
+		s.memo.put(q, sig)
+		p.prefilter(sig, bound, now, &nn)
 		for _, c := range nn.items() {
 			consider(p.slots[c.slot])
 		}
@@ -204,9 +207,13 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	if ttl > 0 {
 		expires = e.Created.Add(ttl)
 	}
-	// The signature before the lock: it is the costly part of a Put.
+	// The signature before the lock: it is the costly part of a Put (and
+	// usually known: a miss's Put follows its Lookup of the same vector).
 	hash := simhasherFor(len(e.Vector))
-	sig := hash.sign(e.Vector, nil)
+	sig, ok := s.memo.take(e.Vector)
+	if !ok {
+		sig = hash.sign(e.Vector, nil)
+	}
 	p := s.part(e.Partition, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
