@@ -144,15 +144,36 @@ func (h *simhasher) sign(v []float32, buf []float32) signature {
 }
 
 // fwht is the unnormalised fast Walsh–Hadamard transform, in place; len(x)
-// is a power of two, at least 4. The first two levels go together.
+// is a power of two, at least 8. The first three levels go together, on
+// blocks of 8, then the next two on blocks of 32, then one level at a time.
 func fwht(x []float32) {
 	n := len(x)
-	for i := 0; i+4 <= n; i += 4 {
-		y := x[i : i+4 : i+4]
-		a, b, c, d := y[0]+y[1], y[0]-y[1], y[2]+y[3], y[2]-y[3]
-		y[0], y[1], y[2], y[3] = a+c, b+d, a-c, b-d
+	for i := 0; i+8 <= n; i += 8 {
+		y := x[i : i+8 : i+8]
+		a0, a1, a2, a3 := y[0]+y[1], y[0]-y[1], y[2]+y[3], y[2]-y[3]
+		a4, a5, a6, a7 := y[4]+y[5], y[4]-y[5], y[6]+y[7], y[6]-y[7]
+		b0, b1, b2, b3 := a0+a2, a1+a3, a0-a2, a1-a3
+		b4, b5, b6, b7 := a4+a6, a5+a7, a4-a6, a5-a7
+		y[0], y[1], y[2], y[3] = b0+b4, b1+b5, b2+b6, b3+b7
+		y[4], y[5], y[6], y[7] = b0-b4, b1-b5, b2-b6, b3-b7
 	}
-	for h := 4; h < n; h <<= 1 {
+	h := 8
+	for ; h*4 <= n; h *= 4 {
+		// Two levels (h and 2h) at once: four quarters of each 4h block.
+		for i := 0; i < n; i += 4 * h {
+			q0 := x[i : i+h : i+h]
+			q1 := x[i+h : i+2*h : i+2*h]
+			q2 := x[i+2*h : i+3*h : i+3*h]
+			q3 := x[i+3*h : i+4*h : i+4*h]
+			q1, q2, q3 = q1[:len(q0)], q2[:len(q0)], q3[:len(q0)]
+			for j := range q0 {
+				a, b, c, d := q0[j], q1[j], q2[j], q3[j]
+				u, v, w, z := a+b, a-b, c+d, c-d
+				q0[j], q1[j], q2[j], q3[j] = u+w, v+z, u-w, v-z
+			}
+		}
+	}
+	for ; h < n; h <<= 1 {
 		for i := 0; i < n; i += h << 1 {
 			a, b := x[i:i+h], x[i+h:i+2*h]
 			b = b[:len(a)]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -283,5 +284,34 @@ func TestSemSigMemo(t *testing.T) {
 	}
 	if n := len(s.memo.m); n > sigMemoMax || n == 0 {
 		t.Fatalf("memo holds %d signatures, bound %d", n, sigMemoMax)
+	}
+}
+
+// TestSemFWHT: the blocked transform equals the Hadamard matrix product,
+// H[i][j] = (-1)^popcount(i&j), at every size the signatures use.
+func TestSemFWHT(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 11))
+	for n := 8; n <= 2048; n <<= 1 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		want := make([]float64, n)
+		for i := range want {
+			for j, v := range x {
+				if bits.OnesCount(uint(i&j))%2 == 1 {
+					want[i] -= float64(v)
+				} else {
+					want[i] += float64(v)
+				}
+			}
+		}
+		got := append([]float32(nil), x...)
+		fwht(got)
+		for i := range got {
+			if d := math.Abs(float64(got[i]) - want[i]); d > 1e-3*math.Sqrt(float64(n)) {
+				t.Fatalf("n=%d: coordinate %d is %v, want %v", n, i, got[i], want[i])
+			}
+		}
 	}
 }
