@@ -41,6 +41,9 @@ const (
 	KindBlocked   = "blocked"
 	KindUnblocked = "unblocked"
 	KindSpike     = "spike"
+	// KindSemanticOff: the proxy switched a tenant's semantic cache off
+	// (its measured precision fell below its minimum).
+	KindSemanticOff = "semantic_off"
 )
 
 // Budget periods.
@@ -389,6 +392,8 @@ func Text(a Alert) string {
 		return fmt.Sprintf("costctl: tenant %s was blocked%s; its calls are refused", a.Tenant, by)
 	case KindUnblocked:
 		return fmt.Sprintf("costctl: tenant %s was unblocked%s", a.Tenant, by)
+	case KindSemanticOff:
+		return fmt.Sprintf("costctl: tenant %s: semantic cache switched off%s", a.Tenant, by)
 	case KindSpike:
 		s := fmt.Sprintf("costctl: tenant %s spent %s", a.Tenant, money(a.Spend))
 		if a.Window > 0 {

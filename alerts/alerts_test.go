@@ -104,6 +104,8 @@ func TestAlertJSON(t *testing.T) {
 			`{"version":1,"text":"costctl: tenant acme reached its monthly budget of $1,000.00 (spent $1,000.00); calls are refused until 2026-12-01 00:00 UTC","tenant":"acme","kind":"budget_100","period":"monthly","budget":"1000.00","spend":"1000.00","at":"2026-11-20T13:30:20Z"}`},
 		{Alert{Tenant: "acme", Kind: KindBlocked, Who: "alice", Reason: "cost spike"},
 			`{"version":1,"text":"costctl: tenant acme was blocked by alice: cost spike; its calls are refused","tenant":"acme","kind":"blocked","budget":null,"spend":"0.00","who":"alice","reason":"cost spike","at":"2026-11-20T14:30:20Z"}`},
+		{Alert{Tenant: "acme", Kind: KindSemanticOff, Who: "costctl proxy", Reason: "measured precision 90.0% < 98.0% over 20 verified hits"},
+			`{"version":1,"text":"costctl: tenant acme: semantic cache switched off by costctl proxy: measured precision 90.0% < 98.0% over 20 verified hits","tenant":"acme","kind":"semantic_off","budget":null,"spend":"0.00","who":"costctl proxy","reason":"measured precision 90.0% < 98.0% over 20 verified hits","at":"2026-11-20T14:30:20Z"}`},
 		{Alert{Tenant: "acme", Kind: KindUnblocked},
 			`{"version":1,"text":"costctl: tenant acme was unblocked","tenant":"acme","kind":"unblocked","budget":null,"spend":"0.00","at":"2026-11-20T14:30:20Z"}`},
 		{Alert{Tenant: "acme", Kind: KindSpike, Spend: pricing.Amount{Dollars: 12}, Baseline: pricing.Amount{Dollars: 2}, Window: 5 * time.Minute},
