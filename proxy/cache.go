@@ -24,8 +24,8 @@ import (
 // x-costctl-cache: force. An entry holds the answer as the upstream sent
 // it, non-streamed or streamed (or both, once each kind was seen); a
 // streaming request served from a non-streamed entry gets a well-formed
-// event stream built from it (chat completions and messages with text
-// content), and anything else is a miss that fills in the missing form.
+// event stream built from it (chat completions, messages and responses with
+// text content), and anything else is a miss that fills in the missing form.
 //
 // The cache lives in memory: entries expire after --cache-ttl and the
 // least recently used go first beyond a size bound (64 MiB of answers);
@@ -228,7 +228,7 @@ func dropUsageChunks(stream []byte) []byte {
 }
 
 // synthesizeStream builds a well-formed event stream from a non-streamed
-// answer with text content only (chat completions, messages).
+// answer with text content only (chat completions, messages, responses).
 func synthesizeStream(kind string, full []byte, includeUsage bool) ([]byte, bool) {
 	var b bytes.Buffer
 	data := func(event string, v any) {
@@ -324,6 +324,142 @@ func synthesizeStream(kind string, full []byte, includeUsage bool) ([]byte, bool
 			"usage": map[string]any{"output_tokens": u["output_tokens"]}})
 		data("message_stop", map[string]any{"type": "message_stop"})
 		return b.Bytes(), true
+	case kindResponses:
+		return synthesizeResponses(full)
 	}
 	return nil, false
+}
+
+// synthesizeResponses builds a Responses API event stream from a
+// non-streamed response whose output is messages of output_text and refusal
+// parts (and reasoning items without a summary), as the API streams it:
+// response.created, response.in_progress, per item output_item.added, per
+// part content_part.added, one delta, the done events, output_item.done,
+// and response.completed (response.incomplete for an incomplete response)
+// with the stored response whole. Anything else (a tool call, a reasoning
+// summary, a failed response) gives no stream.
+func synthesizeResponses(full []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(full))
+	dec.UseNumber() // numbers as the upstream wrote them
+	var resp map[string]any
+	if dec.Decode(&resp) != nil || resp == nil {
+		return nil, false
+	}
+	final := "response.completed"
+	switch resp["status"] {
+	case nil, "completed":
+	case "incomplete":
+		final = "response.incomplete"
+	default:
+		return nil, false
+	}
+	output, ok := resp["output"].([]any)
+	if !ok && resp["output"] != nil {
+		return nil, false
+	}
+	var b bytes.Buffer
+	seq := 0
+	send := func(v map[string]any) bool {
+		v["sequence_number"] = seq
+		seq++
+		j, err := json.Marshal(v)
+		if err != nil {
+			return false
+		}
+		fmt.Fprintf(&b, "event: %s\ndata: %s\n\n", v["type"], j)
+		return true
+	}
+	start := make(map[string]any, len(resp))
+	for k, v := range resp {
+		start[k] = v
+	}
+	start["status"], start["output"], start["usage"] = "in_progress", []any{}, nil
+	if !send(map[string]any{"type": "response.created", "response": start}) ||
+		!send(map[string]any{"type": "response.in_progress", "response": start}) {
+		return nil, false
+	}
+	for i, o := range output {
+		item, ok := o.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		added := make(map[string]any, len(item))
+		for k, v := range item {
+			added[k] = v
+		}
+		var parts []any
+		switch item["type"] {
+		case "message":
+			if parts, ok = item["content"].([]any); !ok && item["content"] != nil {
+				return nil, false
+			}
+			added["status"], added["content"] = "in_progress", []any{}
+		case "reasoning":
+			if s, ok := item["summary"].([]any); item["summary"] != nil && (!ok || len(s) > 0) {
+				return nil, false // its summary would stream as events of its own
+			}
+			if item["content"] != nil {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+		id, _ := item["id"].(string)
+		if !send(map[string]any{"type": "response.output_item.added", "output_index": i, "item": added}) {
+			return nil, false
+		}
+		for j, p := range parts {
+			part, ok := p.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			at := func(typ string) map[string]any {
+				return map[string]any{"type": typ, "item_id": id, "output_index": i, "content_index": j}
+			}
+			var field, delta, done string
+			switch part["type"] {
+			case "output_text":
+				field, delta, done = "text", "response.output_text.delta", "response.output_text.done"
+			case "refusal":
+				field, delta, done = "refusal", "response.refusal.delta", "response.refusal.done"
+			default:
+				return nil, false
+			}
+			text, ok := part[field].(string)
+			if !ok {
+				return nil, false
+			}
+			empty := map[string]any{"type": part["type"], field: ""}
+			if part["type"] == "output_text" {
+				empty["annotations"] = []any{}
+			}
+			ev := at("response.content_part.added")
+			ev["part"] = empty
+			if !send(ev) {
+				return nil, false
+			}
+			ev = at(delta)
+			ev["delta"] = text
+			if !send(ev) {
+				return nil, false
+			}
+			ev = at(done)
+			ev[field] = text
+			if !send(ev) {
+				return nil, false
+			}
+			ev = at("response.content_part.done")
+			ev["part"] = part
+			if !send(ev) {
+				return nil, false
+			}
+		}
+		if !send(map[string]any{"type": "response.output_item.done", "output_index": i, "item": item}) {
+			return nil, false
+		}
+	}
+	if !send(map[string]any{"type": final, "response": resp}) {
+		return nil, false
+	}
+	return b.Bytes(), true
 }

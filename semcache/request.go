@@ -49,6 +49,13 @@ type Request struct {
 	Temperature *float64
 	// Force is the x-costctl-cache: force header.
 	Force bool
+	// API names the API of a request whose partitions must never be shared
+	// with another API's ("responses"); it is "" for chat completions and
+	// messages, whose partitions it leaves as they were.
+	API string
+	// Ineligible, when set, is why the request may never be answered from
+	// (or stored in) the semantic cache, whatever Force says.
+	Ineligible string
 }
 
 // lastUser is the index of the last message when it is a user message, else -1.
@@ -71,9 +78,13 @@ func LastUser(r *Request) (text string, ok bool) {
 }
 
 // Eligible reports whether r may be answered from (and stored in) the
-// semantic cache, and if not why: it must end with a user message that has
-// text, and be deterministic (temperature explicitly 0, or Force).
+// semantic cache, and if not why: it must not be Ineligible, must end with
+// a user message that has text, and be deterministic (temperature
+// explicitly 0, or Force).
 func Eligible(r *Request) (ok bool, why string) {
+	if r.Ineligible != "" {
+		return false, r.Ineligible
+	}
 	text, ok := LastUser(r)
 	if !ok {
 		return false, "the last message is not a user message"
@@ -98,7 +109,8 @@ func Eligible(r *Request) (ok bool, why string) {
 // message's extra (its non-text parts) and Rest. Each field is length-
 // prefixed, so no two different requests share a partition by
 // concatenation. A request that does not end with a user message hashes all
-// its messages (it is not eligible anyway).
+// its messages (it is not eligible anyway). A request of another API (API
+// set) also hashes its API, so no two APIs share a partition.
 func Partition(r *Request) string {
 	h := sha256.New()
 	field := func(b []byte) {
@@ -123,6 +135,10 @@ func Partition(r *Request) string {
 	}
 	field([]byte("rest"))
 	field(r.Rest)
+	if r.API != "" {
+		field([]byte("api"))
+		field([]byte(r.API))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -344,4 +360,196 @@ func ParseAnthropic(body []byte, tenant string, force bool) (*Request, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// ParseResponses reads an OpenAI Responses API request body (POST
+// /v1/responses) into a Request (API "responses").
+//
+// instructions becomes a leading message of role "instructions" (not
+// "system": a system or developer message in input is another request).
+// input is a string (one user message) or a list of items: a message (type
+// "message" or none; role user, assistant, system or developer; content a
+// string or content parts) becomes a Message as a chat message does, a
+// content of one bare input_text part reading as that string; any other
+// item (function_call, function_call_output, reasoning, item_reference, ...)
+// becomes a Message of role "item" whose Extra is the item whole, in
+// canonical form. Every other field (model aside, stream and stream_options
+// left out) is in Rest: tools, tool_choice, text, temperature, top_p,
+// reasoning, max_output_tokens, previous_response_id, conversation, store,
+// metadata, ...
+//
+// Whatever force says, the request is Ineligible when it runs in the
+// background (background not false: the answer is fetched later, not
+// returned), when it names a conversation (the upstream appends each turn
+// to it; an answer from the cache would not), and when its last user message
+// is not plain text (a part other than input_text: an image, a file, audio).
+func ParseResponses(body []byte, tenant string, force bool) (*Request, error) {
+	obj, err := decodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	r := &Request{Tenant: tenant, Force: force, API: "responses"}
+	r.Model, _ = obj["model"].(string)
+	if ins, ok := obj["instructions"]; ok && ins != nil {
+		m := Message{Role: "instructions"}
+		if s, ok := ins.(string); ok {
+			m.Text = s
+		} else if m.Extra, err = canonical(map[string]any{"instructions": ins}); err != nil {
+			return nil, err
+		}
+		r.Messages = append(r.Messages, m)
+	}
+	var plain []bool // per message: its content is text only
+	for range r.Messages {
+		plain = append(plain, true)
+	}
+	switch in := obj["input"].(type) {
+	case nil:
+	case string:
+		r.Messages = append(r.Messages, Message{Role: "user", Text: in})
+		plain = append(plain, true)
+	case []any:
+		for i, it := range in {
+			item, ok := it.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("input item %d is not an object", i)
+			}
+			m, p, err := responsesItem(item, i)
+			if err != nil {
+				return nil, err
+			}
+			r.Messages = append(r.Messages, m)
+			plain = append(plain, p)
+		}
+	default:
+		return nil, errors.New("input is neither a string nor a list of items")
+	}
+	if r.Temperature, err = temperature(obj); err != nil {
+		return nil, err
+	}
+	rest := map[string]any{}
+	for k, v := range obj {
+		switch k {
+		case "model", "input", "instructions", "stream", "stream_options":
+			continue
+		}
+		rest[k] = v
+	}
+	if r.Rest, err = canonical(rest); err != nil {
+		return nil, err
+	}
+	switch bg := obj["background"]; bg {
+	case nil, false:
+	default:
+		r.Ineligible = fmt.Sprintf("background is %s: the answer is fetched later, not returned", jsonText(bg))
+	}
+	if conv, ok := obj["conversation"]; r.Ineligible == "" && ok && conv != nil {
+		r.Ineligible = "the request names a conversation: the upstream adds each turn to it, an answer from the cache would not"
+	}
+	if last := r.lastUser(); r.Ineligible == "" && last >= 0 && !plain[last] {
+		r.Ineligible = "the last user message is not plain text (it has a part other than input_text)"
+	}
+	return r, nil
+}
+
+func jsonText(v any) string {
+	b, err := canonical(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// responsesItem builds the Message of input item i, and says whether its
+// content is plain text (input_text parts only).
+func responsesItem(obj map[string]any, i int) (Message, bool, error) {
+	if typ, ok := obj["type"]; ok && typ != "message" {
+		if _, ok := typ.(string); !ok {
+			return Message{}, false, fmt.Errorf("input item %d: type is not a string", i)
+		}
+		eb, err := canonical(obj)
+		if err != nil {
+			return Message{}, false, err
+		}
+		return Message{Role: "item", Extra: eb}, false, nil
+	}
+	role, ok := obj["role"].(string)
+	if !ok {
+		return Message{}, false, fmt.Errorf("input item %d is a message without a role", i)
+	}
+	switch role {
+	case "user", "assistant", "system", "developer":
+	default:
+		return Message{}, false, fmt.Errorf("input item %d: role %q is not a Responses API role", i, role)
+	}
+	text, parts, plain, err := responsesContent(obj["content"])
+	if err != nil {
+		return Message{}, false, fmt.Errorf("input item %d: %v", i, err)
+	}
+	extra := map[string]any{}
+	for k, v := range obj {
+		if k != "role" && k != "content" && k != "type" {
+			extra[k] = v
+		}
+	}
+	if parts != nil {
+		extra["content_parts"] = parts
+	}
+	var eb []byte
+	if len(extra) > 0 {
+		if eb, err = canonical(extra); err != nil {
+			return Message{}, false, err
+		}
+	}
+	return Message{Role: role, Text: text, Extra: eb}, plain, nil
+}
+
+// responsesContent splits a Responses message content (a string or content
+// parts) into its text (input_text and output_text parts joined by "\n", in
+// order), the shapes of its parts (a text part without its text, any other
+// part whole; nil for a string or one bare input_text part, which mean the
+// same) and whether it is plain text (input_text parts only).
+func responsesContent(v any) (text string, parts []any, plain bool, err error) {
+	switch c := v.(type) {
+	case string:
+		return c, nil, true, nil
+	case []any:
+		if len(c) == 1 {
+			if p, ok := c[0].(map[string]any); ok && len(p) == 2 && p["type"] == "input_text" {
+				if s, ok := p["text"].(string); ok {
+					return s, nil, true, nil
+				}
+			}
+		}
+		plain = true
+		texts := []string{}
+		parts = []any{}
+		for i, p := range c {
+			obj, ok := p.(map[string]any)
+			if !ok {
+				return "", nil, false, fmt.Errorf("content part %d is not an object", i)
+			}
+			switch obj["type"] {
+			case "input_text", "output_text":
+				s, ok := obj["text"].(string)
+				if !ok {
+					return "", nil, false, fmt.Errorf("content part %d: text is not a string", i)
+				}
+				texts = append(texts, s)
+				shape := map[string]any{}
+				for k, v := range obj {
+					if k != "text" {
+						shape[k] = v
+					}
+				}
+				parts = append(parts, shape)
+				plain = plain && obj["type"] == "input_text"
+			default:
+				parts = append(parts, obj)
+				plain = false
+			}
+		}
+		return strings.Join(texts, "\n"), parts, plain, nil
+	}
+	return "", nil, false, errors.New("content is neither a string nor a list of content parts")
 }
