@@ -358,7 +358,7 @@ func TestProxySemanticVerifySwitchOff(t *testing.T) {
 	}
 	eventually(t, "webhook alert", func() bool { return len(hook.all()) == 1 })
 	a := hook.all()[0]
-	if a["kind"] != KindSemanticOff || a["tenant"] != "acme" || a["reason"] != reason ||
+	if a["kind"] != alerts.KindSemanticOff || a["tenant"] != "acme" || a["reason"] != reason ||
 		a["text"] != "costctl: tenant acme: semantic cache switched off by costctl proxy: "+reason {
 		t.Fatalf("alert %v", a)
 	}
