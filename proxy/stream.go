@@ -24,6 +24,7 @@ type streamState struct {
 	anth      anthropicAcc
 	text      strings.Builder
 	done      bool   // the stream's last event arrived
+	failed    bool   // it said the call failed (responses: response.failed): never cached
 	events    []byte // the raw stream, kept for the cache (nil: not kept)
 	keep      bool
 }
@@ -82,7 +83,7 @@ func (st *streamState) inspect(data []byte) bool {
 		case "response.output_text.delta":
 			st.addText(ev.Delta)
 		case "response.completed", "response.incomplete", "response.failed":
-			st.done = true
+			st.done, st.failed = true, ev.Type == "response.failed"
 			if ev.Response != nil && ev.Response.Usage != nil {
 				st.usage = ev.Response.Usage.usage(ev.Response.ServiceTier)
 			}
@@ -230,10 +231,11 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, c *call, re
 	s.settleEvent(c, &e, cost)
 	s.recordCall(c, e)
 	s.served(c, e, st.text.String())
-	if c.cacheable && complete && st.done && clientErr == nil && upErr == nil {
+	keep := complete && st.done && !st.failed && clientErr == nil && upErr == nil
+	if c.cacheable && keep {
 		s.cache.put(c.cacheKey, &cacheEntry{events: st.events, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: st.text.String()})
 	}
-	if c.sem != nil && complete && st.done && clientErr == nil && upErr == nil {
+	if c.sem != nil && keep {
 		s.semPut(c, &cacheEntry{events: st.events, contentType: resp.Header.Get("Content-Type"), usage: u, kind: c.rt.kind, text: st.text.String()}, cost)
 	}
 }

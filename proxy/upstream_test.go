@@ -23,7 +23,8 @@ const (
 // X-Test-Mode picks a behaviour: "" (normal), "error" (a 400 that echoes
 // the key it was sent), "cut" (a stream cut after two events), "nousage"
 // (a stream that ends without usage), "hold" (a stream that waits on
-// release after its first event).
+// release after its first event), "failed" (a Responses stream that ends
+// in response.failed, with usage).
 type fakeUpstream struct {
 	srv      *httptest.Server
 	calls    atomic.Int64
@@ -144,6 +145,10 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 				panic(http.ErrAbortHandler)
 			}
 			ev("response.output_text.delta", `{"type":"response.output_text.delta","delta":"there"}`)
+			if mode == "failed" {
+				ev("response.failed", `{"type":"response.failed","response":{"id":"resp_2","status":"failed","error":{"code":"server_error","message":"boom"},"usage":{"input_tokens":300,"output_tokens":2,"input_tokens_details":{"cached_tokens":0},"output_tokens_details":{"reasoning_tokens":0}}}}`)
+				return
+			}
 			ev("response.completed", `{"type":"response.completed","response":{"id":"resp_2","status":"completed","usage":{"input_tokens":300,"output_tokens":20,"input_tokens_details":{"cached_tokens":100},"output_tokens_details":{"reasoning_tokens":5}}}}`)
 			return
 		}
