@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/costctl/costctl/ledger"
 )
 
@@ -50,11 +52,27 @@ func (s *Server) publishPolicyChange(ctx context.Context, p map[string]ledger.Po
 	}
 }
 
-// subscribePolicies reloads the policies whenever another proxy published
-// a change.
-func (s *Server) subscribePolicies() {
-	defer s.loopWG.Done()
+// subscribe subscribes to other proxies' policy changes and waits (up to
+// subscribeWait) for Redis to confirm it, so no change published after New
+// returns is missed. Redis not confirming in time is logged; the
+// subscription is made when Redis answers (the policies are reloaded from
+// the ledger meanwhile).
+func (s *Server) subscribe() *redis.PubSub {
 	ps := s.cfg.Redis.Subscribe(context.Background(), s.policyChannel())
+	ctx, cancel := context.WithTimeout(context.Background(), subscribeWait)
+	defer cancel()
+	if _, err := ps.Receive(ctx); err != nil {
+		s.logf("cannot subscribe to policy changes on redis yet (retrying; policies reload from the ledger meanwhile): %v", err)
+	}
+	return ps
+}
+
+const subscribeWait = 2 * time.Second
+
+// subscribePolicies reloads the policies whenever another proxy published
+// a change on ps.
+func (s *Server) subscribePolicies(ps *redis.PubSub) {
+	defer s.loopWG.Done()
 	defer func() { _ = ps.Close() }() // a subscription: nothing to flush
 	ch := ps.Channel()
 	for {

@@ -274,9 +274,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	go s.policyLoop()
 	go s.spikeLoop()
 	if cfg.Redis != nil {
+		ps := s.subscribe()
 		s.loopWG.Add(2)
 		go s.reconcileLoop()
-		go s.subscribePolicies()
+		go s.subscribePolicies(ps)
 	}
 	return s, nil
 }
