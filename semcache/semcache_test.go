@@ -274,3 +274,27 @@ func TestSemParseAnthropic(t *testing.T) {
 		t.Fatal("system role accepted")
 	}
 }
+
+func TestSemStoreDelete(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewMemStore()
+	vecs := [][]float32{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}
+	for i, v := range vecs {
+		if err := s.Put(ctx, Entry{ID: fmt.Sprint(i), Partition: "p", Vector: v, Created: t0}, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Delete("p", "0", "9", "2"); n != 2 || s.Len("p") != 1 {
+		t.Fatalf("deleted %d, %d left", n, s.Len("p"))
+	}
+	if n := s.Delete("q", "1"); n != 0 {
+		t.Fatalf("deleted %d from a partition that does not exist", n)
+	}
+	for i, v := range vecs {
+		got, err := s.Lookup(ctx, "p", v, 0.99, t0)
+		if err != nil || (len(got) == 1) != (i == 1) || len(got) == 1 && got[0].ID != "1" {
+			t.Fatalf("lookup %d after delete: %+v %v", i, got, err)
+		}
+	}
+}
