@@ -47,10 +47,6 @@ import (
 // cache is switched off (ledger SwitchOffSemantic, an audit row) and a
 // semantic_off alert says why.
 
-// KindSemanticOff is the alert raised when the proxy switches a tenant's
-// semantic cache off.
-const KindSemanticOff = "semantic_off"
-
 // SemanticLedger is what verification needs of the ledger: *ledger.DB
 // implements it.
 type SemanticLedger interface {
@@ -162,6 +158,8 @@ func (s *Server) semView(r *http.Request, c *call) *semcache.Request {
 		req, err = semcache.ParseOpenAI(c.body, c.key.Tenant, force)
 	case kindMessages:
 		req, err = semcache.ParseAnthropic(c.body, c.key.Tenant, force)
+	case kindResponses:
+		req, err = semcache.ParseResponses(c.body, c.key.Tenant, force)
 	default:
 		return nil
 	}
@@ -180,13 +178,25 @@ func (s *Server) semCache(p ledger.Policy) *semcache.Cache {
 }
 
 // embed embeds text for c and records the embedding call; a failure is
-// logged and returns nil.
+// logged and returns nil. For a tenant with a budget the call first
+// reserves its worst case (embedWorst); a refusal (over budget, an
+// unpriced embedding model, a budget store that does not answer) is
+// logged and returns nil: the request is a miss, and its own reservation
+// decides.
 func (s *Server) embed(ctx context.Context, c *call, text string) []float32 {
 	ctx, cancel := context.WithTimeout(ctx, defaultEmbedTimeout)
 	defer cancel()
 	start := s.now()
+	sc := &call{key: c.key, pol: c.pol, start: start, model: s.embedModel}
+	worst, unbounded := s.embedWorst(text)
+	held, skip := s.holdSide(ctx, sc, worst, unbounded)
+	if skip != "" {
+		s.logf("semantic cache: embedding for tenant %s skipped (served as a miss): %s", c.key.Tenant, skip)
+		return nil
+	}
 	vecs, u, err := s.cfg.Embedder.Embed(ctx, []string{text})
 	if err != nil {
+		s.releaseSide(sc, held)
 		s.logf("semantic cache: embedding for tenant %s failed (served as a miss): %v", c.key.Tenant, err)
 		return nil
 	}
@@ -206,8 +216,7 @@ func (s *Server) embed(ctx context.Context, c *call, text string) []float32 {
 		ev.Model = s.embedModel.Name
 	}
 	ev.InputTokens = u.PromptTokens
-	price(s.embedModel, &ev)
-	s.record(ev)
+	s.recordSide(sc, held, ev, price(s.embedModel, &ev))
 	if len(vecs) != 1 {
 		return nil
 	}
@@ -324,16 +333,31 @@ func (s *Server) maybeVerify(r *http.Request, c *call, cachedText string, sim fl
 	}()
 }
 
-// verify makes the call a hit stood in for, bills it and compares.
+// verify makes the call a hit stood in for, bills it and compares. For a
+// tenant with a budget the call first reserves the worst case the original
+// call would have had (worstCase); a refusal skips the verification,
+// counted neither way (logged).
 func (s *Server) verify(up *http.Request, c *call, cachedText string, sim float64) {
+	var unbounded string
+	worst, e := s.worstCase(c)
+	if e != nil {
+		unbounded = e.msg
+	}
+	held, skip := s.holdSide(up.Context(), c, worst, unbounded)
+	if skip != "" {
+		s.logf("semantic cache: verification for tenant %s skipped (hit not counted): %s", c.key.Tenant, skip)
+		return
+	}
 	resp, err := s.client.Do(up)
 	if err != nil {
+		s.releaseSide(c, held)
 		s.logf("semantic cache: verification call for tenant %s failed: %s", c.key.Tenant, evaluator.Redact(err.Error(), s.cfg.OpenAIKey, s.cfg.AnthropicKey))
 		return
 	}
 	defer resp.Body.Close() // read-only
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil || resp.StatusCode/100 != 2 {
+		s.releaseSide(c, held)
 		s.logf("semantic cache: verification call for tenant %s got no answer (HTTP %d)", c.key.Tenant, resp.StatusCode)
 		return
 	}
@@ -345,8 +369,7 @@ func (s *Server) verify(up *http.Request, c *call, cachedText string, sim float6
 	} else {
 		ev.InputTokens, ev.OutputTokens, ev.Estimate = c.bound, counterFor(c.model).Text(text), ledger.EstimateNoUsage
 	}
-	price(c.model, &ev)
-	s.record(ev)
+	s.recordSide(c, held, ev, price(c.model, &ev))
 	s.Served.Add(1)
 	match := strings.TrimSpace(text) == strings.TrimSpace(cachedText)
 	method, detail := VerifyExact, ""
@@ -414,15 +437,25 @@ func WithVerifyJudge(sl SemanticLedger, judge *evaluator.SingleJudge) SemanticLe
 
 // judgeAnswers asks j whether the cached and the upstream answer agree
 // and records the judge call; ok is false when the judge gave no verdict
-// (logged).
+// (logged). For a tenant with a budget the question first reserves its
+// worst case (judgeWorst); a refusal skips it: no verdict.
 func (s *Server) judgeAnswers(j *evaluator.SingleJudge, c *call, cachedText, upstreamText string) (match bool, reason string, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), verifyJudgeTimeout)
 	defer cancel()
 	user := "## Answer 1\n" + strings.TrimSpace(cachedText) + "\n\n## Answer 2\n" + strings.TrimSpace(upstreamText)
 	start := s.now()
+	m, _ := s.cfg.Pricing.Lookup(j.Model())
+	jc := &call{key: c.key, pol: c.pol, start: start, model: m}
+	worst, unbounded := judgeWorst(m, j.Model(), VerifyRubric, user)
+	held, skip := s.holdSide(ctx, jc, worst, unbounded)
+	if skip != "" {
+		s.logf("semantic cache: verify judge for tenant %s skipped (hit not counted): %s", c.key.Tenant, skip)
+		return false, "", false
+	}
 	v, u, _, err := j.Ask(ctx, VerifyRubric, user)
-	if u != (pricing.Usage{}) {
-		m, _ := s.cfg.Pricing.Lookup(j.Model())
+	if u == (pricing.Usage{}) {
+		s.releaseSide(jc, held)
+	} else {
 		ev := ledger.Event{
 			Key:                fmt.Sprintf("proxy:%s:%d", s.runID, s.seq.Add(1)),
 			Time:               start,
@@ -443,8 +476,7 @@ func (s *Server) judgeAnswers(j *evaluator.SingleJudge, c *call, cachedText, ups
 		if m != nil {
 			ev.Model = m.Name
 		}
-		price(m, &ev)
-		s.record(ev)
+		s.recordSide(jc, held, ev, price(m, &ev))
 	}
 	if err != nil {
 		s.logf("semantic cache: verify judge for tenant %s failed (hit not counted): %s", c.key.Tenant,
@@ -455,6 +487,112 @@ func (s *Server) judgeAnswers(j *evaluator.SingleJudge, c *call, cachedText, ups
 }
 
 func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// Side calls: the calls the semantic cache makes on a tenant's behalf
+// (an embedding, a verification, a verify judge's question) are billed to
+// the tenant, so for a tenant with a budget each reserves its worst case
+// through the budget store before it is sent, as a forwarded call does,
+// and its reservation ends the same way: settled with the row's cost and
+// released once the row is committed (recordCall), or at once when there
+// is no row. A call that cannot be reserved (over budget, an unpriced
+// model, a budget store that does not answer) is not sent.
+
+// sideReserveTimeout bounds a side call's reservation: a budget store that
+// does not answer skips the call rather than hold anything up.
+const sideReserveTimeout = 2 * time.Second
+
+// holdSide reserves worst for sc (its tenant, policy and start set) when
+// its tenant has a budget. skip, when not empty, is why the call must not
+// be sent (unbounded: why its worst case is unknown); held says a
+// reservation was taken, to end with recordSide or releaseSide.
+func (s *Server) holdSide(ctx context.Context, sc *call, worst pricing.Amount, unbounded string) (held bool, skip string) {
+	if !budgeted(sc.pol) {
+		return false, ""
+	}
+	if unbounded != "" {
+		return false, unbounded
+	}
+	ctx, cancel := context.WithTimeout(ctx, sideReserveTimeout)
+	defer cancel()
+	res, over, err := s.store.reserve(ctx, sc.key.Tenant, sc.pol, worst, sc.start)
+	switch {
+	case err != nil:
+		return false, "the budget store cannot be reached: " + oneLineErr(err)
+	case over != nil:
+		return false, over.Error()
+	}
+	sc.res = res
+	return true, ""
+}
+
+// recordSide records a side call's row; a held reservation settles to its
+// cost and is released once the row is committed.
+func (s *Server) recordSide(sc *call, held bool, ev ledger.Event, cost pricing.Amount) {
+	if !held {
+		s.record(ev)
+		return
+	}
+	s.settleEvent(sc, &ev, cost)
+	s.recordCall(sc, ev)
+}
+
+// releaseSide ends the held reservation of a side call that writes no row.
+func (s *Server) releaseSide(sc *call, held bool) {
+	if !held {
+		return
+	}
+	s.settle(sc, pricing.Amount{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.store.done(ctx, sc.res, rowNone, sc.start, pricing.Amount{}, s.now())
+}
+
+// embedWorst is the most embedding text can cost: its bytes plus the
+// fixed preamble (the bound promptBound uses: a byte-level BPE never yields
+// more tokens than UTF-8 bytes) at the embedding model's input price, or
+// why it cannot be priced.
+func (s *Server) embedWorst(text string) (pricing.Amount, string) {
+	if s.embedModel != nil {
+		if w, ok := worstCost(s.embedModel, int64(len(text))+boundFixed, 0, ""); ok {
+			return w, ""
+		}
+	}
+	return pricing.Amount{}, fmt.Sprintf("the embedding model %s has no price in costctl's table and the tenant has a budget; add its price with --pricing FILE", s.cfg.EmbedModel)
+}
+
+// Bounds of a verify judge's question: the messages' bytes plus, per
+// message, its role and a chat template's tokens, plus a fixed preamble
+// (as evaluator bounds a judge's prompt); a repair turn's instruction
+// holds a short parse error.
+const (
+	judgeBoundPerMessage = 16
+	judgeRepairBytes     = 128
+)
+
+// judgeWorst is the most a verify judge's question (system, user) can
+// cost with m: what evaluator.SingleJudge.Ask can bill, its first turn
+// and the one repair turn it may add (the first prompt, the first reply
+// and the repair instruction), each with a reply of the judge's
+// max_tokens. SingleJudge sets max_tokens: evaluator.DefaultMaxTokens, or
+// DefaultReasoningMaxTokens for a reasoning model, when the judge's config
+// gives none, as costctl proxy --verify-judge does.
+func judgeWorst(m *pricing.Model, model, system, user string) (pricing.Amount, string) {
+	if m == nil {
+		return pricing.Amount{}, fmt.Sprintf("the judge's model %s has no price in costctl's table and the tenant has a budget", model)
+	}
+	maxOut := int64(evaluator.DefaultMaxTokens)
+	if (&evaluator.Judge{Model: model}).IsReasoning() {
+		maxOut = evaluator.DefaultReasoningMaxTokens
+	}
+	first := int64(len(system)+len(user)+2+len(evaluator.AnswerInstruction)) + 2*judgeBoundPerMessage + boundFixed
+	repair := first + maxOut + judgeRepairBytes + int64(len(evaluator.AnswerInstruction)) + 2*judgeBoundPerMessage
+	w1, ok1 := worstCost(m, first, maxOut, "")
+	w2, ok2 := worstCost(m, repair, maxOut, "")
+	if !ok1 || !ok2 {
+		return pricing.Amount{}, fmt.Sprintf("the judge's model %s has no price in costctl's table and the tenant has a budget", model)
+	}
+	return w1.Add(w2), ""
+}
 
 // checkPrecision switches tenant's semantic cache off when its measured
 // precision is below its minimum.
@@ -488,6 +626,5 @@ func (s *Server) checkPrecision(ctx context.Context, tenant string, now time.Tim
 	case s.kick <- struct{}{}: // reload the policies now
 	default:
 	}
-	s.alerts.send(alerts.Alert{Tenant: tenant, Kind: KindSemanticOff, Who: ledger.SemanticSwitcher, Reason: reason, At: now,
-		Text: fmt.Sprintf("costctl: tenant %s: semantic cache switched off by %s: %s", tenant, ledger.SemanticSwitcher, reason)})
+	s.alerts.send(alerts.Alert{Tenant: tenant, Kind: alerts.KindSemanticOff, Who: ledger.SemanticSwitcher, Reason: reason, At: now})
 }

@@ -655,22 +655,33 @@ func (s *Server) prepare(c *call) bool {
 
 func budgeted(p ledger.Policy) bool { return p.DailyBudget > 0 || p.MonthlyBudget > 0 }
 
-// reserve holds the call's worst case against the tenant's budgets.
-func (s *Server) reserve(ctx context.Context, c *call) *apiError {
+// worstCase is the most c can cost (its prompt bound and maximum output),
+// or why it cannot be bounded while its tenant has a budget.
+func (s *Server) worstCase(c *call) (pricing.Amount, *apiError) {
 	tenant := c.key.Tenant
 	var worst pricing.Amount
 	if c.model != nil && (c.maxOut > 0 || c.rt.kind == kindEmbeddings) {
 		if w, ok := worstCost(c.model, c.bound, c.maxOut, c.req.ServiceTier); ok {
 			worst = w
 		} else if budgeted(c.pol) {
-			return &apiError{status: 400, typ: ErrUnpriced, msg: fmt.Sprintf("model %s has no price for service tier %q in costctl's table and tenant %s has a budget; leave service_tier out or add the rates with --pricing FILE", c.req.Model, c.req.ServiceTier, tenant)}
+			return pricing.Amount{}, &apiError{status: 400, typ: ErrUnpriced, msg: fmt.Sprintf("model %s has no price for service tier %q in costctl's table and tenant %s has a budget; leave service_tier out or add the rates with --pricing FILE", c.req.Model, c.req.ServiceTier, tenant)}
 		}
 	} else if budgeted(c.pol) {
 		if c.model == nil {
-			return &apiError{status: 400, typ: ErrUnpriced, msg: fmt.Sprintf("model %s has no price in costctl's table and tenant %s has a budget, so the call cannot be bounded; add its price with --pricing FILE or route it to a priced model", c.req.Model, tenant)}
+			return pricing.Amount{}, &apiError{status: 400, typ: ErrUnpriced, msg: fmt.Sprintf("model %s has no price in costctl's table and tenant %s has a budget, so the call cannot be bounded; add its price with --pricing FILE or route it to a priced model", c.req.Model, tenant)}
 		}
-		return &apiError{status: 400, typ: ErrInvalid, msg: fmt.Sprintf("model %s publishes no maximum output and the request sets none; set max_tokens so tenant %s's budget can bound the call", c.req.Model, tenant)}
+		return pricing.Amount{}, &apiError{status: 400, typ: ErrInvalid, msg: fmt.Sprintf("model %s publishes no maximum output and the request sets none; set max_tokens so tenant %s's budget can bound the call", c.req.Model, tenant)}
 	}
+	return worst, nil
+}
+
+// reserve holds the call's worst case against the tenant's budgets.
+func (s *Server) reserve(ctx context.Context, c *call) *apiError {
+	worst, e := s.worstCase(c)
+	if e != nil {
+		return e
+	}
+	tenant := c.key.Tenant
 	res, over, err := s.store.reserve(ctx, tenant, c.pol, worst, c.start)
 	if err != nil {
 		s.logf("budget store unavailable: %v", err)
