@@ -108,6 +108,9 @@ func NewSingleJudge(cfg SingleJudgeConfig) (*SingleJudge, error) {
 // Model is the judge's model, as sent.
 func (s *SingleJudge) Model() string { return s.jc.judge.Model }
 
+// MaxTokens is the output bound each of the judge's turns is sent with.
+func (s *SingleJudge) MaxTokens() int64 { return int64(s.jc.judge.MaxTokens) }
+
 // Endpoint is the judge's base URL without credentials.
 func (s *SingleJudge) Endpoint() string { return s.jc.endpoint }
 

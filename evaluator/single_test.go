@@ -89,3 +89,21 @@ func TestSingleJudgeUnpriced(t *testing.T) {
 		t.Fatal("an unpriced judge was accepted")
 	}
 }
+
+// TestSingleJudgeMaxTokens: the output bound a SingleJudge sends, which the
+// proxy reserves against a budget: the config's, else the default.
+func TestSingleJudgeMaxTokens(t *testing.T) {
+	for _, tc := range []struct {
+		model string
+		set   int
+		want  int64
+	}{{"gpt-4o-mini", 0, DefaultMaxTokens}, {"gpt-4o-mini", 77, 77}, {"o3-mini", 0, DefaultReasoningMaxTokens}} {
+		j, err := NewSingleJudge(SingleJudgeConfig{Judge: &Judge{Model: tc.model, MaxTokens: tc.set}, Table: pricing.MustDefault()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := j.MaxTokens(); got != tc.want {
+			t.Errorf("%s max_tokens %d: MaxTokens() = %d, want %d", tc.model, tc.set, got, tc.want)
+		}
+	}
+}

@@ -22,7 +22,7 @@ import (
 
 // The semantic cache (issue 16), per tenant (policy --semantic-cache on).
 //
-// A chat completion or message that is eligible (semcache.Eligible:
+// A chat completion, message or response that is eligible (semcache.Eligible:
 // temperature 0, or x-costctl-cache: force) and missed the exact cache has
 // its last user message embedded through an OpenAI-compatible
 // /v1/embeddings upstream (Config.EmbedUpstream, the OpenAI upstream's key);
@@ -36,7 +36,12 @@ import (
 // from the stored answer) with x-costctl-cache: semantic and
 // x-costctl-similarity, and is a ledger row with CacheHit and Semantic,
 // cost 0 and the avoided cost. A miss is forwarded and, when its answer is
-// complete and has usage, stored (the same entry the exact cache keeps).
+// complete and has usage, stored (the same entry the exact cache keeps),
+// after the client has it.
+//
+// Budgets: the calls made on a tenant's behalf (the embedding, a
+// verification, a verify judge's question) reserve their worst case like
+// any call (holdSide) and are skipped when the budget has no room.
 //
 // Verification: Config.VerifySampleBP of the hits are also sent upstream
 // after the hit was served, billed and recorded like any call; the two
@@ -446,7 +451,7 @@ func (s *Server) judgeAnswers(j *evaluator.SingleJudge, c *call, cachedText, ups
 	start := s.now()
 	m, _ := s.cfg.Pricing.Lookup(j.Model())
 	jc := &call{key: c.key, pol: c.pol, start: start, model: m}
-	worst, unbounded := judgeWorst(m, j.Model(), VerifyRubric, user)
+	worst, unbounded := judgeWorst(m, j.Model(), j.MaxTokens(), VerifyRubric, user)
 	held, skip := s.holdSide(ctx, jc, worst, unbounded)
 	if skip != "" {
 		s.logf("semantic cache: verify judge for tenant %s skipped (hit not counted): %s", c.key.Tenant, skip)
@@ -573,16 +578,10 @@ const (
 // cost with m: what evaluator.SingleJudge.Ask can bill, its first turn
 // and the one repair turn it may add (the first prompt, the first reply
 // and the repair instruction), each with a reply of the judge's
-// max_tokens. SingleJudge sets max_tokens: evaluator.DefaultMaxTokens, or
-// DefaultReasoningMaxTokens for a reasoning model, when the judge's config
-// gives none, as costctl proxy --verify-judge does.
-func judgeWorst(m *pricing.Model, model, system, user string) (pricing.Amount, string) {
+// max_tokens, maxOut (SingleJudge.MaxTokens).
+func judgeWorst(m *pricing.Model, model string, maxOut int64, system, user string) (pricing.Amount, string) {
 	if m == nil {
 		return pricing.Amount{}, fmt.Sprintf("the judge's model %s has no price in costctl's table and the tenant has a budget", model)
-	}
-	maxOut := int64(evaluator.DefaultMaxTokens)
-	if (&evaluator.Judge{Model: model}).IsReasoning() {
-		maxOut = evaluator.DefaultReasoningMaxTokens
 	}
 	first := int64(len(system)+len(user)+2+len(evaluator.AnswerInstruction)) + 2*judgeBoundPerMessage + boundFixed
 	repair := first + maxOut + judgeRepairBytes + int64(len(evaluator.AnswerInstruction)) + 2*judgeBoundPerMessage

@@ -208,7 +208,7 @@ func TestProxySemanticBudgetSkipsJudge(t *testing.T) {
 	// The judge's worst case: the rubric and both answers, plus the
 	// judge's max_tokens (evaluator.DefaultMaxTokens), and a repair turn.
 	m, _ := pricing.MustDefault().Lookup("gpt-4o-mini")
-	jw, why := judgeWorst(m, "gpt-4o-mini", VerifyRubric, "## Answer 1\nhello world\n\n## Answer 2\nHello, world!")
+	jw, why := judgeWorst(m, "gpt-4o-mini", evaluator.DefaultMaxTokens, VerifyRubric, "## Answer 1\nhello world\n\n## Answer 2\nHello, world!")
 	if why != "" {
 		t.Fatal(why)
 	}
