@@ -236,13 +236,21 @@ func (s *Server) semanticLookup(w http.ResponseWriter, r *http.Request, c *call)
 	if req == nil {
 		return false
 	}
+	cache := s.semCache(c.pol)
+	if !cache.Holds(r.Context(), req) {
+		// No entry has this question's numbers, negations and content
+		// words: a miss whatever its embedding. The answer is embedded and
+		// stored after the client has it (semPut).
+		c.sem = &semState{req: req}
+		return false
+	}
 	text, _ := semcache.LastUser(req)
 	vec := s.embed(r.Context(), c, text)
 	if vec == nil {
 		return false
 	}
 	c.sem = &semState{req: req, vec: vec}
-	cand, _ := s.semCache(c.pol).Lookup(r.Context(), req, vec)
+	cand, _ := cache.Lookup(r.Context(), req, vec)
 	// Never another tenant's answer, whatever the store returned.
 	if cand == nil || cand.Tenant != c.key.Tenant || cand.Tenant != req.Tenant {
 		return false
@@ -278,7 +286,9 @@ func (s *Server) semanticLookup(w http.ResponseWriter, r *http.Request, c *call)
 	return true
 }
 
-// semPut stores the answer of a semantic miss.
+// semPut stores the answer of a semantic miss. A miss that was not
+// embedded (no entry could have matched it) is embedded now, in the
+// background: the client has its answer, and the handler returns at once.
 func (s *Server) semPut(c *call, e *cacheEntry, cost pricing.Amount) {
 	if c.sem == nil {
 		return
@@ -287,11 +297,25 @@ func (s *Server) semPut(c *call, e *cacheEntry, cost pricing.Amount) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.semCache(c.pol).Put(ctx, c.sem.req, c.sem.vec, b, cost); err != nil {
-		s.logf("semantic cache: cannot store an answer for tenant %s: %v", c.key.Tenant, err)
+	put := func(vec []float32) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.semCache(c.pol).Put(ctx, c.sem.req, vec, b, cost); err != nil {
+			s.logf("semantic cache: cannot store an answer for tenant %s: %v", c.key.Tenant, err)
+		}
 	}
+	if c.sem.vec != nil {
+		put(c.sem.vec)
+		return
+	}
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		text, _ := semcache.LastUser(c.sem.req)
+		if vec := s.embed(context.Background(), c, text); vec != nil {
+			put(vec)
+		}
+	}()
 }
 
 func decodeSemEntry(b []byte) *cacheEntry {
@@ -329,9 +353,9 @@ func (s *Server) maybeVerify(r *http.Request, c *call, cachedText string, sim fl
 	}
 	vc := *c
 	vc.start = s.now()
-	s.verifyWG.Add(1)
+	s.bgWG.Add(1)
 	go func() {
-		defer s.verifyWG.Done()
+		defer s.bgWG.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 		defer cancel()
 		s.verify(up.WithContext(ctx), &vc, cachedText, sim)

@@ -42,6 +42,30 @@ func NewLedgerSemStore(db SemanticEntries, now func() time.Time) semcache.Store 
 
 // Lookup implements semcache.Store.
 func (s *ledgerSemStore) Lookup(ctx context.Context, partition string, vec []float32, minSim float64, now time.Time) ([]semcache.Candidate, error) {
+	return s.lookup(ctx, partition, "", false, vec, minSim, now)
+}
+
+// LookupKey implements semcache.KeyedStore: the partition's rows whose
+// text has lexical key key.
+func (s *ledgerSemStore) LookupKey(ctx context.Context, partition, key string, vec []float32, minSim float64, now time.Time) ([]semcache.Candidate, error) {
+	return s.lookup(ctx, partition, key, true, vec, minSim, now)
+}
+
+// Holds implements semcache.KeyedStore.
+func (s *ledgerSemStore) Holds(ctx context.Context, partition, key string, now time.Time) (bool, error) {
+	rows, err := s.db.SemanticCandidates(ctx, partition, now)
+	if err != nil {
+		return false, fmt.Errorf("semantic cache in the ledger: %w", err)
+	}
+	for _, r := range rows {
+		if semcache.LexicalKey(r.Text) == key {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *ledgerSemStore) lookup(ctx context.Context, partition, key string, keyed bool, vec []float32, minSim float64, now time.Time) ([]semcache.Candidate, error) {
 	rows, err := s.db.SemanticCandidates(ctx, partition, now)
 	if err != nil {
 		return nil, fmt.Errorf("semantic cache in the ledger: %w", err)
@@ -49,6 +73,9 @@ func (s *ledgerSemStore) Lookup(ctx context.Context, partition string, vec []flo
 	q := semcache.Normalize(vec)
 	var out []semcache.Candidate
 	for _, r := range rows {
+		if keyed && semcache.LexicalKey(r.Text) != key {
+			continue
+		}
 		if len(r.Vector) != len(q) {
 			return nil, fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(q), len(r.Vector))
 		}

@@ -152,6 +152,7 @@ type redisSemEntry struct {
 // rest of the JSON is skipped, not decoded).
 type redisSemIndexed struct {
 	ID        string `json:"id"`
+	Text      string `json:"text"` // for its lexical key (semcache.KeyedStore)
 	Vector    []byte `json:"vector"`
 	CreatedNS int64  `json:"created_ns"`
 	ExpiresNS int64  `json:"expires_ns,omitempty"`
@@ -175,11 +176,40 @@ func unpackVector(b []byte) []float32 {
 
 // Lookup implements semcache.Store.
 func (s *RedisSemStore) Lookup(ctx context.Context, partition string, vec []float32, minSim float64, now time.Time) ([]semcache.Candidate, error) {
+	return s.lookup(ctx, partition, "", false, vec, minSim, now)
+}
+
+// LookupKey implements semcache.KeyedStore: the local index ranks only the
+// entries with lexical key key.
+func (s *RedisSemStore) LookupKey(ctx context.Context, partition, key string, vec []float32, minSim float64, now time.Time) ([]semcache.Candidate, error) {
+	return s.lookup(ctx, partition, key, true, vec, minSim, now)
+}
+
+// Holds implements semcache.KeyedStore from the local index, once it has
+// caught up with every Put finished before the call.
+func (s *RedisSemStore) Holds(ctx context.Context, partition, key string, now time.Time) (bool, error) {
+	p := s.part(partition)
+	if err := s.catchUp(ctx, partition, p); err != nil {
+		return false, fmt.Errorf("semantic cache in redis: %w", err)
+	}
+	return p.idx.Load().Holds(ctx, partition, key, now)
+}
+
+func (s *RedisSemStore) lookup(ctx context.Context, partition, key string, keyed bool, vec []float32, minSim float64, now time.Time) ([]semcache.Candidate, error) {
 	p := s.part(partition)
 	if err := s.catchUp(ctx, partition, p); err != nil {
 		return nil, fmt.Errorf("semantic cache in redis: %w", err)
 	}
-	local, err := p.idx.Load().Lookup(ctx, partition, vec, minSim, now)
+	idx := p.idx.Load()
+	var (
+		local []semcache.Candidate
+		err   error
+	)
+	if keyed {
+		local, err = idx.LookupKey(ctx, partition, key, vec, minSim, now)
+	} else {
+		local, err = idx.Lookup(ctx, partition, vec, minSim, now)
+	}
 	if err != nil || len(local) == 0 {
 		return nil, err
 	}
@@ -412,7 +442,7 @@ func indexPut(idx *semcache.MemStore, partition string, ie *redisSemIndexed, lim
 	if ie.ExpiresNS != 0 {
 		ttl = max(time.Duration(ie.ExpiresNS-ie.CreatedNS), 1)
 	}
-	e := semcache.Entry{ID: ie.ID, Partition: partition, Vector: unpackVector(ie.Vector), Created: time.Unix(0, ie.CreatedNS)}
+	e := semcache.Entry{ID: ie.ID, Partition: partition, Text: ie.Text, Vector: unpackVector(ie.Vector), Created: time.Unix(0, ie.CreatedNS)}
 	_ = idx.Put(context.Background(), e, limit, ttl) // refused: another dimension, see above
 
 }

@@ -114,7 +114,7 @@ type Server struct {
 	alerts  *alerter
 
 	embedModel *pricing.Model // of the semantic cache's embeddings (nil: unpriced)
-	verifyWG   sync.WaitGroup // semantic hits being verified
+	bgWG       sync.WaitGroup // semantic cache work after the answer: verifications, embeddings to store
 
 	policies atomic.Pointer[map[string]ledger.Policy]
 	keysMu   sync.Mutex
@@ -306,7 +306,7 @@ func (s *Server) Close() {
 }
 
 func (s *Server) close() {
-	s.verifyWG.Wait() // their rows go to the ledger too
+	s.bgWG.Wait() // their rows go to the ledger too
 	close(s.stop)
 	s.loopWG.Wait()
 	close(s.events)

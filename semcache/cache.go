@@ -46,11 +46,24 @@ func (c *Cache) Lookup(ctx context.Context, req *Request, vec []float32) (hit *C
 	}
 	text, _ := LastUser(req)
 	th := c.threshold()
-	cands, err := c.Store.Lookup(ctx, Partition(req), vec, th, c.now())
+	var (
+		cands []Candidate
+		err   error
+	)
+	if ks, ok := c.Store.(KeyedStore); ok {
+		cands, err = ks.LookupKey(ctx, Partition(req), LexicalKey(text), vec, th, c.now())
+	} else {
+		cands, err = c.Store.Lookup(ctx, Partition(req), vec, th, c.now())
+	}
 	if err != nil {
 		return nil, "store: " + err.Error()
 	}
 	if len(cands) == 0 {
+		if ks, ok := c.Store.(KeyedStore); ok {
+			if holds, err := ks.Holds(ctx, Partition(req), LexicalKey(text), c.now()); err == nil && !holds {
+				return nil, "no entry with the same numbers, negations and content words"
+			}
+		}
 		return nil, fmt.Sprintf("no entry at similarity ≥ %.2f", th)
 	}
 	var first string
@@ -75,6 +88,24 @@ func (c *Cache) Lookup(ctx context.Context, req *Request, vec []float32) (hit *C
 		return nil, fmt.Sprintf("no entry at similarity ≥ %.2f", th)
 	}
 	return nil, first
+}
+
+// Holds says whether a lookup of req could hit: false when the store (a
+// KeyedStore) holds no live entry in req's partition whose last user
+// message has req's lexical key, so req is a miss whatever its embedding
+// (no embedding is needed to know it). A store that cannot tell, or an
+// error, says true.
+func (c *Cache) Holds(ctx context.Context, req *Request) bool {
+	ks, ok := c.Store.(KeyedStore)
+	if !ok {
+		return true
+	}
+	if ok, _ := Eligible(req); !ok {
+		return false
+	}
+	text, _ := LastUser(req)
+	holds, err := ks.Holds(ctx, Partition(req), LexicalKey(text), c.now())
+	return holds || err != nil
 }
 
 // Put stores response as the answer to req (an eligible request), with the

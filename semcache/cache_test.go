@@ -24,14 +24,38 @@ func request(tenant, system, user string, temp float64) *semcache.Request {
 	return r
 }
 
+// scanOnly hides a store's KeyedStore methods: Cache then ranks every
+// entry of the partition and the lexical check rejects near misses itself.
+type scanOnly struct{ semcache.Store }
+
+// TestSemCacheWithFakeEmbedder runs the same requests against a keyed store
+// (the in-process store: only entries with the request's lexical key are
+// candidates) and a scanning one (every entry of the partition is ranked and
+// the lexical check rejects near misses): the same hits; the reasons differ
+// where the keyed store never considers an entry.
 func TestSemCacheWithFakeEmbedder(t *testing.T) {
+	t.Run("keyed", func(t *testing.T) { testSemCache(t, true) })
+	t.Run("scan", func(t *testing.T) { testSemCache(t, false) })
+}
+
+func testSemCache(t *testing.T, keyed bool) {
 	fake := fakeembed.New()
 	defer fake.Close()
 	fake.Key = "sk-test-secret"
 	emb := &semcache.OpenAIEmbedder{BaseURL: fake.URL, APIKey: "sk-test-secret"}
 	ctx := context.Background()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	c := &semcache.Cache{Store: semcache.NewMemStore(), Threshold: 0.95, Limit: 100, TTL: time.Hour, Now: func() time.Time { return now }}
+	var store semcache.Store = semcache.NewMemStore()
+	lexMiss := func(scanned string) string {
+		if keyed {
+			return "no entry with the same numbers, negations and content words"
+		}
+		return scanned
+	}
+	if !keyed {
+		store = scanOnly{store}
+	}
+	c := &semcache.Cache{Store: store, Threshold: 0.95, Limit: 100, TTL: time.Hour, Now: func() time.Time { return now }}
 
 	const sys = "You are a travel agent."
 	stored := []string{
@@ -50,6 +74,14 @@ func TestSemCacheWithFakeEmbedder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A paraphrase may hit; a changed number cannot (a keyed store knows it
+	// without an embedding; a scanning one cannot tell).
+	if !c.Holds(ctx, request("acme", sys, "show me ALL the cheapest direct flights from Paris to Rome on May 2 for two adults with hand luggage and a window seat if possible!", 0)) {
+		t.Fatal("Holds is false for a paraphrase of a stored question")
+	}
+	if h := c.Holds(ctx, request("acme", sys, strings.Replace(stored[0], "May 2", "May 3", 1), 0)); h != !keyed {
+		t.Fatalf("Holds for a changed number: %v", h)
+	}
 
 	for _, tc := range []struct {
 		name   string
@@ -58,13 +90,13 @@ func TestSemCacheWithFakeEmbedder(t *testing.T) {
 		reason string
 	}{
 		{"paraphrase", request("acme", sys, "Show me all the cheapest direct flights from Paris to Rome on May 2 for two adults with hand luggage and a window seat if possible please", 0), 0, "hit at similarity 1.0000"},
-		{"changed number", request("acme", sys, "Please show me all the cheapest direct flights from Paris to Rome on May 3 for two adults with hand luggage and a window seat if possible", 0), -1, "0.9565 similar but numbers differ: 3 2 vs 2 2"},
-		{"negation", request("acme", sys, "Can you tell me whether the city museum of modern art is not open on Monday mornings during the summer holidays for visitors with children", 0), -1, "0.9837 similar but negations differ: not vs (none)"},
-		{"swapped words", request("acme", sys, "Please show me all the cheapest direct flights from Rome to Paris on May 2 for two adults with hand luggage and a window seat if possible", 0), -1, "1.0000 similar but content words differ: all cheapest direct flight from rome to paris adult hand luggage window seat possible vs all cheapest direct flight from paris to rome adult hand luggage window seat possible"},
-		{"other tenant", request("globex", sys, stored[0], 0), -1, "no entry at similarity ≥ 0.95"},
-		{"other system prompt", request("acme", "You are a poet.", stored[0], 0), -1, "no entry at similarity ≥ 0.95"},
-		{"other temperature", request("acme", sys, stored[0], 0.5), -1, "no entry at similarity ≥ 0.95"},
-		{"unrelated", request("acme", sys, "What is the weather in Oslo", 0), -1, "no entry at similarity ≥ 0.95"},
+		{"changed number", request("acme", sys, "Please show me all the cheapest direct flights from Paris to Rome on May 3 for two adults with hand luggage and a window seat if possible", 0), -1, lexMiss("0.9565 similar but numbers differ: 3 2 vs 2 2")},
+		{"negation", request("acme", sys, "Can you tell me whether the city museum of modern art is not open on Monday mornings during the summer holidays for visitors with children", 0), -1, lexMiss("0.9837 similar but negations differ: not vs (none)")},
+		{"swapped words", request("acme", sys, "Please show me all the cheapest direct flights from Rome to Paris on May 2 for two adults with hand luggage and a window seat if possible", 0), -1, lexMiss("1.0000 similar but content words differ: all cheapest direct flight from rome to paris adult hand luggage window seat possible vs all cheapest direct flight from paris to rome adult hand luggage window seat possible")},
+		{"other tenant", request("globex", sys, stored[0], 0), -1, lexMiss("no entry at similarity ≥ 0.95")},
+		{"other system prompt", request("acme", "You are a poet.", stored[0], 0), -1, lexMiss("no entry at similarity ≥ 0.95")},
+		{"other temperature", request("acme", sys, stored[0], 0.5), -1, lexMiss("no entry at similarity ≥ 0.95")},
+		{"unrelated", request("acme", sys, "What is the weather in Oslo", 0), -1, lexMiss("no entry at similarity ≥ 0.95")},
 	} {
 		text, _ := semcache.LastUser(tc.req)
 		v, _, err := emb.Embed(ctx, []string{text})
@@ -91,8 +123,11 @@ func TestSemCacheWithFakeEmbedder(t *testing.T) {
 	// An hour after they were stored the entries have expired.
 	now = now.Add(time.Hour)
 	v, _, _ := emb.Embed(ctx, []string{stored[0]})
-	if hit, reason := c.Lookup(ctx, request("acme", sys, stored[0], 0), v[0]); hit != nil || reason != "no entry at similarity ≥ 0.95" {
+	if hit, reason := c.Lookup(ctx, request("acme", sys, stored[0], 0), v[0]); hit != nil || reason != lexMiss("no entry at similarity ≥ 0.95") {
 		t.Fatalf("expired entry: %v %s", hit, reason)
+	}
+	if h := c.Holds(ctx, request("acme", sys, stored[0], 0)); h != !keyed {
+		t.Fatalf("Holds of an expired entry: %v", h)
 	}
 }
 

@@ -1,6 +1,9 @@
 package semcache
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -49,6 +52,33 @@ func Lexical(a, b string) (ok bool, why string) {
 		return false, fmt.Sprintf("content words differ: %s vs %s", show(ta.content), show(tb.content))
 	}
 	return true, ""
+}
+
+// LexicalKey is a hash of exactly what Lexical compares (the numbers and
+// operators in order, the negations as a multiset, the content words in
+// order): Lexical(a, b) passes exactly when LexicalKey(a) ==
+// LexicalKey(b), up to a 128-bit hash collision (and Lexical is checked
+// again on every candidate). So a request can only ever hit an entry whose
+// last user message has its key: Bucket puts that key in the store's
+// partition.
+func LexicalKey(text string) string {
+	t := analyse(text)
+	h := sha256.New()
+	part := func(tag string, items []string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(items)))
+		h.Write([]byte(tag))
+		h.Write(n[:])
+		for _, it := range items {
+			binary.BigEndian.PutUint64(n[:], uint64(len(it)))
+			h.Write(n[:])
+			h.Write([]byte(it))
+		}
+	}
+	part("numbers", t.numbers)
+	part("negations", sorted(t.negations))
+	part("content", t.content)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 type lexed struct{ numbers, negations, content []string }

@@ -3,6 +3,8 @@ package semcache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,6 +107,9 @@ func TestSemLexical(t *testing.T) {
 		ok, why := Lexical(c.a, c.b)
 		if ok != c.ok || why != c.why {
 			t.Errorf("Lexical(%q, %q) = %v, %q; want %v, %q", c.a, c.b, ok, why, c.ok, c.why)
+		}
+		if same := LexicalKey(c.a) == LexicalKey(c.b); same != c.ok {
+			t.Errorf("LexicalKey(%q) == LexicalKey(%q) is %v, want %v (as Lexical)", c.a, c.b, same, c.ok)
 		}
 	}
 }
@@ -296,5 +301,35 @@ func TestSemStoreDelete(t *testing.T) {
 		if err != nil || (len(got) == 1) != (i == 1) || len(got) == 1 && got[0].ID != "1" {
 			t.Fatalf("lookup %d after delete: %+v %v", i, got, err)
 		}
+	}
+}
+
+// TestSemLexicalKeyAgrees: on many random pairs of texts from a small
+// vocabulary (stopwords, numbers spelled and not, negations, plurals,
+// operators), equal keys exactly when Lexical passes.
+func TestSemLexicalKeyAgrees(t *testing.T) {
+	vocab := strings.Fields("the a is it not no don't two 2 2.0 + * flights flight from to Paris Rome what's what capital never without 10% 10 please")
+	rng := rand.New(rand.NewPCG(12, 13))
+	text := func() string {
+		n := 1 + rng.IntN(5)
+		w := make([]string, n)
+		for i := range w {
+			w[i] = vocab[rng.IntN(len(vocab))]
+		}
+		return strings.Join(w, " ")
+	}
+	passed := 0
+	for range 20_000 {
+		a, b := text(), text()
+		ok, _ := Lexical(a, b)
+		if same := LexicalKey(a) == LexicalKey(b); same != ok {
+			t.Fatalf("%q / %q: Lexical %v, keys equal %v", a, b, ok, same)
+		}
+		if ok {
+			passed++
+		}
+	}
+	if passed < 100 {
+		t.Fatalf("only %d of 20,000 random pairs passed Lexical: the test checks too little", passed)
 	}
 }

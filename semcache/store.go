@@ -57,6 +57,22 @@ type Store interface {
 	Touch(ctx context.Context, partition, id string) error
 }
 
+// KeyedStore is a Store that can restrict a lookup to the entries whose
+// last user message has one lexical key (LexicalKey of Entry.Text) and can
+// say cheaply whether it holds any. Since a hit needs Lexical to pass, and
+// Lexical passes exactly when the keys are equal, these are the only
+// entries a request can hit: a request whose key no entry has needs no
+// embedding to be a miss. Cache uses it when its Store implements it.
+type KeyedStore interface {
+	Store
+	// LookupKey is Lookup among partition's entries with lexical key key.
+	LookupKey(ctx context.Context, partition, key string, vec []float32, minSim float64, now time.Time) ([]Candidate, error)
+	// Holds says whether partition holds an entry with lexical key key not
+	// expired at now. It may say true of an entry that has just gone (the
+	// lookup then finds nothing), never false of one that is there.
+	Holds(ctx context.Context, partition, key string, now time.Time) (bool, error)
+}
+
 // EntryID is the ID Put gives an entry without one.
 func EntryID(partition, text string) string {
 	h := sha256.Sum256([]byte(partition + "\x00" + text))
@@ -87,11 +103,13 @@ type memPart struct {
 	hash  *simhasher  // for dim
 	slots []*memEntry
 	byID  map[string]*memEntry
+	byKey map[string][]*memEntry // by the lexical key of their text
 	lru   list.List // of *memEntry, most recently used first
 }
 
 type memEntry struct {
 	e       Entry
+	key     string    // LexicalKey(e.Text)
 	expires time.Time // zero: never
 	slot    int
 	elem    *list.Element
@@ -122,7 +140,7 @@ func (s *MemStore) part(partition string, create bool) *memPart {
 	defer s.mu.Unlock()
 	p := s.parts[partition]
 	if p == nil && create {
-		p = &memPart{byID: map[string]*memEntry{}}
+		p = &memPart{byID: map[string]*memEntry{}, byKey: map[string][]*memEntry{}}
 		s.parts[partition] = p
 	}
 	return p
@@ -142,6 +160,35 @@ func (s *MemStore) Len(partition string) int {
 
 // Lookup implements Store.
 func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, minSim float64, now time.Time) ([]Candidate, error) {
+	return s.lookup(ctx, partition, "", false, vec, minSim, now)
+}
+
+// LookupKey implements KeyedStore: only the entries with lexical key key
+// are ranked, exactly (no prefilter).
+func (s *MemStore) LookupKey(ctx context.Context, partition, key string, vec []float32, minSim float64, now time.Time) ([]Candidate, error) {
+	return s.lookup(ctx, partition, key, true, vec, minSim, now)
+}
+
+// Holds implements KeyedStore.
+func (s *MemStore) Holds(ctx context.Context, partition, key string, now time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	p := s.part(partition, false)
+	if p == nil {
+		return false, nil
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, me := range p.byKey[key] {
+		if me.expires.IsZero() || now.Before(me.expires) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *MemStore) lookup(ctx context.Context, partition, key string, keyed bool, vec []float32, minSim float64, now time.Time) ([]Candidate, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -170,11 +217,16 @@ func (s *MemStore) Lookup(ctx context.Context, partition string, vec []float32, 
 		top = insertHit(top, hit{me, sim})
 	}
 	bound := hammingBound(minSim)
-	if len(p.slots) < exactScanBelow || bound.total >= sigBits/2 {
+	switch {
+	case keyed:
+		for _, me := range p.byKey[key] {
+			consider(me)
+		}
+	case len(p.slots) < exactScanBelow || bound.total >= sigBits/2:
 		for _, me := range p.slots {
 			consider(me)
 		}
-	} else {
+	default:
 		var nn nearest
 		sig := p.hash.sign(q, nil)
 		s.memo.put(q, sig)
@@ -214,6 +266,7 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	if !ok {
 		sig = hash.sign(e.Vector, nil)
 	}
+	key := LexicalKey(e.Text)
 	p := s.part(e.Partition, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -224,6 +277,11 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 		return fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(e.Vector), p.dim)
 	}
 	if me := p.byID[e.ID]; me != nil {
+		if me.key != key {
+			p.unkey(me)
+			me.key = key
+			p.byKey[key] = append(p.byKey[key], me)
+		}
 		me.e, me.expires = e, expires
 		copy(p.vec(me.slot), e.Vector)
 		p.w0[me.slot], p.lo[me.slot], p.hi[me.slot], p.exp[me.slot] = sig.lo[0], sig.lo, sig.hi, expNS(expires)
@@ -242,7 +300,8 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	for limit > 0 && len(p.slots) >= limit {
 		p.remove(p.lru.Back().Value.(*memEntry))
 	}
-	me := &memEntry{e: e, expires: expires, slot: len(p.slots)}
+	me := &memEntry{e: e, key: key, expires: expires, slot: len(p.slots)}
+	p.byKey[key] = append(p.byKey[key], me)
 	if me.slot/vecChunk == len(p.vecs) {
 		p.vecs = append(p.vecs, make([]float32, vecChunk*p.dim))
 	}
@@ -274,7 +333,26 @@ func (p *memPart) remove(me *memEntry) {
 	}
 	p.w0, p.lo, p.hi, p.exp = p.w0[:last], p.lo[:last], p.hi[:last], p.exp[:last]
 	delete(p.byID, me.e.ID)
+	p.unkey(me)
 	p.lru.Remove(me.elem)
+}
+
+// unkey takes me out of p.byKey.
+func (p *memPart) unkey(me *memEntry) {
+	l := p.byKey[me.key]
+	for i, x := range l {
+		if x == me {
+			l[i] = l[len(l)-1]
+			l[len(l)-1] = nil
+			l = l[:len(l)-1]
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(p.byKey, me.key)
+	} else {
+		p.byKey[me.key] = l
+	}
 }
 
 // Touch implements Store. An unknown entry (dropped meanwhile) is no error.
