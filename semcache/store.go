@@ -104,7 +104,7 @@ type memPart struct {
 	slots []*memEntry
 	byID  map[string]*memEntry
 	byKey map[string][]*memEntry // by the lexical key of their text
-	lru   list.List // of *memEntry, most recently used first
+	lru   list.List              // of *memEntry, most recently used first
 }
 
 type memEntry struct {
