@@ -131,6 +131,30 @@ func (db *DB) PutSemantic(ctx context.Context, e SemanticEntry, limit int, ttl t
 	})
 }
 
+// SemanticTexts is the text of every entry of partition not expired at now
+// (no vectors or answers: what a store needs to know which questions it
+// holds).
+func (db *DB) SemanticTexts(ctx context.Context, partition string, now time.Time) ([]string, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT "text" FROM semantic_entries WHERE "partition" = ? AND (expires_ms = 0 OR expires_ms > ?)`,
+		partition, now.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("ledger: semantic cache entries: %w", err)
+	}
+	defer rows.Close() // read only; rows.Err is checked
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("ledger: semantic cache entries: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: semantic cache entries: %w", err)
+	}
+	return out, nil
+}
+
 // SemanticCandidates is every entry of partition not expired at now.
 func (db *DB) SemanticCandidates(ctx context.Context, partition string, now time.Time) ([]SemanticEntry, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT id, tenant, model, "text", vector, response, created_ms, used_ms, expires_ms,

@@ -93,6 +93,13 @@ func TestSemanticStore(t *testing.T) {
 		if got, _ := db.SemanticCandidates(ctx, "p3", t0.Add(time.Minute)); len(got) != 0 {
 			t.Fatalf("at expiry: %v", semIDs(got))
 		}
+		// The texts alone, as the candidates are.
+		if got, err := db.SemanticTexts(ctx, "p3", t0.Add(time.Minute-time.Millisecond)); err != nil || !reflect.DeepEqual(got, []string{"q t"}) {
+			t.Fatalf("texts before expiry: %q %v", got, err)
+		}
+		if got, err := db.SemanticTexts(ctx, "p3", t0.Add(time.Minute)); err != nil || len(got) != 0 {
+			t.Fatalf("texts at expiry: %q %v", got, err)
+		}
 		put("u", "p3", t0.Add(2*time.Minute), 0, time.Minute)
 		var n int
 		if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM semantic_entries WHERE "partition" = 'p3'`).Scan(&n); err != nil || n != 1 {

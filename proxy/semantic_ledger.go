@@ -16,6 +16,7 @@ import (
 type SemanticEntries interface {
 	PutSemantic(ctx context.Context, e ledger.SemanticEntry, limit int, ttl time.Duration, now time.Time) error
 	SemanticCandidates(ctx context.Context, partition string, now time.Time) ([]ledger.SemanticEntry, error)
+	SemanticTexts(ctx context.Context, partition string, now time.Time) ([]string, error)
 	TouchSemantic(ctx context.Context, id string, now time.Time) error
 }
 
@@ -53,12 +54,12 @@ func (s *ledgerSemStore) LookupKey(ctx context.Context, partition, key string, v
 
 // Holds implements semcache.KeyedStore.
 func (s *ledgerSemStore) Holds(ctx context.Context, partition, key string, now time.Time) (bool, error) {
-	rows, err := s.db.SemanticCandidates(ctx, partition, now)
+	texts, err := s.db.SemanticTexts(ctx, partition, now)
 	if err != nil {
 		return false, fmt.Errorf("semantic cache in the ledger: %w", err)
 	}
-	for _, r := range rows {
-		if semcache.LexicalKey(r.Text) == key {
+	for _, t := range texts {
+		if semcache.LexicalKey(t) == key {
 			return true, nil
 		}
 	}
