@@ -8,6 +8,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/costctl/costctl/pricing"
 )
 
 // BenchmarkLookup looks up vectors in one partition of 10,000 entries (the
@@ -150,4 +152,68 @@ func BenchmarkDot(b *testing.B) {
 			runtime.KeepAlive(s)
 		})
 	}
+}
+
+// BenchmarkCacheKeyed is what the proxy does per eligible request with the
+// in-process store, in one partition of 100,000 entries (256 dimensions),
+// each a different question: Holds (is there an entry with the request's
+// lexical key?), then for the requests where there is, the keyed Lookup.
+// miss: a new question (Holds false, no embedding needed); hit: a stored
+// question asked again in other words (Holds true, Lookup ranks its one
+// entry).
+func BenchmarkCacheKeyed(b *testing.B) {
+	ctx := context.Background()
+	const n, dim = 100_000, 256
+	rng := rand.New(rand.NewPCG(3, 4))
+	c := &Cache{Store: NewMemStore(), Now: func() time.Time { return benchT0 }}
+	req := func(text string) *Request {
+		z := 0.0
+		return &Request{Tenant: "acme", Model: "gpt-4o-mini", Temperature: &z,
+			Messages: []Message{{Role: "system", Text: "You answer questions about orders."}, {Role: "user", Text: text}}}
+	}
+	vecs := make([][]float32, 64)
+	for i := range n {
+		v := randVec(rng, dim)
+		if i < len(vecs) {
+			vecs[i] = v
+		}
+		if err := c.Put(ctx, req(fmt.Sprintf("where is order %d for customer %d", i, i*7)), v, []byte("{}"), pricing.Amount{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("miss", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		for i := range b.N {
+			r := req(fmt.Sprintf("where is order %d for customer %d", n+i, i))
+			t0 := time.Now()
+			if c.Holds(ctx, r) {
+				b.Fatal("a new question is held")
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		reportLatency(b, lat)
+	})
+	b.Run("hit", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		for i := range b.N {
+			k := i % len(vecs)
+			r := req(fmt.Sprintf("Where's order %d, for customer %d?", k, k*7))
+			t0 := time.Now()
+			if !c.Holds(ctx, r) {
+				b.Fatal("a stored question is not held")
+			}
+			hit, why := c.Lookup(ctx, r, vecs[k])
+			lat = append(lat, time.Since(t0))
+			if hit == nil {
+				b.Fatalf("no hit: %s", why)
+			}
+		}
+		reportLatency(b, lat)
+	})
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[(len(lat)*99)/100].Nanoseconds())/1e3, "p99-µs")
 }
