@@ -219,6 +219,7 @@ func TestProxySemanticResponses(t *testing.T) {
 	embedded += 2
 
 	// Never eligible, forced or not: no embedding, forwarded.
+	se.settle()
 	for _, tc := range []struct{ name, body string }{
 		{"background", semResp(semSys, jsonString(semStored), `"background":true,`)},
 		{"image", semResp(semSys, `[{"role":"user","content":[{"type":"input_text","text":`+jsonString(semStored)+`},{"type":"input_image","image_url":"data:image/png;base64,AAAA"}]}]`, "")},
@@ -229,6 +230,7 @@ func TestProxySemanticResponses(t *testing.T) {
 			t.Errorf("%s: %q, upstream %d→%d, %d embedding calls (want %d)", tc.name, r.Header.Get("X-Costctl-Cache"), before, se.up.calls.Load(), se.fe.Calls(), embedded)
 		}
 	}
+	se.settle()
 	if se.fe.Calls() != embedded {
 		t.Fatalf("%d embedding calls, want %d", se.fe.Calls(), embedded)
 	}

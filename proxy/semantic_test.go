@@ -39,6 +39,14 @@ func semChatT(sys, user, temp, extra string) string {
 	return fmt.Sprintf(`{"model":"gpt-4o-mini","temperature":%s,%s"messages":%s,"max_tokens":100}`, temp, extra, b)
 }
 
+// settle waits for the proxy's handlers that started and then for the work
+// they left in the background (answers embedded to be stored,
+// verifications). Call it with no request in flight.
+func (se *semEnv) settle() {
+	se.srv.Wait()
+	se.srv.bgWG.Wait()
+}
+
 // plant stores an entry for body's question in tenant's partition, as a
 // miss would (no ledger row); its answer is "{}", which is never served.
 func (se *semEnv) plant(t *testing.T, tenant, body string) {
@@ -191,7 +199,10 @@ func TestProxySemanticCache(t *testing.T) {
 			t.Errorf("%s: %q, upstream %d→%d", tc.name, r.Header.Get("X-Costctl-Cache"), before, se.up.calls.Load())
 		}
 	}
-	embedded := 2 + 1 + 1 + 1 + 6 // stored, repeat, paraphrase, streamed, misses
+	// stored, repeat, paraphrase, streamed, misses (those no entry could
+	// match are embedded after their answer, to store it).
+	embedded := 2 + 1 + 1 + 1 + 6
+	se.settle()
 	if se.fe.Calls() != embedded {
 		t.Fatalf("%d embedding calls, want %d", se.fe.Calls(), embedded)
 	}
@@ -379,6 +390,7 @@ func TestProxySemanticVerifySwitchOff(t *testing.T) {
 	}
 	// The proxy reloads the policy: no more embedding, no more hits.
 	se.waitPolicy("acme", func(p ledger.Policy) bool { return !p.SemanticCache })
+	se.settle()
 	emb := se.fe.Calls()
 	r := se.do("POST", "/v1/chat/completions", k, false, semChat(semSys, semPara, ""))
 	if r.Header.Get("X-Costctl-Cache") == "semantic" || se.fe.Calls() != emb || !strings.Contains(r.Body, bad) {
