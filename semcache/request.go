@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -225,22 +226,29 @@ func message(obj map[string]any, i int) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("message %d: %v", i, err)
 	}
+	eb, err := messageExtra(obj, parts, "role", "content")
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{Role: role, Text: text, Extra: eb}, nil
+}
+
+// messageExtra is the canonical JSON of a message's fields but skip, with
+// its non-text content parts (nil when there is nothing else).
+func messageExtra(obj map[string]any, parts []any, skip ...string) ([]byte, error) {
 	extra := map[string]any{}
 	for k, v := range obj {
-		if k != "role" && k != "content" {
+		if !slices.Contains(skip, k) {
 			extra[k] = v
 		}
 	}
 	if parts != nil {
 		extra["content_parts"] = parts
 	}
-	var eb []byte
-	if len(extra) > 0 {
-		if eb, err = canonical(extra); err != nil {
-			return Message{}, err
-		}
+	if len(extra) == 0 {
+		return nil, nil
 	}
-	return Message{Role: role, Text: text, Extra: eb}, nil
+	return canonical(extra)
 }
 
 func temperature(obj map[string]any) (*float64, error) {
@@ -486,20 +494,9 @@ func responsesItem(obj map[string]any, i int) (Message, bool, error) {
 	if err != nil {
 		return Message{}, false, fmt.Errorf("input item %d: %v", i, err)
 	}
-	extra := map[string]any{}
-	for k, v := range obj {
-		if k != "role" && k != "content" && k != "type" {
-			extra[k] = v
-		}
-	}
-	if parts != nil {
-		extra["content_parts"] = parts
-	}
-	var eb []byte
-	if len(extra) > 0 {
-		if eb, err = canonical(extra); err != nil {
-			return Message{}, false, err
-		}
+	eb, err := messageExtra(obj, parts, "role", "content", "type")
+	if err != nil {
+		return Message{}, false, err
 	}
 	return Message{Role: role, Text: text, Extra: eb}, plain, nil
 }
