@@ -51,6 +51,7 @@ type ProxyOptions struct {
 	EmbedUpstream      string // "" = Upstream
 	EmbedModel         string
 	SemanticMaxEntries int
+	SemanticMaxTotal   int
 	SemanticStore      string // memory, ledger or redis ("" = redis with --redis, else memory)
 	VerifySample       string // share of semantic hits verified upstream, percent ("2%")
 	VerifyWindow       time.Duration
@@ -109,7 +110,8 @@ Each tenant's policy (costctl policy set) applies within a second:
                        semantic, x-costctl-similarity); in this process's
                        memory (in Redis with --redis; in the ledger, shared
                        by every proxy on it, with --semantic-store ledger),
-                       at most --semantic-max-entries per partition.
+                       at most --semantic-max-entries per partition (and
+                       --semantic-max-total in all, in memory).
                        --verify-sample of the hits are also sent upstream
                        (billed) and compared: equal texts match; with
                        --verify-judge MODEL, texts that differ are judged
@@ -186,6 +188,9 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 			if opts.SemanticMaxEntries <= 0 {
 				return usageErrorf("--semantic-max-entries must be positive (e.g. 10000)")
 			}
+			if opts.SemanticMaxTotal <= 0 {
+				return usageErrorf("--semantic-max-total must be positive (e.g. 100000)")
+			}
 			if opts.VerifyWindow <= 0 {
 				return usageErrorf("--verify-window must be positive (e.g. 168h)")
 			}
@@ -229,6 +234,7 @@ proxy's memory: right for one proxy.` + exitStatusSection,
 	fl.StringVar(&opts.EmbedUpstream, "embed-upstream", "", "semantic cache: OpenAI-compatible /v1/embeddings base URL, called with OPENAI_API_KEY (default: --upstream)")
 	fl.StringVar(&opts.EmbedModel, "embed-model", semcache.DefaultEmbedModel, "semantic cache: embedding model (priced from the table)")
 	fl.IntVar(&opts.SemanticMaxEntries, "semantic-max-entries", proxy.DefaultSemanticMaxEntries, "semantic cache: entries per partition (least recently used out)")
+	fl.IntVar(&opts.SemanticMaxTotal, "semantic-max-total", proxy.DefaultSemanticMaxTotal, "semantic cache in memory: entries in all partitions (least recently used partitions out)")
 	fl.StringVar(&opts.SemanticStore, "semantic-store", "", "semantic cache: where entries live: memory, ledger (shared by every proxy on the ledger) or redis (default: redis with --redis, else memory)")
 	fl.StringVar(&opts.VerifySample, "verify-sample", "0%", "semantic cache: share of hits also sent upstream (billed) and compared, e.g. 2%")
 	fl.DurationVar(&opts.VerifyWindow, "verify-window", proxy.DefaultVerifyWindow, "semantic cache: precision is measured over this window")
@@ -344,7 +350,7 @@ func runProxy(ctx context.Context, opts *ProxyOptions) error {
 		budgetMode = "budgets shared through the ledger"
 	}
 	cfg.MaxCallDuration = opts.MaxCallDuration
-	cfg.EmbedUpstream, cfg.EmbedModel, cfg.SemanticMaxEntries = opts.EmbedUpstream, opts.EmbedModel, opts.SemanticMaxEntries
+	cfg.EmbedUpstream, cfg.EmbedModel, cfg.SemanticMaxEntries, cfg.SemanticMaxTotal = opts.EmbedUpstream, opts.EmbedModel, opts.SemanticMaxEntries, opts.SemanticMaxTotal
 	cfg.VerifySampleBP, cfg.VerifyWindow, cfg.VerifyMin, cfg.SemanticLedger = opts.verifyBP, opts.VerifyWindow, opts.VerifyMin, db
 	cfg.SemanticLedger = proxy.WithVerifyJudge(cfg.SemanticLedger, verifyJudge)
 	var semRedis redis.UniversalClient

@@ -63,10 +63,14 @@ type SemanticLedger interface {
 // Semantic cache defaults.
 const (
 	DefaultSemanticMaxEntries = 10_000
-	DefaultVerifyWindow       = 7 * 24 * time.Hour
-	DefaultVerifyMin          = 20
-	defaultEmbedTimeout       = 10 * time.Second
-	verifyTimeout             = 5 * time.Minute
+	DefaultSemanticMaxTotal   = 100_000
+	// semSweepEvery is how often expired entries (and partitions left
+	// empty, or idle local indexes of the Redis store) are dropped.
+	semSweepEvery       = time.Minute
+	DefaultVerifyWindow = 7 * 24 * time.Hour
+	DefaultVerifyMin    = 20
+	defaultEmbedTimeout = 10 * time.Second
+	verifyTimeout       = 5 * time.Minute
 )
 
 // semState is what a call carries for the semantic cache: its view and the
@@ -88,6 +92,9 @@ func (s *Server) semSetup() {
 	if cfg.SemanticMaxEntries <= 0 {
 		cfg.SemanticMaxEntries = DefaultSemanticMaxEntries
 	}
+	if cfg.SemanticMaxTotal <= 0 {
+		cfg.SemanticMaxTotal = DefaultSemanticMaxTotal
+	}
 	if cfg.VerifyWindow <= 0 {
 		cfg.VerifyWindow = DefaultVerifyWindow
 	}
@@ -101,6 +108,9 @@ func (s *Server) semSetup() {
 	default:
 		cfg.SemanticStore = semcache.NewMemStore()
 	}
+	if ms, ok := cfg.SemanticStore.(*semcache.MemStore); ok && ms.MaxEntries == 0 {
+		ms.MaxEntries = cfg.SemanticMaxTotal
+	}
 	if cfg.Embedder == nil {
 		cfg.Embedder = &semcache.OpenAIEmbedder{BaseURL: cfg.EmbedUpstream, APIKey: cfg.OpenAIKey, Model: cfg.EmbedModel, Client: s.client}
 	}
@@ -110,6 +120,30 @@ func (s *Server) semSetup() {
 		}
 	}
 	s.embedModel, _ = cfg.Pricing.Lookup(cfg.EmbedModel)
+}
+
+// semSweeper is a semantic store that can drop what has expired or gone
+// idle (semcache.MemStore, RedisSemStore).
+type semSweeper interface{ Sweep(now time.Time) int }
+
+// semSweepLoop sweeps the semantic store every semSweepEvery, so a proxy's
+// memory holds only live entries and partitions in use.
+func (s *Server) semSweepLoop() {
+	defer s.loopWG.Done()
+	sw, ok := s.cfg.SemanticStore.(semSweeper)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(semSweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			sw.Sweep(s.now())
+		}
+	}
 }
 
 // Where the semantic cache keeps its entries (costctl proxy

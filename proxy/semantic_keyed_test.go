@@ -78,3 +78,28 @@ func TestProxySemanticMissNeedsNoEmbedding(t *testing.T) {
 		t.Errorf("paraphrase embedded with %d requests served, want 3", n)
 	}
 }
+
+// TestProxySemanticMaxTotal: the proxy bounds its memory store to
+// SemanticMaxTotal entries in all partitions; misses in more partitions
+// than that keep only the most recently used.
+func TestProxySemanticMaxTotal(t *testing.T) {
+	se := newSemEnv(t, func(c *Config) { c.SemanticMaxTotal = 2 })
+	if se.store.MaxEntries != 2 {
+		t.Fatalf("memory store bound %d, want 2", se.store.MaxEntries)
+	}
+	k := se.key("acme", "", "k")
+	se.setPolicy(ledger.Policy{Tenant: "acme", SemanticCache: true})
+	se.waitPolicy("acme", func(p ledger.Policy) bool { return p.SemanticCache })
+	for _, sys := range []string{"You are a travel agent.", "You are a museum guide.", "You are a chef."} {
+		if r := se.do("POST", "/v1/chat/completions", k, false, semChat(sys, semStored, "")); r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		se.settle()
+	}
+	if n, p := se.store.Entries(), se.store.Partitions(); n != 2 || p != 2 {
+		t.Fatalf("%d entries in %d partitions, want 2 in 2", n, p)
+	}
+	if n := se.store.Len(se.partition("acme", semChat("You are a travel agent.", semStored, ""))); n != 0 {
+		t.Fatalf("the least recently used partition keeps %d entries", n)
+	}
+}

@@ -72,7 +72,8 @@ type RedisSemStore struct {
 
 // redisSemPart is a partition's local index and its place in the feed.
 type redisSemPart struct {
-	idx atomic.Pointer[semcache.MemStore] // nil until loaded
+	idx  atomic.Pointer[semcache.MemStore] // nil until loaded
+	used atomic.Int64                      // last looked up or written, Unix ns
 
 	// Only the catch-up running (cur) reads or writes these.
 	loaded bool
@@ -131,7 +132,27 @@ func (s *RedisSemStore) part(partition string) *redisSemPart {
 		p = &redisSemPart{lastID: "0-0"}
 		s.parts[partition] = p
 	}
+	p.used.Store(time.Now().UnixNano())
 	return p
+}
+
+// semIdle is how long a partition's local index is kept without a lookup
+// or a Put; a later lookup loads it again from Redis.
+const semIdle = 10 * time.Minute
+
+// Sweep drops the local indexes of partitions idle for semIdle at now (the
+// entries stay in Redis) and returns how many it dropped.
+func (s *RedisSemStore) Sweep(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for name, p := range s.parts {
+		if now.Sub(time.Unix(0, p.used.Load())) >= semIdle {
+			delete(s.parts, name)
+			n++
+		}
+	}
+	return n
 }
 
 // redisSemEntry is a semcache.Entry as stored.

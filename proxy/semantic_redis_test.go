@@ -570,3 +570,42 @@ func BenchmarkRedisSemLookup(b *testing.B) {
 	b.ReportMetric(float64(hits)/float64(i), "recall")
 	b.ReportMetric(float64(load.Microseconds())/1e3, "first-load-ms")
 }
+
+// TestRedisSemStoreSweep: a partition's local index idle for semIdle is
+// dropped (the entries stay in Redis); the next lookup loads it again and
+// finds what another proxy stored meanwhile. Keyed lookups and Holds go
+// through the same index.
+func TestRedisSemStoreSweep(t *testing.T) {
+	rdb, prefix := testRedis(t)
+	ctx := context.Background()
+	a, b := NewRedisSemStore(rdb, prefix), NewRedisSemStore(rdb, prefix)
+	rng := rand.New(rand.NewPCG(5, 6))
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	v1, v2 := randVec(rng, 32), randVec(rng, 32)
+	put := func(id, text string, v []float32) {
+		t.Helper()
+		if err := a.Put(ctx, semcache.Entry{ID: id, Partition: "p", Text: text, Vector: v, Created: t0}, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("e1", "refund window for order 1", v1)
+	if cs, err := b.LookupKey(ctx, "p", semcache.LexicalKey("the refund window for order 1?"), v1, 0.99, t0); err != nil || len(cs) != 1 || cs[0].ID != "e1" {
+		t.Fatalf("keyed lookup: %v %v", semIDs(cs), err)
+	}
+	if h, err := b.Holds(ctx, "p", semcache.LexicalKey("refund window for order 2"), t0); err != nil || h {
+		t.Fatalf("Holds for another order: %v %v", h, err)
+	}
+	if n := b.Sweep(time.Now()); n != 0 {
+		t.Fatalf("swept %d indexes in use", n)
+	}
+	if n := b.Sweep(time.Now().Add(semIdle)); n != 1 {
+		t.Fatalf("swept %d idle indexes, want 1", n)
+	}
+	put("e2", "refund window for order 2", v2)
+	if h, err := b.Holds(ctx, "p", semcache.LexicalKey("refund window for order 2"), t0); err != nil || !h {
+		t.Fatalf("Holds after the reload: %v %v", h, err)
+	}
+	if cs, err := b.LookupKey(ctx, "p", semcache.LexicalKey("refund window for order 2"), v2, 0.99, t0); err != nil || len(cs) != 1 || cs[0].ID != "e2" {
+		t.Fatalf("after the reload: %v %v", semIDs(cs), err)
+	}
+}

@@ -88,6 +88,7 @@ type Config struct {
 	Embedder           semcache.Embedder // nil: an OpenAIEmbedder on EmbedUpstream
 	SemanticStore      semcache.Store    // nil: in Redis with Redis (RedisSemStore), else in this process (semcache.NewMemStore)
 	SemanticMaxEntries int               // entries per partition (0: DefaultSemanticMaxEntries)
+	SemanticMaxTotal   int               // entries in this process's memory store, all partitions (0: DefaultSemanticMaxTotal)
 	SemanticLedger     SemanticLedger    // verifications (nil: Control when it implements it)
 	VerifySampleBP     int64             // share of semantic hits also sent upstream, basis points (0: none)
 	VerifyWindow       time.Duration     // precision measured over (0: DefaultVerifyWindow)
@@ -270,9 +271,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.events, s.batchDone = make(chan queued, 4096), make(chan struct{})
 	go s.batchLoop()
-	s.loopWG.Add(2)
+	s.loopWG.Add(3)
 	go s.policyLoop()
 	go s.spikeLoop()
+	go s.semSweepLoop()
 	if cfg.Redis != nil {
 		ps := s.subscribe()
 		s.loopWG.Add(2)

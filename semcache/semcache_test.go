@@ -333,3 +333,93 @@ func TestSemLexicalKeyAgrees(t *testing.T) {
 		t.Fatalf("only %d of 20,000 random pairs passed Lexical: the test checks too little", passed)
 	}
 }
+
+// TestSemStoreMaxEntries: beyond MaxEntries the least recently used
+// partitions (by Put or hit) are dropped whole, never the one written to;
+// one partition alone loses its own least recently used entries; Sweep
+// drops expired entries and the partitions they leave empty.
+func TestSemStoreMaxEntries(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewMemStore()
+	s.MaxEntries = 5
+	put := func(part, id string, ttl time.Duration) {
+		t.Helper()
+		if err := s.Put(ctx, Entry{ID: id, Partition: part, Text: id, Vector: []float32{1, float32(len(id)), 0}, Created: t0}, 0, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a", "a1", 0)
+	put("a", "a2", 0)
+	put("b", "b1", 0)
+	put("c", "c1", time.Minute)
+	put("c", "c2", time.Minute)
+	if err := s.Touch(ctx, "a", "a1"); err != nil { // a is now the most recently used
+		t.Fatal(err)
+	}
+	put("d", "d1", 0) // 6 > 5: b (least recently used) goes whole
+	if s.Entries() != 5 || s.Partitions() != 3 || s.Len("b") != 0 || s.Len("a") != 2 || s.Len("c") != 2 || s.Len("d") != 1 {
+		t.Fatalf("entries %d, partitions %d: a %d b %d c %d d %d", s.Entries(), s.Partitions(), s.Len("a"), s.Len("b"), s.Len("c"), s.Len("d"))
+	}
+	// One partition alone over the bound keeps its newest entries.
+	for i := range 7 {
+		put("e", fmt.Sprintf("e%d", i), 0)
+	}
+	if s.Entries() != 5 || s.Partitions() != 1 || s.Len("e") != 5 {
+		t.Fatalf("entries %d, partitions %d, e %d", s.Entries(), s.Partitions(), s.Len("e"))
+	}
+	got, _ := s.Lookup(ctx, "e", []float32{1, 2, 0}, -1, t0)
+	ids := map[string]bool{}
+	for _, c := range got {
+		ids[c.ID] = true
+	}
+	if len(ids) != 5 || ids["e0"] || ids["e1"] || !ids["e6"] {
+		t.Fatalf("e keeps %v, want e2…e6", ids)
+	}
+	// Sweep: c's entries expired and c goes with them; e stays.
+	s.MaxEntries = 0
+	put("c", "c3", time.Minute)
+	if n := s.Sweep(t0.Add(time.Minute)); n != 1 || s.Partitions() != 1 || s.Entries() != 5 {
+		t.Fatalf("swept %d: partitions %d, entries %d", n, s.Partitions(), s.Entries())
+	}
+	put("c", "c4", 0) // a dropped partition comes back on its next Put
+	if s.Len("c") != 1 || s.Entries() != 6 {
+		t.Fatalf("c after the sweep: %d entries, %d in all", s.Len("c"), s.Entries())
+	}
+}
+
+// TestSemStoreMaxEntriesConcurrent: Puts, hits and sweeps from many
+// goroutines into many partitions keep the count exact and the bound held.
+func TestSemStoreMaxEntriesConcurrent(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewMemStore()
+	s.MaxEntries = 50
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				part := fmt.Sprintf("p%d", (g*7+i)%23)
+				id := fmt.Sprintf("g%d-%d", g, i)
+				if err := s.Put(ctx, Entry{ID: id, Partition: part, Text: id, Vector: []float32{1, float32(i), float32(g)}, Created: t0}, 4, time.Duration(i%3)*time.Minute); err != nil {
+					t.Error(err)
+					return
+				}
+				_ = s.Touch(ctx, part, id)
+				if i%50 == 0 {
+					s.Sweep(t0.Add(time.Minute))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sum := 0
+	for i := range 23 {
+		sum += s.Len(fmt.Sprintf("p%d", i))
+	}
+	if s.Entries() != sum || sum > 50 || sum == 0 {
+		t.Fatalf("Entries %d, partitions hold %d, bound 50", s.Entries(), sum)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/costctl/costctl/pricing"
@@ -86,13 +87,28 @@ func EntryID(partition, text string) string {
 // by Hamming distance and computes the exact cosine similarity only for the
 // nearest few (see index.go): it may miss an entry, never returns one below
 // minSim. Safe for concurrent use.
+//
+// MaxEntries, when set, bounds the entries of all partitions together:
+// beyond it the least recently used partitions (by their last Put or hit)
+// are dropped whole, never the one being written to (which then loses its
+// own least recently used entries). Sweep drops expired entries and
+// partitions left empty.
 type MemStore struct {
+	MaxEntries int // 0: unbounded
+
 	mu    sync.Mutex
 	parts map[string]*memPart
+	plru  list.List // of *memPart, most recently used first
+	total atomic.Int64
 	memo  sigMemo
 }
 
 type memPart struct {
+	name    string
+	elem    *list.Element // in MemStore.plru
+	dropped bool          // taken out of the store (under mu): Puts go to a new one
+	total   *atomic.Int64 // the store's
+
 	mu    sync.RWMutex
 	dim   int
 	vecs  [][]float32 // chunks of vecChunk entries; slot i: vec(i)
@@ -135,15 +151,80 @@ func expNS(t time.Time) int64 {
 // NewMemStore returns an empty in-process store.
 func NewMemStore() *MemStore { return &MemStore{parts: map[string]*memPart{}} }
 
+// part is partition (nil when there is none and !create); create also marks
+// it the most recently used.
 func (s *MemStore) part(partition string, create bool) *memPart {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.parts[partition]
 	if p == nil && create {
-		p = &memPart{byID: map[string]*memEntry{}, byKey: map[string][]*memEntry{}}
+		p = &memPart{name: partition, total: &s.total, byID: map[string]*memEntry{}, byKey: map[string][]*memEntry{}}
+		p.elem = s.plru.PushFront(p)
 		s.parts[partition] = p
+	} else if p != nil && create {
+		s.plru.MoveToFront(p.elem)
 	}
 	return p
+}
+
+// Partitions is how many partitions the store holds.
+func (s *MemStore) Partitions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.parts)
+}
+
+// Entries is how many entries the store holds, in all partitions.
+func (s *MemStore) Entries() int { return int(s.total.Load()) }
+
+// drop takes p out of the store (s.mu held); its entries go when its
+// caller empties it.
+func (s *MemStore) drop(p *memPart) {
+	delete(s.parts, p.name)
+	s.plru.Remove(p.elem)
+}
+
+// empty removes every entry of p and marks it dropped.
+func (p *memPart) empty() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropped = true
+	for len(p.slots) > 0 {
+		p.remove(p.slots[len(p.slots)-1])
+	}
+}
+
+// bound drops the least recently used partitions but keep while the store
+// holds more than MaxEntries, then keep's least recently used entries.
+func (s *MemStore) bound(keep string) {
+	for s.MaxEntries > 0 && s.total.Load() > int64(s.MaxEntries) {
+		s.mu.Lock()
+		var victim *memPart
+		for el := s.plru.Back(); el != nil; el = el.Prev() {
+			if p := el.Value.(*memPart); p.name != keep {
+				victim = p
+				break
+			}
+		}
+		if victim != nil {
+			s.drop(victim)
+		}
+		s.mu.Unlock()
+		if victim != nil {
+			victim.empty()
+			continue
+		}
+		p := s.part(keep, false)
+		if p == nil {
+			return
+		}
+		p.mu.Lock()
+		for s.total.Load() > int64(s.MaxEntries) && len(p.slots) > 0 {
+			p.remove(p.lru.Back().Value.(*memEntry))
+		}
+		p.mu.Unlock()
+		return
+	}
 }
 
 // Len is the number of entries in partition (expired ones not yet dropped
@@ -267,14 +348,29 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 		sig = hash.sign(e.Vector, nil)
 	}
 	key := LexicalKey(e.Text)
-	p := s.part(e.Partition, true)
+	for {
+		p := s.part(e.Partition, true)
+		done, err := p.put(e, key, sig, hash, expires, limit)
+		if done {
+			s.bound(e.Partition)
+			return err
+		}
+	}
+}
+
+// put stores e in p; done is false when p was dropped meanwhile (the caller
+// puts it in the partition's new memPart).
+func (p *memPart) put(e Entry, key string, sig signature, hash *simhasher, expires time.Time, limit int) (done bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.dropped {
+		return false, nil
+	}
 	if len(p.slots) == 0 && p.dim != len(e.Vector) {
 		p.dim, p.hash, p.vecs = len(e.Vector), hash, nil
 	}
 	if len(e.Vector) != p.dim {
-		return fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(e.Vector), p.dim)
+		return true, fmt.Errorf("semcache: vector has %d dimensions, partition's entries %d", len(e.Vector), p.dim)
 	}
 	if me := p.byID[e.ID]; me != nil {
 		if me.key != key {
@@ -287,7 +383,7 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 		p.w0[me.slot], p.lo[me.slot], p.hi[me.slot], p.exp[me.slot] = sig.lo[0], sig.lo, sig.hi, expNS(expires)
 		me.e.Vector = nil // held in p.vecs
 		p.lru.MoveToFront(me.elem)
-		return nil
+		return true, nil
 	}
 	// Expired entries at the cold end go first, then the least recently used.
 	for back := p.lru.Back(); back != nil; back = p.lru.Back() {
@@ -311,7 +407,8 @@ func (s *MemStore) Put(ctx context.Context, e Entry, limit int, ttl time.Duratio
 	p.slots = append(p.slots, me)
 	p.byID[e.ID] = me
 	me.elem = p.lru.PushFront(me)
-	return nil
+	p.total.Add(1)
+	return true, nil
 }
 
 func (p *memPart) remove(me *memEntry) {
@@ -335,6 +432,7 @@ func (p *memPart) remove(me *memEntry) {
 	delete(p.byID, me.e.ID)
 	p.unkey(me)
 	p.lru.Remove(me.elem)
+	p.total.Add(-1)
 }
 
 // unkey takes me out of p.byKey.
@@ -364,6 +462,11 @@ func (s *MemStore) Touch(ctx context.Context, partition, id string) error {
 	if p == nil {
 		return nil
 	}
+	s.mu.Lock()
+	if s.parts[partition] == p {
+		s.plru.MoveToFront(p.elem) // a hit: the partition is in use
+	}
+	s.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if me := p.byID[id]; me != nil {
@@ -412,6 +515,19 @@ func (s *MemStore) Sweep(now time.Time) int {
 					n++
 				}
 			}
+		}
+		p.mu.Unlock()
+	}
+	// Partitions left empty go; one written to meanwhile stays.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range parts {
+		if s.parts[p.name] != p || !p.mu.TryLock() {
+			continue
+		}
+		if len(p.slots) == 0 {
+			p.dropped = true
+			s.drop(p)
 		}
 		p.mu.Unlock()
 	}
