@@ -99,15 +99,18 @@ Each tenant's policy (costctl policy set) applies within a second:
                        or a seed; or header x-costctl-cache: force), in
                        memory for --cache-ttl; a hit costs $0 and records
                        what it avoided
-  --semantic-cache on  deterministic chat completions and messages that miss
-                       the exact cache are embedded (--embed-upstream,
+  --semantic-cache on  deterministic chat completions, messages and responses
+                       that miss the exact cache are answered from an
+                       earlier request of the same tenant, model and
+                       everything but the last user message when the two
+                       last user messages agree on numbers, negations and
+                       word order and are --similarity alike (header
+                       x-costctl-cache: semantic, x-costctl-similarity);
+                       only a request that agrees with a stored one is
+                       embedded before its call (--embed-upstream,
                        --embed-model; a ledger row, metric
-                       semantic-cache:embed) and answered from an earlier
-                       request of the same tenant, model and everything but
-                       the last user message when the two last user messages
-                       are --similarity alike and agree on numbers,
-                       negations and word order (header x-costctl-cache:
-                       semantic, x-costctl-similarity); in this process's
+                       semantic-cache:embed), the others after their answer,
+                       to be stored; in this process's
                        memory (in Redis with --redis; in the ledger, shared
                        by every proxy on it, with --semantic-store ledger),
                        at most --semantic-max-entries per partition (and
