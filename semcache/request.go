@@ -195,18 +195,11 @@ func content(v any) (text string, parts []any, err error) {
 				return "", nil, fmt.Errorf("content part %d is not an object", i)
 			}
 			if obj["type"] == "text" {
-				s, ok := obj["text"].(string)
-				if !ok {
-					return "", nil, fmt.Errorf("content part %d: text is not a string", i)
+				s, shape, err := textPart(obj, i)
+				if err != nil {
+					return "", nil, err
 				}
-				texts = append(texts, s)
-				shape := map[string]any{}
-				for k, v := range obj {
-					if k != "text" {
-						shape[k] = v
-					}
-				}
-				parts = append(parts, shape)
+				texts, parts = append(texts, s), append(parts, shape)
 				continue
 			}
 			parts = append(parts, obj)
@@ -214,6 +207,22 @@ func content(v any) (text string, parts []any, err error) {
 		return strings.Join(texts, "\n"), parts, nil
 	}
 	return "", nil, errors.New("content is neither a string nor an array of parts")
+}
+
+// textPart is text content part i's text and its shape (the part without
+// its text, which stays in the partition).
+func textPart(obj map[string]any, i int) (string, map[string]any, error) {
+	s, ok := obj["text"].(string)
+	if !ok {
+		return "", nil, fmt.Errorf("content part %d: text is not a string", i)
+	}
+	shape := map[string]any{}
+	for k, v := range obj {
+		if k != "text" {
+			shape[k] = v
+		}
+	}
+	return s, shape, nil
 }
 
 // message builds a Message from a decoded message object.
@@ -528,18 +537,11 @@ func responsesContent(v any) (text string, parts []any, plain bool, err error) {
 			}
 			switch obj["type"] {
 			case "input_text", "output_text":
-				s, ok := obj["text"].(string)
-				if !ok {
-					return "", nil, false, fmt.Errorf("content part %d: text is not a string", i)
+				s, shape, err := textPart(obj, i)
+				if err != nil {
+					return "", nil, false, err
 				}
-				texts = append(texts, s)
-				shape := map[string]any{}
-				for k, v := range obj {
-					if k != "text" {
-						shape[k] = v
-					}
-				}
-				parts = append(parts, shape)
+				texts, parts = append(texts, s), append(parts, shape)
 				plain = plain && obj["type"] == "input_text"
 			default:
 				parts = append(parts, obj)
