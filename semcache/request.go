@@ -297,19 +297,13 @@ func rest(obj map[string]any, skip ...string) ([]byte, error) {
 	return canonical(r)
 }
 
-// ParseOpenAI reads an OpenAI chat completions request body into a Request
-// for tenant (force is the x-costctl-cache: force header).
-func ParseOpenAI(body []byte, tenant string, force bool) (*Request, error) {
-	obj, err := decodeObject(body)
-	if err != nil {
-		return nil, err
-	}
-	r := &Request{Tenant: tenant, Force: force}
-	r.Model, _ = obj["model"].(string)
+// messages reads a request's "messages" array.
+func messages(obj map[string]any) ([]Message, error) {
 	msgs, ok := obj["messages"].([]any)
 	if !ok {
 		return nil, errors.New("request has no messages array")
 	}
+	out := make([]Message, 0, len(msgs))
 	for i, m := range msgs {
 		mo, ok := m.(map[string]any)
 		if !ok {
@@ -319,7 +313,22 @@ func ParseOpenAI(body []byte, tenant string, force bool) (*Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.Messages = append(r.Messages, msg)
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// ParseOpenAI reads an OpenAI chat completions request body into a Request
+// for tenant (force is the x-costctl-cache: force header).
+func ParseOpenAI(body []byte, tenant string, force bool) (*Request, error) {
+	obj, err := decodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	r := &Request{Tenant: tenant, Force: force}
+	r.Model, _ = obj["model"].(string)
+	if r.Messages, err = messages(obj); err != nil {
+		return nil, err
 	}
 	if r.Temperature, err = temperature(obj); err != nil {
 		return nil, err
@@ -352,24 +361,16 @@ func ParseAnthropic(body []byte, tenant string, force bool) (*Request, error) {
 		}
 		r.Messages = append(r.Messages, m)
 	}
-	msgs, ok := obj["messages"].([]any)
-	if !ok {
-		return nil, errors.New("request has no messages array")
+	msgs, err := messages(obj)
+	if err != nil {
+		return nil, err
 	}
-	for i, m := range msgs {
-		mo, ok := m.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("message %d is not an object", i)
-		}
-		msg, err := message(mo, i)
-		if err != nil {
-			return nil, err
-		}
+	for i, msg := range msgs {
 		if msg.Role == "system" {
 			return nil, fmt.Errorf("message %d: role system is not a Messages API role", i)
 		}
-		r.Messages = append(r.Messages, msg)
 	}
+	r.Messages = append(r.Messages, msgs...)
 	if r.Temperature, err = temperature(obj); err != nil {
 		return nil, err
 	}
