@@ -23,8 +23,10 @@ import (
 // The semantic cache (issue 16), per tenant (policy --semantic-cache on).
 //
 // A chat completion, message or response that is eligible (semcache.Eligible:
-// temperature 0, or x-costctl-cache: force) and missed the exact cache has
-// its last user message embedded through an OpenAI-compatible
+// temperature 0, or x-costctl-cache: force) and missed the exact cache is
+// first probed by its lexical key (semcache.Cache.Holds): when no entry of
+// its partition shares it, it is a miss with no embedding. Otherwise its
+// last user message is embedded through an OpenAI-compatible
 // /v1/embeddings upstream (Config.EmbedUpstream, the OpenAI upstream's key);
 // the embedding call is a ledger row of its own (metric
 // ledger.MetricEmbed, the embedding model, its exact cost). A failed
@@ -37,7 +39,8 @@ import (
 // x-costctl-similarity, and is a ledger row with CacheHit and Semantic,
 // cost 0 and the avoided cost. A miss is forwarded and, when its answer is
 // complete and has usage, stored (the same entry the exact cache keeps),
-// after the client has it.
+// after the client has it; a miss not embedded before its call is embedded
+// then, in the background.
 //
 // Budgets: the calls made on a tenant's behalf (the embedding, a
 // verification, a verify judge's question) reserve their worst case like

@@ -80,13 +80,15 @@ func EntryID(partition, text string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// MemStore is an in-process Store. Each partition keeps its vectors in
-// chunks of vecChunk entries (a Put never copies the vectors already held),
-// a 512-bit SimHash signature per entry in two more slices (its halves),
-// each entry's expiry in another, and a list in recency order. A lookup in a large partition scans the signatures
-// by Hamming distance and computes the exact cosine similarity only for the
-// nearest few (see index.go): it may miss an entry, never returns one below
-// minSim. Safe for concurrent use.
+// MemStore is an in-process Store and KeyedStore. Each partition keeps its
+// vectors in chunks of vecChunk entries (a Put never copies the vectors
+// already held), each entry's 512-bit SimHash signature in three slices (its
+// first word, first half and second half), each entry's expiry in another,
+// its entries by lexical key, and a list in recency order. A keyed lookup
+// ranks only the entries with the key; a lookup in a whole large partition
+// scans the signatures by Hamming distance and computes the exact cosine
+// similarity only for the nearest few (see index.go): it may miss an entry,
+// never returns one below minSim. Safe for concurrent use.
 //
 // MaxEntries, when set, bounds the entries of all partitions together:
 // beyond it the least recently used partitions (by their last Put or hit)
