@@ -22,15 +22,17 @@ import (
 // unit vectors at angle θ differ in each bit with probability θ/π, so their
 // Hamming distance over k bits is about Binomial(k, θ/π).
 //
-// A lookup at minSim scans the first 256 bits of every signature and drops
-// an entry beyond the 256-bit bound; the few left are measured on all 512
-// bits against the 512-bit bound (each bound is passed by a vector exactly
-// at minSim except with probability prefilterTail/2). The prefilterK
-// nearest of those are ranked by their exact cosine similarity on the
-// stored float32 vector. Two stages because one 256-bit pass is cheap but
-// loose (at minSim 0.95 its bound lets through about 9% of a partition whose
-// entries are 0.67 similar to the query), while 512 bits separate 0.95 from
-// 0.67 by about 8 standard deviations (about 1 in 100,000 passes).
+// A lookup at minSim scans the first 64 bits of every signature (kept in a
+// slice of their own: 8 bytes an entry) and drops an entry beyond the
+// 64-bit bound, which unrelated entries mostly are; the rest are measured on
+// the first 256 bits, then on all 512, each against its bound (each bound is
+// passed by a vector exactly at minSim except with probability
+// prefilterTail/3). The prefilterK nearest of those are ranked by their
+// exact cosine similarity on the stored float32 vector. Several stages
+// because a short pass is cheap but loose (at minSim 0.95 the 256-bit bound
+// lets through about 9% of a partition whose entries are 0.67 similar to
+// the query), while 512 bits separate 0.95 from 0.67 by about 8 standard
+// deviations (about 1 in 100,000 passes).
 //
 // The prefilter can only MISS an entry (the request then goes upstream); it
 // never lets a candidate below minSim through, since every candidate's
